@@ -1,0 +1,32 @@
+"""`whisper-eas`: convert, evaluate, search, export, validate and benchmark."""
+
+from __future__ import annotations
+
+import click
+
+from whisper_eas.cli.common import quiet_libraries
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="whisper-eas")
+def cli() -> None:
+    """Faster Whisper by early attentive sparsification of the encoder."""
+    quiet_libraries()
+
+
+def _register() -> None:
+    from whisper_eas.cli import convert_cmd, eval_cmd
+
+    for module in (convert_cmd, eval_cmd):
+        cli.add_command(module.command)
+
+
+_register()
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

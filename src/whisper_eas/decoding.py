@@ -1,0 +1,330 @@
+"""Backend-agnostic Whisper decoding: prompts, logit rules, greedy/sampling and beam search.
+
+Follows openai/whisper's `decoding.py` (same suppression and timestamp rules, same ranking), but
+drives any runner through a small session interface: `step(tokens) -> logits` over a KV cache,
+and `reorder(index)` for beam search. The same code therefore decodes on PyTorch, ONNX Runtime
+and TensorRT, which is what makes their transcripts comparable token for token.
+"""
+
+from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass, field, replace
+from typing import Protocol, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from whisper_eas.tokenizer import WhisperTokenizer
+
+N_TEXT_CTX = 448
+
+
+class DecoderSession(Protocol):
+    """A KV-cached decoder for one batch of encoded windows."""
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Feed new tokens [B, n]; return logits [B, n, vocab]."""
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Reorder the batch rows of the cache (beam search)."""
+
+
+@dataclass(frozen=True)
+class DecodingOptions:
+    """How to decode one 30 s window. Frozen: verified once in `check()`."""
+
+    task: str = "transcribe"
+    language: str | None = None  # None: English for .en models, detected for multilingual ones
+    temperature: float = 0.0
+    beam_size: int | None = None  # None or 1: greedy (or sampling when temperature > 0)
+    patience: float | None = None
+    length_penalty: float | None = None
+    sample_len: int | None = None  # most tokens to sample (default: half the text context)
+    without_timestamps: bool = True
+    max_initial_timestamp: float | None = 1.0
+    suppress_blank: bool = True
+    suppress_tokens: tuple[int, ...] | None = None  # None: Whisper's non-speech symbols
+    prompt: tuple[int, ...] | None = None  # previous text tokens (conditioning)
+
+    def check(self) -> None:
+        if self.task not in ("transcribe", "translate"):
+            raise ValueError(f"task must be transcribe or translate, got {self.task!r}")
+        if self.beam_size is not None and self.beam_size < 1:
+            raise ValueError(f"beam_size must be >= 1, got {self.beam_size}")
+        if self.beam_size not in (None, 1) and self.temperature > 0:
+            raise ValueError("beam search is deterministic; use temperature 0 with beam_size > 1")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if self.patience is not None and self.beam_size in (None, 1):
+            raise ValueError("patience needs beam_size > 1")
+
+
+@dataclass
+class DecodingResult:
+    """One window's decoded tokens and the quality signals the fallback rules use."""
+
+    tokens: list[int]
+    text: str
+    avg_logprob: float
+    no_speech_prob: float
+    compression_ratio: float
+    temperature: float
+    language: str | None = None
+    sum_logprob: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+def compression_ratio(text: str) -> float:
+    """Bytes over gzip'd bytes: loops of repeated text compress well and score high."""
+    raw = text.encode("utf-8")
+    return len(raw) / len(gzip.compress(raw)) if raw else 0.0
+
+
+def suppressed_tokens(tokenizer: WhisperTokenizer, options: DecodingOptions) -> list[int]:
+    base = list(options.suppress_tokens) if options.suppress_tokens is not None else tokenizer.non_speech_tokens()
+    base += [tokenizer.transcribe, tokenizer.translate, tokenizer.sot, tokenizer.sot_prev, tokenizer.sot_lm]
+    if tokenizer.no_speech is not None:
+        base.append(tokenizer.no_speech)
+    return sorted(set(base))
+
+
+class LogitRules:
+    """Token suppression and timestamp grammar applied to each step's last-position logits."""
+
+    def __init__(self, tokenizer: WhisperTokenizer, options: DecodingOptions, sample_begin: int):
+        self.tok, self.options, self.sample_begin = tokenizer, options, sample_begin
+        self.suppress = torch.tensor(suppressed_tokens(tokenizer, options))
+        self.blank = torch.tensor(tokenizer.encode(" ") + [tokenizer.eot])
+        self.max_initial = None
+        if options.max_initial_timestamp is not None and not options.without_timestamps:
+            self.max_initial = round(options.max_initial_timestamp / 0.02)
+
+    def __call__(self, logits: torch.Tensor, tokens: torch.Tensor) -> None:
+        """Modify `logits` [B, V] in place given the tokens so far [B, t]."""
+        logits[:, self.suppress.to(logits.device)] = -torch.inf
+        if self.options.suppress_blank and tokens.shape[1] == self.sample_begin:
+            logits[:, self.blank.to(logits.device)] = -torch.inf
+        if not self.options.without_timestamps:
+            self._timestamp_rules(logits, tokens)
+
+    def _timestamp_rules(self, logits: torch.Tensor, tokens: torch.Tensor) -> None:
+        ts_begin, eot = self.tok.timestamp_begin, self.tok.eot
+        logits[:, self.tok.no_timestamps] = -torch.inf
+        for k in range(tokens.shape[0]):
+            sampled = tokens[k, self.sample_begin :]
+            seq = sampled.tolist()
+            last_was_ts = len(seq) >= 1 and seq[-1] >= ts_begin
+            penultimate_was_ts = len(seq) < 2 or seq[-2] >= ts_begin
+            if last_was_ts:
+                if penultimate_was_ts:  # a pair closed: text must follow
+                    logits[k, ts_begin:] = -torch.inf
+                else:  # a timestamp must pair up or end
+                    logits[k, :eot] = -torch.inf
+            stamps = sampled[sampled.ge(ts_begin)]
+            if stamps.numel() > 0:  # timestamps never go backwards
+                last = stamps[-1] if last_was_ts and not penultimate_was_ts else stamps[-1] + 1
+                logits[k, ts_begin:last] = -torch.inf
+        if tokens.shape[1] == self.sample_begin:
+            logits[:, :ts_begin] = -torch.inf
+            if self.max_initial is not None:
+                logits[:, ts_begin + self.max_initial + 1 :] = -torch.inf
+        logprobs = F.log_softmax(logits.float(), dim=-1)
+        ts_logprob = logprobs[:, ts_begin:].logsumexp(dim=-1)
+        text_max = logprobs[:, :ts_begin].max(dim=-1).values
+        logits[ts_logprob > text_max, :ts_begin] = -torch.inf
+
+
+class GreedyDecoder:
+    """Argmax at temperature 0, else sampling from softmax(logits / T)."""
+
+    def __init__(self, temperature: float, eot: int, generator: torch.Generator | None = None):
+        self.temperature, self.eot, self.generator = temperature, eot, generator
+
+    def update(self, tokens, logits, sum_logprobs):
+        if self.temperature == 0:
+            next_tokens = logits.argmax(dim=-1)
+        else:
+            probs = F.softmax(logits.float() / self.temperature, dim=-1)
+            next_tokens = torch.multinomial(probs.cpu(), 1, generator=self.generator).squeeze(-1).to(logits.device)
+        logprobs = F.log_softmax(logits.float(), dim=-1)
+        current = logprobs[torch.arange(logprobs.shape[0], device=logits.device), next_tokens]
+        sum_logprobs += current * (tokens[:, -1] != self.eot)
+        next_tokens[tokens[:, -1] == self.eot] = self.eot
+        tokens = torch.cat([tokens, next_tokens[:, None]], dim=-1)
+        return tokens, bool((tokens[:, -1] == self.eot).all()), None
+
+    def finalize(self, tokens, sum_logprobs):
+        tokens = F.pad(tokens, (0, 1), value=self.eot)
+        return [[t] for t in tokens], [[s] for s in sum_logprobs.tolist()]
+
+
+class BeamSearchDecoder:
+    """openai/whisper's beam search with patience; finished sequences are collected per audio."""
+
+    def __init__(self, beam_size: int, eot: int, patience: float | None = None):
+        self.beam_size, self.eot = beam_size, eot
+        self.patience = patience or 1.0
+        self.max_candidates = round(beam_size * self.patience)
+        self.finished: list[dict] | None = None
+
+    def update(self, tokens, logits, sum_logprobs):
+        n_audio = tokens.shape[0] // self.beam_size
+        if self.finished is None:
+            self.finished = [{} for _ in range(n_audio)]
+        logprobs = F.log_softmax(logits.float(), dim=-1)
+        next_tokens, source, finished_sequences = [], [], []
+        for i in range(n_audio):
+            scores, sources, finished = {}, {}, {}
+            for j in range(self.beam_size):
+                idx = i * self.beam_size + j
+                prefix = tokens[idx].tolist()
+                top = logprobs[idx].topk(self.beam_size + 1)
+                for logprob, token in zip(top.values.tolist(), top.indices.tolist()):
+                    sequence = tuple(prefix + [token])
+                    scores[sequence] = sum_logprobs[idx].item() + logprob
+                    sources[sequence] = idx
+            saved = 0
+            for sequence in sorted(scores, key=scores.get, reverse=True):
+                if sequence[-1] == self.eot:
+                    finished[sequence] = scores[sequence]
+                else:
+                    sum_logprobs[len(next_tokens)] = scores[sequence]
+                    next_tokens.append(sequence)
+                    source.append(sources[sequence])
+                    saved += 1
+                    if saved == self.beam_size:
+                        break
+            finished_sequences.append(finished)
+        tokens = torch.tensor(next_tokens, device=tokens.device)
+        for previous, new in zip(self.finished, finished_sequences):
+            for seq in sorted(new, key=new.get, reverse=True):
+                if len(previous) >= self.max_candidates:
+                    break
+                previous[seq] = new[seq]
+        completed = all(len(s) >= self.max_candidates for s in self.finished)
+        return tokens, completed, torch.tensor(source, device=tokens.device)
+
+    def finalize(self, tokens, sum_logprobs):
+        sum_list = sum_logprobs.tolist()
+        for i, sequences in enumerate(self.finished or []):
+            if len(sequences) < self.beam_size:  # not enough finished: take the best unfinished
+                for j in sorted(range(self.beam_size), key=lambda j: -sum_list[i * self.beam_size + j]):
+                    seq = tuple(tokens[i * self.beam_size + j].tolist()) + (self.eot,)
+                    sequences[seq] = sum_list[i * self.beam_size + j]
+                    if len(sequences) >= self.beam_size:
+                        break
+        tokens_out = [[torch.tensor(s) for s in seqs] for seqs in self.finished]
+        scores_out = [list(seqs.values()) for seqs in self.finished]
+        return tokens_out, scores_out
+
+
+def _rank(tokens: list[torch.Tensor], sum_logprobs: list[float], length_penalty: float | None) -> int:
+    """Pick the best candidate by length-normalized log probability (openai's ranker)."""
+    best, best_score = 0, -float("inf")
+    for i, (t, logprob) in enumerate(zip(tokens, sum_logprobs)):
+        length = len(t)
+        penalty = length if length_penalty is None else ((5 + length) / 6) ** length_penalty
+        if logprob / penalty > best_score:
+            best, best_score = i, logprob / penalty
+    return best
+
+
+def initial_tokens(tokenizer: WhisperTokenizer, options: DecodingOptions, language: str | None) -> list[int]:
+    tokens = tokenizer.sot_sequence(language or "en", options.task)
+    if options.prompt:
+        tokens = [tokenizer.sot_prev] + list(options.prompt)[-(N_TEXT_CTX // 2 - 1) :] + tokens
+    if options.without_timestamps:
+        tokens.append(tokenizer.no_timestamps)
+    return tokens
+
+
+@torch.inference_mode()
+def decode_batch(
+    session: DecoderSession,
+    batch: int,
+    tokenizer: WhisperTokenizer,
+    options: DecodingOptions,
+    languages: Sequence[str | None] | None = None,
+    device: torch.device | str = "cpu",
+    generator: torch.Generator | None = None,
+) -> list[DecodingResult]:
+    """Decode `batch` encoded windows whose session was opened with `beam_size` rows per window."""
+    options.check()
+    languages = list(languages) if languages is not None else [options.language] * batch
+    prompts = [initial_tokens(tokenizer, options, lang) for lang in languages]
+    if len({len(p) for p in prompts}) != 1:
+        raise ValueError("windows in one batch need prompts of equal length")
+    sample_begin = len(prompts[0])
+    sot_index = prompts[0].index(tokenizer.sot)
+    group = options.beam_size or 1
+    tokens = torch.tensor(prompts, device=device).repeat_interleave(group, dim=0)
+    rules = LogitRules(tokenizer, options, sample_begin)
+    if group > 1:
+        decoder = BeamSearchDecoder(group, tokenizer.eot, options.patience)
+    else:
+        decoder = GreedyDecoder(options.temperature, tokenizer.eot, generator)
+    sample_len = options.sample_len or N_TEXT_CTX // 2
+    sum_logprobs = torch.zeros(tokens.shape[0], device=device)
+
+    logits = session.step(tokens)
+    no_speech_probs = [float("nan")] * batch
+    if tokenizer.no_speech is not None:
+        probs = F.softmax(logits[::group, sot_index].float(), dim=-1)
+        no_speech_probs = probs[:, tokenizer.no_speech].tolist()
+    for _ in range(sample_len):
+        last = logits[:, -1].float()
+        rules(last, tokens)
+        tokens, completed, source = decoder.update(tokens, last, sum_logprobs)
+        if source is not None:
+            session.reorder(source)
+        if completed or tokens.shape[-1] > N_TEXT_CTX:
+            break
+        logits = session.step(tokens[:, -1:])
+
+    candidates, scores = decoder.finalize(tokens, sum_logprobs)
+    return [
+        _result(tokenizer, options, cands, cand_scores, sample_begin, no_speech_probs[i], languages[i])
+        for i, (cands, cand_scores) in enumerate(zip(candidates, scores))
+    ]
+
+
+def _result(tokenizer, options, candidates, scores, sample_begin, no_speech_prob, language) -> DecodingResult:
+    trimmed = []
+    for t in candidates:
+        t = t.tolist()[sample_begin:]
+        trimmed.append(t[: t.index(tokenizer.eot)] if tokenizer.eot in t else t)
+    best = _rank([torch.tensor(t) for t in trimmed], scores, options.length_penalty)
+    tokens, sum_logprob = trimmed[best], scores[best]
+    text = tokenizer.decode(tokens).strip()
+    return DecodingResult(
+        tokens=tokens,
+        text=text,
+        avg_logprob=sum_logprob / (len(tokens) + 1),
+        no_speech_prob=no_speech_prob,
+        compression_ratio=compression_ratio(text),
+        temperature=options.temperature,
+        language=language,
+        sum_logprob=sum_logprob,
+    )
+
+
+@torch.inference_mode()
+def detect_language(session_factory, batch: int, tokenizer: WhisperTokenizer, device="cpu") -> list[tuple[str, dict]]:
+    """Most likely language per window, from the first step's logits over language tokens."""
+    if not tokenizer.multilingual:
+        return [("en", {"en": 1.0})] * batch
+    session = session_factory(1)
+    logits = session.step(torch.full((batch, 1), tokenizer.sot, device=device))[:, 0].float()
+    codes = list(tokenizer.languages)
+    ids = torch.tensor([tokenizer.languages[c] for c in codes], device=logits.device)
+    probs = F.softmax(logits[:, ids], dim=-1)
+    out = []
+    for row in probs:
+        values = dict(zip(codes, row.tolist()))
+        out.append((max(values, key=values.get), values))
+    return out
+
+
+def with_options(options: DecodingOptions, **changes) -> DecodingOptions:
+    return replace(options, **changes)

@@ -1,0 +1,51 @@
+"""Quality guard: spot a sparsified window whose output looks degenerate, so it can be re-run dense.
+
+The thresholds are openai/whisper's fallback thresholds (gzip compression ratio 2.4, average
+log-probability -1.0) plus an explicit repeated n-gram check, which catches short loops that
+do not yet compress well ("much, much, much, much").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from whisper_eas.decoding import DecodingResult
+
+
+@dataclass(frozen=True)
+class GuardOptions:
+    """When a sparsified window's output counts as degenerate."""
+
+    enabled: bool = True
+    compression_ratio_threshold: float | None = 2.4
+    logprob_threshold: float | None = -1.0
+    max_ngram: int = 10  # longest n-gram checked for loops
+    min_repeats: int = 4  # an n-gram repeated this many times in a row...
+    min_loop_tokens: int = 8  # ...and spanning at least this many tokens is a loop
+
+
+def repeated_ngram_loop(tokens: list[int], max_ngram: int = 10, min_repeats: int = 4, min_span: int = 8) -> bool:
+    """True when some n-gram (n <= max_ngram) repeats back to back min_repeats times over min_span tokens."""
+    size = len(tokens)
+    for n in range(1, max_ngram + 1):
+        needed = max(min_repeats, -(-min_span // n))
+        if needed * n > size:
+            break
+        for phase in range(n):  # a loop may start at any offset
+            run = 1
+            for start in range(phase + n, size - n + 1, n):
+                run = run + 1 if tokens[start : start + n] == tokens[start - n : start] else 1
+                if run >= needed:
+                    return True
+    return False
+
+
+def degenerate_reason(result: DecodingResult, guard: GuardOptions) -> str | None:
+    """Why `result` looks degenerate ('compression', 'logprob', 'loop'), or None."""
+    if guard.compression_ratio_threshold is not None and result.compression_ratio > guard.compression_ratio_threshold:
+        return "compression"
+    if guard.logprob_threshold is not None and result.avg_logprob < guard.logprob_threshold:
+        return "logprob"
+    if repeated_ngram_loop(result.tokens, guard.max_ngram, guard.min_repeats, guard.min_loop_tokens):
+        return "loop"
+    return None

@@ -1,0 +1,81 @@
+"""PyTorch backend: the HF model with the sparsification hooks, and the explicit-cache decoder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from whisper_eas.checkpoints.loading import load_whisper
+from whisper_eas.checkpoints.registry import resolve_model
+from whisper_eas.config import PruneConfig
+from whisper_eas.decoder_step import DecoderCrossKV, DecoderStep, empty_self_cache
+from whisper_eas.runners.base import EncodedBatch, Runner
+from whisper_eas.sparsify import sparsified
+from whisper_eas.tokenizer import WhisperTokenizer
+
+
+class TorchDecoderSession:
+    """Self-attention cache grown by concatenation; cross keys/values fixed for the window."""
+
+    def __init__(self, step: DecoderStep, self_kv, cross_kv, cross_mask=None):
+        self.step_module = step
+        self.self_k, self.self_v = self_kv
+        self.cross_k, self.cross_v = cross_kv
+        self.cross_mask = cross_mask
+        self.offset = 0
+
+    @torch.inference_mode()
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        offset = torch.tensor(self.offset, device=tokens.device)
+        logits, self.self_k, self.self_v = self.step_module(
+            tokens, offset, self.self_k, self.self_v, self.cross_k, self.cross_v, self.cross_mask
+        )
+        self.offset += tokens.shape[1]
+        return logits
+
+    def reorder(self, index: torch.Tensor) -> None:
+        self.self_k, self.self_v = self.self_k[:, index], self.self_v[:, index]
+
+
+class TorchRunner(Runner):
+    """Runs a Hugging Face Whisper model (any size) on CPU or CUDA, dense or sparsified."""
+
+    backend = "pytorch"
+
+    def __init__(
+        self,
+        model: str | Path = "tiny.en",
+        prune: PruneConfig | None = None,
+        device: str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        hf_model=None,
+    ):
+        self.model = hf_model if hf_model is not None else load_whisper(model, device=device, dtype=dtype)
+        if prune is not None:
+            prune.check_model(self.model.config.encoder_layers)
+        self.prune, self.device, self.dtype = prune, device, dtype
+        self.model_name = str(model)
+        self.n_mels = self.model.config.num_mel_bins
+        self.tokenizer = WhisperTokenizer.from_file(
+            resolve_model(model) / "tokenizer.json", multilingual=self.model.config.vocab_size >= 51865
+        )
+        self.step_module = DecoderStep(self.model).eval()
+        self.cross_module = DecoderCrossKV(self.model).eval()
+
+    @torch.inference_mode()
+    def encode(self, mel: torch.Tensor, dense: bool = False) -> EncodedBatch:
+        mel = mel.to(self.device, self.dtype)
+        with sparsified(self.model, None if dense else self.prune) as record:
+            hidden = self.model.model.encoder(mel).last_hidden_state
+        kept = record.kept.cpu() if record.kept is not None else None
+        return EncodedBatch(hidden, kept, n_frames=self.model.config.max_source_positions)
+
+    @torch.inference_mode()
+    def decoder(self, encoded: EncodedBatch, group: int = 1) -> TorchDecoderSession:
+        hidden = encoded.hidden
+        if group > 1:
+            hidden = hidden.repeat_interleave(group, dim=0)
+        cross = self.cross_module(hidden)
+        self_kv = empty_self_cache(self.model, hidden.shape[0], hidden.device, hidden.dtype)
+        return TorchDecoderSession(self.step_module, self_kv, cross)

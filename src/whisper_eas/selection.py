@@ -1,0 +1,134 @@
+"""Frame scoring and selection: which encoder frames survive, in time order.
+
+Pure tensor functions built from ops that every runtime has (matmul, softmax, TopK, CumSum,
+Gather, comparisons), so the same code runs in the PyTorch patch, traces into the standard-op ONNX
+prune graph, and runs under CUDA graphs. Shapes: B batch, T frames, D width, K kept.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from whisper_eas.config import PruneConfig
+
+
+def attention_scores(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    n_heads: int,
+    scoring: str = "mean",
+    query_stride: int = 1,
+) -> torch.Tensor:
+    """Attention each frame receives, [B, T], from the layer's query/key projections [B, T, D].
+
+    Only every `query_stride`-th query row is materialized, which keeps the cost of the explicit
+    softmax (the one place attention probabilities exist) a fraction of the fused layer's.
+    """
+    b, t, d = k.shape
+    head_dim = d // n_heads
+    q = q[:, ::query_stride] * head_dim**-0.5
+    qh = q.reshape(b, -1, n_heads, head_dim).transpose(1, 2)  # [B, H, Tq, Dh]
+    kh = k.reshape(b, t, n_heads, head_dim).transpose(1, 2)  # [B, H, T, Dh]
+    probs = torch.softmax(qh @ kh.transpose(-1, -2), dim=-1)  # [B, H, Tq, T]
+    if scoring == "mean_noself":
+        tq = probs.shape[-2]
+        rows = torch.arange(tq, device=q.device)
+        self_mask = torch.zeros(tq, t, dtype=probs.dtype, device=q.device)
+        self_mask[rows, rows * query_stride] = 1.0
+        probs = probs * (1.0 - self_mask)
+    per_head = probs.mean(dim=-2)  # [B, H, T]
+    if scoring == "max_head":
+        per_head = per_head / per_head.sum(dim=-1, keepdim=True)
+        return per_head.amax(dim=1)
+    return per_head.mean(dim=1)
+
+
+def adaptive_keep_counts(scores: torch.Tensor, config: PruneConfig) -> torch.Tensor:
+    """Per sample, the fewest frames whose scores hold `mass` of the total, clamped to bounds. [B]"""
+    t = scores.shape[-1]
+    ordered = torch.sort(scores, dim=-1, descending=True).values
+    share = torch.cumsum(ordered, dim=-1) / ordered.sum(dim=-1, keepdim=True)
+    counts = (share < config.mass).sum(dim=-1) + 1
+    low = max(1, int(round(config.min_keep * t)))
+    high = max(low, int(round(config.max_keep * t)))
+    return counts.clamp(low, high)
+
+
+def _uniform_indices(b: int, t: int, k: int, device: torch.device) -> torch.Tensor:
+    """Centred stride: frame floor((j + 0.5) * T / K) for j in 0..K-1."""
+    idx = ((torch.arange(k, device=device, dtype=torch.float64) + 0.5) * (t / k)).floor().long()
+    return idx.clamp_(0, t - 1).unsqueeze(0).expand(b, k)
+
+
+def _coverage_marks(scores: torch.Tensor, counts: torch.Tensor, uniform_floor: float) -> torch.Tensor:
+    """1.0 for frames that receive a quantile of the attention+uniform density, else 0.0. [B, T]
+
+    The density mixes the normalized attention with a uniform floor; `counts[b]` targets sit at
+    equal quantiles of it. A frame whose density spans several targets is marked once; the unused
+    budget goes to the best-scored unmarked frames in `select_indices`.
+    """
+    t = scores.shape[-1]
+    attention = scores / scores.sum(dim=-1, keepdim=True)
+    density = uniform_floor / t + (1.0 - uniform_floor) * attention
+    cdf = torch.cumsum(density.double(), dim=-1)
+    cdf = cdf / cdf[:, -1:]
+    k = counts.to(torch.float64).unsqueeze(-1)
+    reached = torch.floor(cdf * k + 0.5)  # targets (j + 0.5) / K at or below cdf_t
+    before = torch.cat([torch.zeros_like(reached[:, :1]), reached[:, :-1]], dim=-1)
+    return (reached > before).to(scores.dtype)
+
+
+def select_indices(scores: torch.Tensor | None, config: PruneConfig, b: int, t: int, device) -> torch.Tensor:
+    """Indices of kept frames, ascending (time order), [B, K].
+
+    Fixed ratios keep K = round(keep_ratio * T). Adaptive configs keep a per-sample count; a batch
+    keeps its largest count for every sample (the extra frames are the next best by the strategy).
+    """
+    if config.adaptive:
+        counts = adaptive_keep_counts(scores, config)
+        k = int(counts.max())
+    else:
+        k = config.keep_count(t)
+        counts = torch.full((b,), k, device=device, dtype=torch.long)
+    if config.strategy == "uniform":
+        return _uniform_indices(b, t, k, device)
+    if config.strategy == "truncate":
+        return torch.arange(k, device=device).unsqueeze(0).expand(b, k)
+    ranking = scores / scores.amax(dim=-1, keepdim=True).clamp_min(1e-30)  # in [0, 1]
+    if config.strategy == "coverage":
+        ranking = ranking + 2.0 * _coverage_marks(scores, counts, config.uniform_floor)
+    top = torch.topk(ranking, k, dim=-1).indices
+    return torch.sort(top, dim=-1).values
+
+
+def gather_frames(hidden: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """hidden [B, T, D] at idx [B, K] -> [B, K, D]."""
+    return torch.gather(hidden, 1, idx.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
+
+
+def merge_frames(hidden: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Each kept frame becomes the mean of the frames nearest to it in time (its Voronoi cell).
+
+    No frame's content vanishes; the kept frame's own position embedding stays dominant because
+    its neighbours carry nearly the same position.
+    """
+    b, t, d = hidden.shape
+    pos = idx.to(hidden.dtype)
+    bounds = (pos[:, 1:] + pos[:, :-1]) / 2  # [B, K-1] cell boundaries
+    frames = torch.arange(t, device=hidden.device, dtype=hidden.dtype)
+    cell = (frames.view(1, t, 1) > bounds.unsqueeze(1)).sum(dim=-1)  # [B, T] cell of each frame
+    sums = torch.zeros(b, idx.shape[1], d, dtype=hidden.dtype, device=hidden.device)
+    sums = sums.scatter_add(1, cell.unsqueeze(-1).expand(-1, -1, d), hidden)
+    sizes = torch.zeros(b, idx.shape[1], dtype=hidden.dtype, device=hidden.device)
+    sizes = sizes.scatter_add(1, cell, torch.ones_like(cell, dtype=hidden.dtype))
+    return sums / sizes.unsqueeze(-1)
+
+
+def prune_hidden(
+    hidden: torch.Tensor, scores: torch.Tensor | None, config: PruneConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Apply a config's selection: (kept hidden [B, K, D], kept frame indices [B, K])."""
+    b, t, _ = hidden.shape
+    idx = select_indices(scores, config, b, t, hidden.device)
+    kept = merge_frames(hidden, idx) if config.merge else gather_frames(hidden, idx)
+    return kept, idx

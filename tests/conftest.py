@@ -1,0 +1,60 @@
+"""Shared fixtures: real embedded weights (converted once per session) and real dev audio."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).parent / "data"
+AUDIO = DATA / "audio"
+
+
+def pytest_configure(config):
+    # One model cache per test session unless the caller pinned one (CI reuses it across steps).
+    os.environ.setdefault("WHISPER_EAS_HOME", str(Path(__file__).parent.parent / ".cache" / "whisper-eas"))
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def pytest_collection_modifyitems(config, items):
+    have_trt = importlib.util.find_spec("tensorrt") is not None
+    have_cuda = False
+    try:
+        import torch
+
+        have_cuda = torch.cuda.is_available()
+    except ImportError:  # pragma: no cover
+        pass
+    for item in items:
+        if "requires_tensorrt" in item.keywords and not (have_trt and have_cuda):
+            item.add_marker(pytest.mark.skip(reason="TensorRT and an NVIDIA GPU are not available here"))
+        if "requires_cuda" in item.keywords and not have_cuda:
+            item.add_marker(pytest.mark.skip(reason="no CUDA GPU here"))
+
+
+@pytest.fixture(scope="session")
+def tiny_runner():
+    from whisper_eas.runners.torch_runner import TorchRunner
+
+    return TorchRunner("tiny.en")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_runner):
+    return tiny_runner.model
+
+
+@pytest.fixture(scope="session")
+def dev_mels():
+    """Log-mel windows [4, 80, 3000] of four real utterances, and their reference texts."""
+    import torch
+
+    from whisper_eas.audio import load_audio
+    from whisper_eas.evaluation.manifest import read_manifest
+    from whisper_eas.features import window_features
+
+    utts = read_manifest(DATA / "manifest.tsv")[:4]
+    return torch.stack([window_features(load_audio(u.path)) for u in utts]), [u.text for u in utts]

@@ -1,0 +1,58 @@
+"""Frame selection strategies: counts, order, coverage, adaptive bounds, merging."""
+
+from __future__ import annotations
+
+import torch
+
+from whisper_eas.config import PruneConfig
+from whisper_eas.selection import adaptive_keep_counts, merge_frames, select_indices
+
+
+def _peaky_scores(b=2, t=1500):
+    g = torch.Generator().manual_seed(0)
+    scores = torch.rand(b, t, generator=g) * 0.1
+    scores[:, 100:300] += 5.0  # attention piles onto one stretch
+    return scores
+
+
+def test_every_strategy_keeps_k_unique_frames_in_order():
+    scores = _peaky_scores()
+    for strategy in ("attentive", "uniform", "truncate", "coverage"):
+        idx = select_indices(scores, PruneConfig(layer=1, keep_ratio=0.3, strategy=strategy), 2, 1500, "cpu")
+        assert idx.shape == (2, 450), strategy
+        assert bool((idx[:, 1:] > idx[:, :-1]).all()), strategy
+
+
+def _largest_hole(idx, t=1500):
+    return int(torch.diff(torch.cat([torch.tensor([-1]), idx, torch.tensor([t])])).max())
+
+
+def test_coverage_keeps_frames_everywhere_while_attentive_leaves_holes():
+    scores = _peaky_scores()
+    attentive = select_indices(scores, PruneConfig(layer=1, keep_ratio=0.1), 2, 1500, "cpu")
+    coverage = select_indices(scores, PruneConfig(layer=1, keep_ratio=0.1, strategy="coverage"), 2, 1500, "cpu")
+    assert _largest_hole(attentive[0]) > 1000  # everything kept sits in the attended stretch
+    assert _largest_hole(coverage[0]) <= 25  # coverage: a frame at least every 25
+    inside = int(((coverage[0] >= 100) & (coverage[0] < 300)).sum())
+    assert inside > 3 * 150 * 200 / 1500  # the attended stretch is sampled far more densely
+
+
+def test_adaptive_counts_follow_attention_mass_within_bounds():
+    flat = torch.ones(1, 1500)
+    peaky = _peaky_scores(1)
+    config = PruneConfig(layer=1, keep_ratio=None, mass=0.9, min_keep=0.05, max_keep=0.8)
+    assert int(adaptive_keep_counts(flat, config)) == 1200  # 0.8 cap (0.9 of flat mass needs 1350)
+    assert int(adaptive_keep_counts(peaky, config)) < 300
+    tight = PruneConfig(layer=1, keep_ratio=None, mass=0.01, min_keep=0.1)
+    assert int(adaptive_keep_counts(peaky, tight)) == 150
+
+
+def test_merge_assigns_every_frame_to_exactly_one_kept_frame():
+    t = 300
+    hidden = torch.eye(t, dtype=torch.float64).unsqueeze(0)  # frame i = one-hot i
+    idx = select_indices(_peaky_scores(1, t), PruneConfig(layer=1, keep_ratio=0.2, strategy="coverage"), 1, t, "cpu")
+    merged = merge_frames(hidden, idx)[0]  # [K, T]: row j = weights of the frames merged into kept frame j
+    assert merged.shape == (60, t)
+    assert bool(((merged > 0).sum(dim=0) == 1).all())  # each frame lands in one cell
+    torch.testing.assert_close(merged.sum(dim=1), torch.ones(60, dtype=torch.float64))  # cells are means
+    assert bool((merged[torch.arange(60), idx[0]] > 0).all())  # a kept frame stays in its own cell
