@@ -96,15 +96,19 @@ class LogitRules:
         self.tok, self.options, self.sample_begin = tokenizer, options, sample_begin
         self.suppress = torch.tensor(suppressed_tokens(tokenizer, options))
         self.blank = torch.tensor(tokenizer.encode(" ") + [tokenizer.eot])
+        self._on_device: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
         self.max_initial = None
         if options.max_initial_timestamp is not None and not options.without_timestamps:
             self.max_initial = round(options.max_initial_timestamp / 0.02)
 
     def __call__(self, logits: torch.Tensor, tokens: torch.Tensor) -> None:
         """Modify `logits` [B, V] in place given the tokens so far [B, t]."""
-        logits[:, self.suppress.to(logits.device)] = -torch.inf
+        if logits.device not in self._on_device:  # one host-to-device copy per decode, not per step
+            self._on_device[logits.device] = (self.suppress.to(logits.device), self.blank.to(logits.device))
+        suppress, blank = self._on_device[logits.device]
+        logits[:, suppress] = -torch.inf
         if self.options.suppress_blank and tokens.shape[1] == self.sample_begin:
-            logits[:, self.blank.to(logits.device)] = -torch.inf
+            logits[:, blank] = -torch.inf
         if not self.options.without_timestamps:
             self._timestamp_rules(logits, tokens)
 
@@ -248,11 +252,17 @@ def decode_batch(
     languages: Sequence[str | None] | None = None,
     device: torch.device | str = "cpu",
     generator: torch.Generator | None = None,
+    previous: Sequence[Sequence[int]] | None = None,
 ) -> list[DecodingResult]:
-    """Decode `batch` encoded windows whose session was opened with `beam_size` rows per window."""
+    """Decode `batch` encoded windows whose session was opened with `beam_size` rows per window.
+
+    `previous` gives each window its own previous-text tokens (long-form batching across files),
+    overriding `options.prompt`; the resulting prompts must still have equal lengths.
+    """
     options.check()
     languages = list(languages) if languages is not None else [options.language] * batch
-    prompts = [initial_tokens(tokenizer, options, lang) for lang in languages]
+    previous = [options.prompt] * batch if previous is None else [tuple(p) or None for p in previous]
+    prompts = [initial_tokens(tokenizer, replace(options, prompt=p), lang) for p, lang in zip(previous, languages)]
     if len({len(p) for p in prompts}) != 1:
         raise ValueError("windows in one batch need prompts of equal length")
     sample_begin = len(prompts[0])

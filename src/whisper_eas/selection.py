@@ -12,6 +12,36 @@ import torch
 from whisper_eas.config import PruneConfig
 
 
+def attention_probs(q: torch.Tensor, k: torch.Tensor, n_heads: int, query_stride: int = 1) -> torch.Tensor:
+    """softmax(q k^T / sqrt(Dh)) per head, [B, H, T / query_stride, T], from projections [B, T, D].
+
+    Scaled as HF Whisper scales (queries before the product), so with `query_stride=1` these are
+    the layer's own attention probabilities (the exported scoring block reuses them).
+    """
+    b, t, d = k.shape
+    head_dim = d // n_heads
+    q = q[:, ::query_stride] * head_dim**-0.5
+    qh = q.reshape(b, -1, n_heads, head_dim).transpose(1, 2)  # [B, H, Tq, Dh]
+    kh = k.reshape(b, t, n_heads, head_dim).transpose(1, 2)  # [B, H, T, Dh]
+    return torch.softmax(qh @ kh.transpose(-1, -2), dim=-1)
+
+
+def scores_from_probs(probs: torch.Tensor, scoring: str = "mean", query_stride: int = 1) -> torch.Tensor:
+    """Attention each frame receives, [B, T], from probabilities [B, H, Tq, T] (query rows strided)."""
+    t = probs.shape[-1]
+    if scoring == "mean_noself":
+        tq = probs.shape[-2]
+        rows = torch.arange(tq, device=probs.device)
+        self_mask = torch.zeros(tq, t, dtype=probs.dtype, device=probs.device)
+        self_mask[rows, rows * query_stride] = 1.0
+        probs = probs * (1.0 - self_mask)
+    per_head = probs.mean(dim=-2)  # [B, H, T]
+    if scoring == "max_head":
+        per_head = per_head / per_head.sum(dim=-1, keepdim=True)
+        return per_head.amax(dim=1)
+    return per_head.mean(dim=1)
+
+
 def attention_scores(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -24,30 +54,20 @@ def attention_scores(
     Only every `query_stride`-th query row is materialized, which keeps the cost of the explicit
     softmax (the one place attention probabilities exist) a fraction of the fused layer's.
     """
-    b, t, d = k.shape
-    head_dim = d // n_heads
-    q = q[:, ::query_stride] * head_dim**-0.5
-    qh = q.reshape(b, -1, n_heads, head_dim).transpose(1, 2)  # [B, H, Tq, Dh]
-    kh = k.reshape(b, t, n_heads, head_dim).transpose(1, 2)  # [B, H, T, Dh]
-    probs = torch.softmax(qh @ kh.transpose(-1, -2), dim=-1)  # [B, H, Tq, T]
-    if scoring == "mean_noself":
-        tq = probs.shape[-2]
-        rows = torch.arange(tq, device=q.device)
-        self_mask = torch.zeros(tq, t, dtype=probs.dtype, device=q.device)
-        self_mask[rows, rows * query_stride] = 1.0
-        probs = probs * (1.0 - self_mask)
-    per_head = probs.mean(dim=-2)  # [B, H, T]
-    if scoring == "max_head":
-        per_head = per_head / per_head.sum(dim=-1, keepdim=True)
-        return per_head.amax(dim=1)
-    return per_head.mean(dim=1)
+    return scores_from_probs(attention_probs(q, k, n_heads, query_stride), scoring, query_stride)
 
 
 def adaptive_keep_counts(scores: torch.Tensor, config: PruneConfig) -> torch.Tensor:
-    """Per sample, the fewest frames whose scores hold `mass` of the total, clamped to bounds. [B]"""
-    t = scores.shape[-1]
+    """Per window, the fewest frames holding `mass` of the attention above the window's median. [B]
+
+    Raw attention is diffuse: padding and silence frames each receive little, but together most
+    of it, so a plain mass rule keeps nearly every frame. Measured above the median frame's level,
+    such background frames hold no mass, and the count follows how much of the window is speech.
+    """
+    t = int(scores.shape[-1])  # static (1500) in exported graphs too
     ordered = torch.sort(scores, dim=-1, descending=True).values
-    share = torch.cumsum(ordered, dim=-1) / ordered.sum(dim=-1, keepdim=True)
+    excess = (ordered - ordered[:, t // 2 : t // 2 + 1]).clamp_min(0.0)
+    share = torch.cumsum(excess, dim=-1) / excess.sum(dim=-1, keepdim=True).clamp_min(1e-30)
     counts = (share < config.mass).sum(dim=-1) + 1
     low = max(1, int(round(config.min_keep * t)))
     high = max(low, int(round(config.max_keep * t)))
@@ -86,7 +106,8 @@ def select_indices(scores: torch.Tensor | None, config: PruneConfig, b: int, t: 
     """
     if config.adaptive:
         counts = adaptive_keep_counts(scores, config)
-        k = int(counts.max())
+        # traced for ONNX, K stays a tensor so the graph's TopK count follows the input
+        k = counts.max() if torch.jit.is_tracing() else int(counts.max())
     else:
         k = config.keep_count(t)
         counts = torch.full((b,), k, device=device, dtype=torch.long)

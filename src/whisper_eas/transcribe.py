@@ -1,56 +1,46 @@
-"""File-level transcription API: `Transcriber(...).transcribe(path_or_array)`."""
+"""File-level transcription API: `Transcriber(...).transcribe(path_or_array)`.
+
+Long inputs are decoded with openai/whisper's sequential algorithm (`longform.py`): timestamped
+segments, seeking by the last complete segment, conditioning on the previous text, temperature
+fallback and, before it, the quality guard's dense re-run. `transcribe_many` batches windows
+across files (`scheduler.py`); every file's result is the same as when it is transcribed alone.
+"""
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import numpy as np
-import torch
 
-from whisper_eas.audio import SAMPLE_RATE, check_samples, load_audio
+from whisper_eas.audio import check_samples, load_audio
 from whisper_eas.config import PruneConfig
 from whisper_eas.decoding import DecodingOptions
-from whisper_eas.features import N_FRAMES, log_mel, pad_or_trim
 from whisper_eas.guard import GuardOptions
+from whisper_eas.longform import LongformFile, LongformOptions
+from whisper_eas.results import Segment, TranscriptionResult, WindowInfo
 from whisper_eas.runners.base import Runner
-from whisper_eas.windows import decode_windows
+from whisper_eas.scheduler import Finished, run_lockstep
+from whisper_eas.window_decode import decode_requests
+
+AudioInput = str | Path | np.ndarray
 
 
 @dataclass
-class Segment:
-    """A stretch of text with its time span in seconds."""
+class FileOutcome:
+    """One input of `transcribe_many`: its result, or the error that stopped it."""
 
-    start: float
-    end: float
-    text: str
-    tokens: list[int] = field(default_factory=list)
-    avg_logprob: float = 0.0
-    no_speech_prob: float = 0.0
-    compression_ratio: float = 0.0
-    temperature: float = 0.0
-    kept_frames: int = 1500
-    fallback: str | None = None
-
-
-@dataclass
-class TranscriptionResult:
-    """Everything known about one transcribed input."""
-
+    index: int  # position in the inputs
     source: str
-    text: str
-    segments: list[Segment]
-    language: str | None
-    duration_s: float
-    model: str
-    backend: str
-    device: str
-    prune: dict | None
-    timing: dict = field(default_factory=dict)
+    result: TranscriptionResult | None
+    error: Exception | None
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    @property
+    def ok(self) -> bool:
+        return self.error is None
 
 
 class Transcriber:
@@ -62,60 +52,120 @@ class Transcriber:
         options: DecodingOptions | None = None,
         guard: GuardOptions | None = None,
         batch_size: int = 8,
+        longform: LongformOptions | None = None,
     ):
         self.runner = runner
-        self.options = options or DecodingOptions()
+        self.options = options or DecodingOptions(without_timestamps=False)
+        self.options.check()
+        _check_model_fits(runner, self.options)
         self.guard = guard or GuardOptions()
+        self.longform = longform or LongformOptions()
+        self.longform.check()
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size
+        self.backend_reason: str | None = None  # why `backend="auto"` picked this runner
 
     @classmethod
     def from_model(
         cls,
-        model: str = "tiny.en",
+        model: str | Path = "tiny.en",
         prune: PruneConfig | None = None,
         backend: str = "pytorch",
         device: str = "cpu",
+        engine_dir: str | Path | None = None,
+        *,
+        language: str | None = None,
+        task: str = "transcribe",
+        beam_size: int | None = None,
         **kwargs,
     ) -> "Transcriber":
-        from whisper_eas.runners.factory import make_runner
+        """Build the runner (`backend="auto"`: best available) and decode with timestamps."""
+        from whisper_eas.runners.auto import build_runner
 
-        return cls(make_runner(backend=backend, model=model, prune=prune, device=device), **kwargs)
-
-    def transcribe(self, audio: str | Path | np.ndarray) -> TranscriptionResult:
-        """Transcribe one input in consecutive 30 s windows."""
-        start = time.perf_counter()
-        if isinstance(audio, (str, Path)):
-            source, samples = str(audio), load_audio(audio)
-        else:
-            source, samples = "<array>", check_samples("<array>", audio)
-        mel = log_mel(samples, self.runner.n_mels, padding=0)
-        content_frames = mel.shape[-1]
-        windows = [pad_or_trim(mel[:, s : s + N_FRAMES]) for s in range(0, max(content_frames, 1), N_FRAMES)]
-        segments: list[Segment] = []
-        language = self.options.language
-        for first in range(0, len(windows), self.batch_size):
-            batch = torch.stack(windows[first : first + self.batch_size])
-            for offset, window in enumerate(decode_windows(self.runner, batch, self.options, self.guard)):
-                index = first + offset
-                t0 = index * N_FRAMES / 100
-                t1 = min((index + 1) * N_FRAMES / 100, len(samples) / SAMPLE_RATE)
-                r = window.result
-                language = language or r.language
-                segments.append(
-                    Segment(t0, t1, r.text, r.tokens, r.avg_logprob, r.no_speech_prob, r.compression_ratio,
-                            r.temperature, window.kept_frames, window.fallback)
-                )
-        text = " ".join(s.text for s in segments if s.text).strip()
-        info = self.runner.describe()
-        return TranscriptionResult(
-            source=source,
-            text=text,
-            segments=segments,
-            language=language,
-            duration_s=len(samples) / SAMPLE_RATE,
-            model=info["model"],
-            backend=info["backend"],
-            device=info["device"],
-            prune=info["prune"],
-            timing={"wall_s": time.perf_counter() - start},
+        runner, reason = build_runner(backend, model, prune, device, engine_dir)
+        options = kwargs.pop("options", None) or DecodingOptions(
+            task=task, language=language, beam_size=beam_size, without_timestamps=False
         )
+        transcriber = cls(runner, options=options, **kwargs)
+        transcriber.backend_reason = reason
+        return transcriber
+
+    def transcribe(self, audio: AudioInput) -> TranscriptionResult:
+        """Transcribe one file or 16 kHz mono array; raises `AudioError` for unusable audio."""
+        outcome = next(self.transcribe_many([audio]))
+        if outcome.error is not None:
+            raise outcome.error
+        return outcome.result  # type: ignore[return-value]
+
+    def transcribe_many(self, inputs: Iterable[AudioInput]) -> Iterator[FileOutcome]:
+        """Transcribe inputs with windows batched across files; yields each as it finishes."""
+        sources: dict[int, str] = {}
+
+        def jobs():
+            for index, audio in enumerate(inputs):
+                sources[index] = _source(audio)
+                yield index, partial(self._open, audio)
+
+        decode = partial(decode_requests, self.runner, options=self.options, longform=self.longform, guard=self.guard)
+        for finished in run_lockstep(jobs(), decode, self.batch_size):
+            yield self._outcome(finished, sources.pop(finished.key))
+
+    def _open(self, audio: AudioInput) -> LongformFile:
+        source = _source(audio)
+        started = time.perf_counter()
+        samples = load_audio(audio) if isinstance(audio, (str, Path)) else check_samples(source, audio)
+        state = LongformFile.from_samples(
+            source, samples, self.runner.n_mels, self.runner.tokenizer, self.longform,
+            language=self._fixed_language(), initial_prompt=tuple(self.options.prompt or ()),
+        )
+        state.load_s = time.perf_counter() - started  # audio decoding included
+        return state
+
+    def _fixed_language(self) -> str | None:
+        if self.options.language is not None:
+            return self.options.language
+        return None if self.runner.tokenizer.multilingual else "en"
+
+    def _outcome(self, finished: Finished, source: str) -> FileOutcome:
+        if finished.error is not None or finished.state is None:
+            error = finished.error or RuntimeError(f"{source}: no result")
+            return FileOutcome(int(finished.key), source, None, _name_file(error, source))
+        return FileOutcome(int(finished.key), source, self._result(finished.state, finished.wall_s), None)
+
+    def _result(self, state: LongformFile, wall_s: float) -> TranscriptionResult:
+        info = self.runner.describe()
+        timing = {"wall_s": round(wall_s, 4), "load_s": round(state.load_s, 4),
+                  "windows": len(state.windows), "batch_size": self.batch_size}
+        return TranscriptionResult(
+            source=state.source, text=state.text, segments=state.segments, language=state.language,
+            duration_s=state.duration_s, model=info["model"], backend=info["backend"], device=info["device"],
+            prune=info["prune"], windows=state.windows, timing=timing,
+        )
+
+
+def _check_model_fits(runner: Runner, options: DecodingOptions) -> None:
+    """English-only models have no language or task tokens: asking for others would be ignored silently."""
+    if runner.tokenizer.multilingual:
+        return
+    if options.language not in (None, "en"):
+        raise ValueError(f"{runner.model_name} is English-only; language {options.language!r} "
+                         "needs a multilingual model")
+    if options.task != "transcribe":
+        raise ValueError(f"{runner.model_name} is English-only and cannot {options.task}; use a multilingual model")
+
+
+def _source(audio: AudioInput) -> str:
+    return "<array>" if isinstance(audio, np.ndarray) else str(audio)
+
+
+def _name_file(error: Exception, source: str) -> Exception:
+    """Errors from inside decoding get the file's name in front, as `AudioError`s already have."""
+    if source in str(error):
+        return error
+    wrapped = RuntimeError(f"{source}: transcription failed ({type(error).__name__}: {error})")
+    wrapped.__cause__ = error
+    return wrapped
+
+
+__all__ = ["FileOutcome", "Segment", "Transcriber", "TranscriptionResult", "WindowInfo"]

@@ -28,7 +28,7 @@ class WindowResult:
 def _languages(runner: Runner, encoded: EncodedBatch, options: DecodingOptions) -> list[str | None]:
     if options.language is not None or not runner.tokenizer.multilingual:
         return [options.language or "en"] * encoded.batch
-    detected = detect_language(lambda group: runner.decoder(encoded, group), encoded.batch, runner.tokenizer)
+    detected = detect_language(lambda group: runner.decoder(encoded, group), encoded.batch, runner.tokenizer, runner.device)
     return [code for code, _ in detected]
 
 
@@ -38,7 +38,7 @@ def decode_encoded(
     """Decode already-encoded windows (one decoder session, `beam_size` rows per window)."""
     languages = languages or _languages(runner, encoded, options)
     session = runner.decoder(encoded, options.beam_size or 1)
-    return decode_batch(session, encoded.batch, runner.tokenizer, options, languages)
+    return decode_batch(session, encoded.batch, runner.tokenizer, options, languages, device=runner.device)
 
 
 def decode_windows(

@@ -1,4 +1,4 @@
-"""`trt-transcribe`: audio files in, text or JSON out."""
+"""`trt-transcribe`: audio files or folders in; txt, json, srt or vtt out; resumable, batched."""
 
 from __future__ import annotations
 
@@ -8,47 +8,106 @@ from pathlib import Path
 import click
 
 from whisper_eas.cli.common import friendly_errors, model_option, prune_options, quiet_libraries, resolve_prune
-
-FORMATS = ("txt", "json")
+from whisper_eas.cli.inputs import InputFile, discover
+from whisper_eas.cli.progress import Progress, RunStats
+from whisper_eas.outputs import FORMATS, expand_formats, outputs_exist, render, write_outputs
+from whisper_eas.runners.auto import BACKEND_CHOICES
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("inputs", metavar="FILE_OR_DIR...", nargs=-1, required=True, type=click.Path(path_type=Path))
 @model_option
+@click.option("--engine-dir", type=click.Path(path_type=Path), help="ONNX export folder or TensorRT engines.")
+@click.option("--backend", default="auto", show_default=True, type=click.Choice(BACKEND_CHOICES),
+              help="auto: TensorRT with engines and a GPU, else ONNX Runtime with an export, else PyTorch.")
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @prune_options
-@click.option("--backend", default="pytorch", show_default=True, type=click.Choice(["pytorch"]))
-@click.option("--device", default="cpu", show_default=True)
-@click.option("--language", help="Language code (multilingual models; default: detect).")
-@click.option("--beam-size", type=int, help="Beam search width (default: greedy).")
-@click.option("--format", "fmt", default="txt", show_default=True, type=click.Choice(FORMATS))
-@click.option("--output-dir", type=click.Path(path_type=Path), help="Write one output per input here.")
+@click.option("--language", help="Language code (multilingual models; default: detect per file).")
+@click.option("--task", default="transcribe", show_default=True, type=click.Choice(["transcribe", "translate"]))
+@click.option("--beam-size", type=click.IntRange(min=1), help="Beam search width (default: greedy).")
+@click.option("--format", "fmt", default="txt", show_default=True, type=click.Choice(FORMATS + ("all",)))
+@click.option("--output-dir", type=click.Path(path_type=Path), help="Write outputs here (default: print to stdout).")
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1),
+              help="Windows decoded together, across files.")
+@click.option("--overwrite", is_flag=True, help="Redo files whose outputs already exist (default: skip them).")
 @friendly_errors
-def command(files, model, dense, layer, keep_ratio, mass, strategy, scoring, query_stride, merge,
-            backend, device, language, beam_size, fmt, output_dir) -> None:
-    """Transcribe audio FILES with a sparsified Whisper model (default: embedded tiny.en, shipped config)."""
-    from whisper_eas.audio import AudioError
-    from whisper_eas.decoding import DecodingOptions
-    from whisper_eas.outputs import write_outputs
+def command(inputs, model, engine_dir, backend, device, dense, layer, keep_ratio, mass, strategy, scoring,
+            query_stride, merge, language, task, beam_size, fmt, output_dir, batch_size, overwrite) -> None:
+    """Transcribe audio files and folders (default: embedded tiny.en, shipped sparse config, best backend)."""
     from whisper_eas.transcribe import Transcriber
 
+    formats = expand_formats(fmt)
+    if output_dir is None and len(formats) > 1:
+        raise click.UsageError("--format all writes several files: give --output-dir")
+    files = discover(list(inputs))
+    if not files:
+        raise click.UsageError(f"no audio files found in {', '.join(map(str, inputs))}")
+    stats = RunStats()
+    todo = _skip_finished(files, output_dir, formats, overwrite, stats)
+    if not todo:
+        click.echo(stats.summary(), err=True)
+        return
     prune = resolve_prune(model, dense, layer, keep_ratio, mass, strategy, scoring, query_stride, merge)
-    transcriber = Transcriber.from_model(model, prune, backend, device, options=DecodingOptions(language=language, beam_size=beam_size))
-    failed = 0
-    for path in files:
-        try:
-            result = transcriber.transcribe(path)
-        except AudioError as error:
-            failed += 1
-            click.echo(f"error: {error}", err=True)
-            continue
-        if output_dir is None:
-            click.echo(result.text if fmt == "txt" else write_outputs(result, None, (fmt,))["json"])
-        else:
-            for written in write_outputs(result, output_dir, (fmt,)).values():
-                click.echo(f"wrote {written}", err=True)
-    if failed:
-        click.echo(f"{failed} of {len(files)} file(s) failed", err=True)
+    transcriber = Transcriber.from_model(model, prune, backend, device, engine_dir, language=language, task=task,
+                                         beam_size=beam_size, batch_size=batch_size)
+    info = transcriber.runner.describe()
+    click.echo(f"backend: {info['backend']} on {info['device']} ({transcriber.backend_reason}); "
+               f"model {info['model']}, {_prune_label(transcriber)}", err=True)
+    stats.restart()  # the real-time factor counts transcription, not model loading
+    _run(transcriber, todo, output_dir, formats, stats)
+    click.echo(stats.summary(), err=True)
+    if stats.failed:
         sys.exit(1)
+
+
+def _skip_finished(files: list[InputFile], output_dir: Path | None, formats, overwrite: bool,
+                   stats: RunStats) -> list[InputFile]:
+    if output_dir is None or overwrite:
+        return files
+    todo = [f for f in files if not outputs_exist(f.name, output_dir, formats)]
+    stats.skipped = len(files) - len(todo)
+    return todo
+
+
+def _run(transcriber, files: list[InputFile], output_dir: Path | None, formats, stats: RunStats) -> None:
+    """Transcribe with windows batched across files; report and write each file as it finishes."""
+    from whisper_eas.audio import probe_duration
+
+    expected = [probe_duration(f.path) or 0.0 for f in files]
+    progress = Progress(len(files), sum(expected))
+    try:
+        for outcome in transcriber.transcribe_many(f.path for f in files):
+            if outcome.error is not None:
+                stats.failed += 1
+                progress.write(f"error: {outcome.error}")
+                progress.advance(expected[outcome.index])
+                continue
+            result, target = outcome.result, files[outcome.index]
+            progress.advance(result.duration_s)
+            try:
+                _emit(result, target, output_dir, formats, progress)
+            except OSError as error:  # a full or read-only disk fails this file, not the run
+                stats.failed += 1
+                progress.write(f"error: {target.path}: could not write outputs ({error})")
+                continue
+            stats.ok += 1
+            stats.audio_s += result.duration_s
+    finally:
+        progress.close()
+
+
+def _emit(result, target: InputFile, output_dir: Path | None, formats, progress: Progress) -> None:
+    if output_dir is None:
+        click.echo(render(result, formats[0]).rstrip("\n"))
+        return
+    write_outputs(result, output_dir, formats, target.name)
+    suffix = formats[0] if len(formats) == 1 else "{" + ",".join(formats) + "}"
+    progress.write(f"done {target.path} ({result.duration_s:.1f} s audio) -> {output_dir / target.name}.{suffix}")
+
+
+def _prune_label(transcriber) -> str:
+    prune = transcriber.runner.prune
+    return "dense" if prune is None else f"sparse {prune.label()}"
 
 
 def main() -> None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-import jiwer
-
 
 @lru_cache(maxsize=1)
 def _normalizer():
@@ -24,6 +22,8 @@ def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
     n_words = len(ref.split())
     if n_words == 0:
         return len(hyp.split()), 0
+    import jiwer
+
     out = jiwer.process_words(ref, hyp)
     return out.substitutions + out.deletions + out.insertions, n_words
 

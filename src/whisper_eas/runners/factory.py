@@ -7,7 +7,7 @@ from pathlib import Path
 from whisper_eas.config import PruneConfig
 from whisper_eas.runners.base import Runner
 
-BACKENDS = ("pytorch",)
+BACKENDS = ("pytorch", "onnxruntime", "tensorrt")
 
 
 def make_runner(
@@ -17,6 +17,9 @@ def make_runner(
     device: str = "cpu",
     engine_dir: str | Path | None = None,
 ) -> Runner:
+    """A runner for `backend`. ONNX Runtime runs the export folder `engine_dir` (or `model`, when
+    that is an export folder): model and prune config come from its manifest.json. TensorRT runs
+    the engines of such a folder (`whisper-eas export ... --engines`), on the GPU."""
     if backend == "pytorch":
         import torch
 
@@ -24,4 +27,33 @@ def make_runner(
 
         dtype = torch.float16 if device.startswith("cuda") else torch.float32
         return TorchRunner(model, prune=prune, device=device, dtype=dtype)
+    if backend in ("onnxruntime", "ort"):
+        from whisper_eas.runners.ort_runner import OrtRunner
+
+        if engine_dir is None and (Path(str(model)) / "manifest.json").is_file():
+            engine_dir = model
+        if engine_dir is None:
+            raise ValueError("the onnxruntime backend runs an export folder: give engine_dir "
+                             "(whisper-eas export --out DIR)")
+        if device != "cpu":
+            raise ValueError(f"the onnxruntime backend runs on cpu here, not {device!r}")
+        return OrtRunner(engine_dir)
+    if backend == "tensorrt":
+        return _tensorrt_runner(model, device, engine_dir)
     raise ValueError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
+
+
+def _tensorrt_runner(model: str | Path, device: str, engine_dir: str | Path | None) -> Runner:
+    from whisper_eas.engines.deps import require_tensorrt
+    from whisper_eas.engines.manifest import ENGINE_MANIFEST
+    from whisper_eas.runners.trt_runner import TensorRTRunner
+
+    require_tensorrt("the tensorrt backend")
+    if engine_dir is None and (Path(str(model)) / ENGINE_MANIFEST).is_file():
+        engine_dir = model
+    if engine_dir is None:
+        raise ValueError("the tensorrt backend runs an engine folder: give engine_dir "
+                         "(whisper-eas export ... --out DIR --engines)")
+    if not device.startswith("cuda"):
+        raise ValueError(f"the tensorrt backend runs on a CUDA GPU, not {device!r}")
+    return TensorRTRunner(engine_dir, device=device)

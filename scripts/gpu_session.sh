@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The lent-GPU measurements behind docs/benchmarks.md and docs/results.md, in two stages because
+# one call may carry at most 64 MiB (the tiny.en weights alone are 75 MB, so they travel in two
+# halves). Run from the repository root on the GPU machine, with PYTHONPATH=src.
+#   stage 1: synthetic-dims benchmark (random weights, real Whisper dimensions)
+#   stage 2: real tiny.en: FP16 + CUDA graph transcripts of the dev set, and the strategy grid
+# Payload (prepared on the CPU machine, ignored by git): .devrun/{w1,w2,short,full30,whl}.
+set -uo pipefail
+stage=$1
+OUT=${OUT:-/tmp/out}
+STASH=/root/stash
+mkdir -p "$OUT" "$STASH"
+python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .devrun/whl/*.whl 2>/dev/null \
+  || python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site $STASH/whl/*.whl
+export PYTHONPATH=/tmp/site:src PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total,clocks.sm --format=csv
+if [ "$stage" = stash ]; then  # only park the first half of the payload for stage 2
+  cp -r .devrun/w1 .devrun/short .devrun/whl "$STASH"/
+  exit 0
+fi
+if [ "$stage" = 1 ]; then
+  cp -r .devrun/w1 .devrun/short .devrun/whl "$STASH"/ &
+  timeout 270 python3 scripts/gpu_bench.py --out "$OUT/bench.json" \
+    --extra "2:0.5:coverage:8,2:0.4:coverage:8,3:0.5:attentive:8,1:0.3:coverage:8" 2>&1 | grep -v Warning
+  wait
+  exit 0
+fi
+# stage 2 (and stage research2: a finer grid around the winner of stage 2)
+W1=.devrun/w1/part00; [ -f $W1 ] || W1=$STASH/w1/part00
+SHORT=.devrun/short; [ -d $SHORT ] || SHORT=$STASH/short
+mkdir -p /tmp/tiny.en && cat $W1 .devrun/w2/part01 > /tmp/tiny.en/model.safetensors && cp .devrun/w2/*.json /tmp/tiny.en/
+if [ "$stage" = research2 ]; then
+  common="--model /tmp/tiny.en --manifest full=.devrun/full30/manifest.tsv --manifest short=$SHORT/manifest.tsv --device cuda --graphs --no-score --batch-size 40"
+  timeout 150 python3 scripts/compare_strategies.py $common --layers 1,2 --keep-ratios 0.5,0.4,0.35,0.3,0.25 \
+    --variants coverage+merge,coverage@4+merge,coverage@8+merge,coverage@16+merge,coverage:0.3@8+merge,coverage:0.7@8+merge \
+    --json "$OUT/research2.json" 2>&1 | tail -n 2
+  for lo in 0.2 0.3; do
+    timeout 60 python3 scripts/compare_strategies.py $common --layers 1,2 --variants adaptive-coverage@8+merge \
+      --masses 0.95,0.98 --min-keep $lo --max-keep 0.6 --json "$OUT/research2_adaptive_$lo.json" 2>&1 | tail -n 1
+  done
+  exit 0
+fi
+timeout 100 python3 scripts/gpu_transcripts.py --model /tmp/tiny.en --manifest $SHORT/manifest.tsv \
+  --configs dense,1:0.5:coverage:8,1:0.4:coverage:8,1:0.5:attentive:1,2:0.5:coverage:8 --out "$OUT/gpu_fp16.json"
+timeout 200 python3 scripts/compare_strategies.py --model /tmp/tiny.en --manifest full=.devrun/full30/manifest.tsv \
+  --manifest short=$SHORT/manifest.tsv --layers 1,2,3 --keep-ratios 0.7,0.6,0.5,0.4,0.3,0.2 \
+  --variants attentive,attentive-noself,attentive@8,uniform,truncate,coverage,coverage:0.3,coverage:0.7,coverage@8,coverage+merge,uniform+merge,attentive+merge \
+  --device cuda --graphs --no-score --batch-size 40 --json "$OUT/research.json" 2>&1 | tail -n 4
+timeout 80 python3 scripts/compare_strategies.py --model /tmp/tiny.en --manifest full=.devrun/full30/manifest.tsv \
+  --manifest short=$SHORT/manifest.tsv --layers 1,2 --variants adaptive-coverage,adaptive-coverage+merge --masses 0.9,0.95 \
+  --device cuda --graphs --no-score --batch-size 40 --json "$OUT/research_adaptive.json" 2>&1 | tail -n 4

@@ -1,0 +1,77 @@
+"""`whisper-eas export`: ONNX graphs split at the sparsification layer, plus manifest.json.
+
+With `--engines`, FP16 TensorRT engines are built beside the graphs (`engines.json`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from whisper_eas.cli.common import friendly_errors, model_option, prune_options, resolve_prune
+
+
+def _batch(value: str) -> int | None:
+    if value == "dynamic":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise click.BadParameter(f"expected 'dynamic' or a batch size, got {value!r}", param_hint="--batch") from None
+
+
+@click.command("export")
+@model_option
+@prune_options
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder to write.")
+@click.option("--opset", default=17, show_default=True, help="ONNX opset (17 or newer).")
+@click.option("--batch", default="dynamic", show_default=True, help="'dynamic' or a fixed batch size.")
+@click.option("--no-decoder-cache", is_flag=True, help="Re-export the decoder, not the model's cached one.")
+@click.option("--engines", is_flag=True, help="Also build FP16 TensorRT engines (needs tensorrt and an NVIDIA GPU).")
+@click.option("--max-batch", default=16, show_default=True, help="Engines: most windows per call.")
+@click.option("--plugin/--no-plugin", "prune_plugin", default=True, show_default=True,
+              help="Engines: prune with the AttentivePrune plugin (scored strategies), or the standard-op graph.")
+@click.option("--aot-plugin", is_flag=True, help="Engines: embed the plugin's Triton kernel (fixed keep ratios).")
+@friendly_errors
+def command(model, dense, layer, keep_ratio, mass, strategy, scoring, query_stride, merge, out, opset, batch,
+            no_decoder_cache, engines, max_batch, prune_plugin, aot_plugin) -> None:
+    """Export encoder head / prune / tail and the KV-cached decoder to ONNX (default: the shipped config)."""
+    from whisper_eas.exporter.export import export_model
+
+    engine_config = _engine_config(max_batch, prune_plugin, aot_plugin) if engines else None
+    prune = resolve_prune(model, dense, layer, keep_ratio, mass, strategy, scoring, query_stride, merge)
+    manifest = export_model(model, prune, out, opset=opset, batch=_batch(batch), reuse_decoder=not no_decoder_cache)
+    label = prune.label() if prune else "dense"
+    click.echo(f"exported {manifest.model} [{label}] opset {opset}, batch {batch} -> {out}")
+    for name in manifest.files:
+        size = (out / name).stat().st_size / 1e6
+        click.echo(f"  {name:20s} {size:8.1f} MB  sha256 {manifest.files[name][:12]}")
+    if engine_config is not None:
+        _build(out, engine_config, reuse=not no_decoder_cache)
+
+
+def _engine_config(max_batch: int, prune_plugin: bool, aot_plugin: bool):
+    """Checked before the ONNX export runs, so a machine without TensorRT fails in a second."""
+    from whisper_eas.engines.deps import require_cuda, require_tensorrt
+    from whisper_eas.engines.profiles import EngineConfig
+
+    require_tensorrt("whisper-eas export --engines")
+    require_cuda("whisper-eas export --engines")
+    return EngineConfig(max_batch=max_batch, opt_batch=min(8, max_batch), prune_plugin=prune_plugin,
+                        plugin_aot=aot_plugin)
+
+
+def _build(out: Path, engine_config, reuse: bool) -> None:
+    from whisper_eas.engines.builder import build_engines
+
+    manifest = build_engines(out, engine_config, reuse_decoder=reuse)
+    platform = manifest.platform
+    form = ""
+    if manifest.prune_form:
+        form = f", prune: {manifest.prune_form}" + (" (AOT kernel)" if manifest.plugin_aot else "")
+    click.echo(f"built FP16 engines with TensorRT {platform.tensorrt} for {platform.gpu} "
+               f"(sm {platform.compute_capability}{form}) -> {out}")
+    for graph, entry in manifest.engines.items():
+        size = (out / entry.file).stat().st_size / 1e6
+        click.echo(f"  {entry.file:20s} {size:8.1f} MB  from {entry.source}")

@@ -1,0 +1,59 @@
+"""Turn FILE_OR_DIR arguments into input files and collision-free output names."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from whisper_eas.audio import AUDIO_EXTENSIONS
+
+
+@dataclass(frozen=True)
+class InputFile:
+    path: Path
+    name: str  # output name without extension: the stem, or a relative path for directory inputs
+
+
+def _walk(folder: Path) -> list[Path]:
+    """Audio files under `folder` by extension, sorted, hidden files and folders left out."""
+    found = []
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if any(part.startswith(".") for part in relative.parts):
+            continue
+        if path.is_file() and path.suffix.lower() in AUDIO_EXTENSIONS:
+            found.append(path)
+    return found
+
+
+def discover(arguments: list[Path]) -> list[InputFile]:
+    """Named files as given (a missing one fails later, with the others still transcribed);
+    folders expanded recursively to their audio files. The same file named twice counts once."""
+    candidates: list[tuple[Path, Path]] = []  # (file, its output name without extension)
+    for argument in arguments:
+        if argument.is_dir():
+            candidates += [(p, p.relative_to(argument).with_suffix("")) for p in _walk(argument)]
+        else:
+            candidates.append((argument, Path(argument.name).with_suffix("")))
+    seen, unique = set(), []
+    for path, name in candidates:
+        key = path.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append((path, name))
+    return _disambiguate(unique)
+
+
+def _disambiguate(candidates: list[tuple[Path, Path]]) -> list[InputFile]:
+    """x.wav and x.mp3 (or two folders' x.flac) would overwrite each other's outputs: keep the
+    extension in the name, then number what still collides."""
+    counts = Counter(name.as_posix() for _, name in candidates)
+    named = [(path, name.as_posix() if counts[name.as_posix()] == 1 else f"{name.as_posix()}{path.suffix}")
+             for path, name in candidates]
+    used: Counter[str] = Counter()
+    out = []
+    for path, name in named:
+        used[name] += 1
+        out.append(InputFile(path, name if used[name] == 1 else f"{name}-{used[name]}"))
+    return out

@@ -1,0 +1,62 @@
+"""`whisper-eas search`: joint (layer, keep ratio, strategy) search with a Pareto report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from whisper_eas.cli.common import friendly_errors, model_option
+from whisper_eas.config import SCORINGS
+
+
+def _floats(text: str | None) -> tuple[float, ...]:
+    return tuple(float(x) for x in text.split(",") if x.strip()) if text else ()
+
+
+def _ints(text: str | None) -> tuple[int, ...] | None:
+    return tuple(int(x) for x in text.split(",") if x.strip()) if text else None
+
+
+@click.command("search")
+@model_option
+@click.option("--manifest", required=True, type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Results folder (resumable).")
+@click.option("--layers", help="Comma-separated 1-based layers (default: all).")
+@click.option("--keep-ratios", default="0.7,0.6,0.5,0.4,0.3", show_default=True)
+@click.option("--strategies", default="attentive,uniform,truncate,coverage@4+merge", show_default=True,
+              help="attentive, uniform, truncate, coverage; @N scores from every N-th query, +merge folds dropped frames in.")
+@click.option("--masses", default="", help="Adaptive attention masses, e.g. 0.9,0.95 (attention strategies).")
+@click.option("--min-keep", default=0.3, show_default=True, help="Adaptive: fewest frames kept (share).")
+@click.option("--max-keep", default=0.8, show_default=True, help="Adaptive: most frames kept (share).")
+@click.option("--max-wer-increase", default=1.0, show_default=True, help="WER budget (absolute points) for the choice.")
+@click.option("--scoring", type=click.Choice(SCORINGS), default="mean", show_default=True)
+@click.option("--query-stride", default=1, show_default=True)
+@click.option("--backend", type=click.Choice(["pytorch"]), default="pytorch", show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--limit", type=int, help="Only the first N utterances.")
+@click.option("--latency-windows", default=6, show_default=True, help="Windows timed per point (batch 1).")
+@click.option("--latency-repeats", default=2, show_default=True)
+@click.option("--no-guard", is_flag=True, help="Do not re-run degenerate sparse windows dense.")
+@friendly_errors
+def command(model, manifest, out_dir, layers, keep_ratios, strategies, masses, min_keep, max_keep, max_wer_increase, scoring,
+            query_stride, backend, device, limit, latency_windows, latency_repeats, no_guard) -> None:
+    """Evaluate dense and every point on MANIFEST; write results.json, results.csv and pareto.png to OUT."""
+    from whisper_eas.search.run import SearchSpec, run_search
+
+    spec = SearchSpec(
+        model=model, manifest=str(Path(manifest).resolve()), layers=_ints(layers), keep_ratios=_floats(keep_ratios),
+        strategies=tuple(s.strip() for s in strategies.split(",") if s.strip()), masses=_floats(masses),
+        min_keep=min_keep, max_keep=max_keep,
+        max_wer_increase=max_wer_increase, limit=limit, device=device, query_stride=query_stride, scoring=scoring,
+        latency_windows=latency_windows, latency_repeats=latency_repeats, guard=not no_guard,
+    )
+    results = run_search(spec, out_dir, progress=lambda line: click.echo(line, err=True))
+    chosen = results["chosen"]
+    click.echo(f"dense WER {results['dense']['wer']:.2f}% on {results['n_utterances']} utterances")
+    if chosen:
+        click.echo(f"chosen: {chosen['key']}: WER {chosen['wer']:.2f}% ({chosen['wer_delta']:+.2f}), "
+                   f"sparsity {100 * chosen['sparsity']:.0f}%, end-to-end {chosen['e2e_speedup']:.2f}x")
+    else:
+        click.echo(f"no point within +{max_wer_increase} WER points")
+    click.echo(f"wrote {out_dir}/results.json, results.csv, pareto.png")

@@ -1,0 +1,206 @@
+"""Export a Whisper model (dense or with a prune config) to ONNX graphs plus `manifest.json`.
+
+The TorchScript exporter (`dynamo=False`) traces the small modules of `exporter.modules`, the
+prune step (`plugins.prune_onnx`) and the explicit-cache decoder (`decoder_step`). Names, shapes
+and dynamic axes come from `graph_specs`.
+
+Decoder graphs do not depend on the prune config, so one decoder export serves every (layer,
+ratio) of a model: they are kept in `$WHISPER_EAS_HOME/onnx-decoders/<key>/`, keyed by the
+decoder weights, opset, batch mode and exporter version, and hard-linked (or copied) into each
+export folder, which stays self-contained.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import platform
+import shutil
+from importlib import metadata
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from whisper_eas.config import PruneConfig
+from whisper_eas.decoder_step import DecoderCrossKV
+from whisper_eas.exporter.graph_specs import (
+    BATCH,
+    DECODER_GRAPHS,
+    ENCODER_GRAPHS,
+    ModelDims,
+    export_specs,
+    split_layer,
+)
+from whisper_eas.exporter.manifest import MANIFEST, TOKENIZER, ExportManifest, sha256_file
+from whisper_eas.exporter.modules import EncoderHead, EncoderTail, LayerwiseDecoderStep
+from whisper_eas.exporter.tracing import trace_to_onnx
+from whisper_eas.plugins.prune_onnx import export_prune
+
+MIN_OPSET = 17  # LayerNormalization; ScatterElements(reduction=add) for merged frames needs 16
+DECODER_EXPORT_VERSION = "2"  # bump when the decoder graphs change for the same weights
+EXAMPLE_BATCH = 2  # traced example sizes: distinct from every model dimension on purpose
+EXAMPLE_FRAMES = 37
+EXAMPLE_PAST, EXAMPLE_NEW = 5, 3
+
+
+def _batch_size(batch: int | str) -> int:
+    return batch if isinstance(batch, int) else EXAMPLE_BATCH
+
+
+def _export_encoder(model, dims: ModelDims, config: PruneConfig | None, specs, out: Path, opset: int) -> None:
+    b = _batch_size(specs["encoder_head"].inputs[0].shape[0])
+    layer = split_layer(config)
+    mel = torch.randn(b, dims.n_mels, 3000) * 0.5
+    head = specs["encoder_head"]
+    trace_to_onnx(EncoderHead(model, layer, config), (mel,), head, out / head.file, opset)
+    if config is not None:
+        export_prune(config, dims, out / specs["prune"].file, opset, batch=specs["prune"].inputs[0].shape[0])
+    tail_in = torch.randn(b, EXAMPLE_FRAMES, dims.d_model)
+    trace_to_onnx(EncoderTail(model, layer), (tail_in,), specs["encoder_tail"], out / specs["encoder_tail"].file, opset)
+
+
+def _export_decoder(model, dims: ModelDims, specs, out: Path, opset: int) -> None:
+    b = _batch_size(specs["decoder_step"].inputs[0].shape[0])
+    hidden = torch.randn(b, EXAMPLE_FRAMES, dims.d_model)
+    cross = DecoderCrossKV(model)
+    trace_to_onnx(cross, (hidden,), specs["decoder_cross"], out / specs["decoder_cross"].file, opset)
+    with torch.no_grad():
+        cross_k, cross_v = cross(hidden)
+    past = (b, dims.decoder_heads, EXAMPLE_PAST, dims.decoder_head_dim)
+    layers = range(dims.decoder_layers)
+    args = (
+        torch.randint(0, dims.vocab_size, (b, EXAMPLE_NEW)),
+        torch.tensor(EXAMPLE_PAST),
+        *[torch.randn(past) for _ in range(2 * dims.decoder_layers)],
+        *[cross_k[i] for i in layers],
+        *[cross_v[i] for i in layers],
+    )
+    trace_to_onnx(LayerwiseDecoderStep(model), args, specs["decoder_step"], out / specs["decoder_step"].file, opset)
+
+
+def decoder_key(model: nn.Module, dims: ModelDims, opset: int, batch: int | str) -> str:
+    """Fingerprint of everything the decoder graphs depend on (weights, shapes, exporter)."""
+    digest = hashlib.sha256()
+    header = f"{DECODER_EXPORT_VERSION}|{opset}|{batch}|{torch.__version__}|{sorted(dims.to_dict().items())}"
+    digest.update(header.encode())
+    decoder = dict(model.model.decoder.state_dict())
+    decoder["proj_out.weight"] = model.proj_out.weight
+    for name in sorted(decoder):
+        tensor = decoder[name].detach().cpu().contiguous()
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()[:24]
+
+
+def _decoder_cache(key: str) -> Path:
+    from whisper_eas.checkpoints.registry import cache_home
+
+    return cache_home() / "onnx-decoders" / key
+
+
+def _place(src: Path, dst: Path) -> None:
+    """Hard-link `src` to `dst` (same filesystem), else copy it."""
+    dst.unlink(missing_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _cached_decoder(cache: Path, files: list[str]) -> bool:
+    """The cache holds every decoder graph, unchanged since it was written (hard links share edits)."""
+    try:
+        recorded = json.loads((cache / "sha256.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return all((cache / f).is_file() and recorded.get(f) == sha256_file(cache / f) for f in files)
+
+
+def _decoder_graphs(model, dims: ModelDims, specs, out: Path, opset: int, reuse: bool, key: str) -> None:
+    files = [specs[name].file for name in DECODER_GRAPHS]
+    cache = _decoder_cache(key)
+    if reuse and _cached_decoder(cache, files):
+        for f in files:
+            _place(cache / f, out / f)
+        return
+    _export_decoder(model, dims, specs, out, opset)
+    if reuse:  # publish into the cache atomically: a half-written cache folder is never used
+        tmp = cache.with_name(f".{cache.name}.{os.getpid()}")
+        tmp.mkdir(parents=True, exist_ok=True)
+        for f in files:
+            _place(out / f, tmp / f)
+        (tmp / "sha256.json").write_text(json.dumps({f: sha256_file(tmp / f) for f in files}))
+        shutil.rmtree(cache, ignore_errors=True)
+        os.replace(tmp, cache)
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for package in ("whisper-eas", "torch", "transformers", "onnx", "onnxruntime", "numpy", "polygraphy"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "absent"
+    return versions
+
+
+def export_model(
+    model_name: str | Path,
+    config: PruneConfig | None,
+    out_dir: str | Path,
+    opset: int = 17,
+    batch: int | None = None,
+    reuse_decoder: bool = True,
+    hf_model: nn.Module | None = None,
+) -> ExportManifest:
+    """Write the graphs of `model_name` split for `config` (None: dense) into `out_dir`.
+
+    `batch=None` keeps the batch axis dynamic; an int fixes it (static engines). Returns the
+    manifest that was written (`out_dir/manifest.json`).
+    """
+    from whisper_eas.checkpoints.loading import load_whisper
+    from whisper_eas.checkpoints.registry import EMBEDDED_MODELS, resolve_model
+
+    if opset < MIN_OPSET:
+        raise ValueError(f"opset {opset} is too old: the graphs need opset >= {MIN_OPSET}")
+    if batch is not None and batch < 1:
+        raise ValueError(f"batch must be >= 1 or dynamic, got {batch}")
+    model = hf_model if hf_model is not None else load_whisper(model_name)
+    weight = next(model.parameters())
+    if weight.dtype != torch.float32 or weight.device.type != "cpu":  # trace a float32 CPU copy
+        model = copy.deepcopy(model).float().cpu()
+    model = model.eval()
+    dims = ModelDims.from_hf_config(model.config)
+    if config is not None:
+        config.check_model(dims.encoder_layers)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MANIFEST).unlink(missing_ok=True)  # a half-written folder never looks complete
+    batch_axis: int | str = batch if batch is not None else BATCH
+    specs = export_specs(dims, config, batch_axis)
+    for name in ENCODER_GRAPHS:  # a dense export over a sparse one leaves no stale prune.onnx
+        if name not in specs:
+            (out / f"{name}.onnx").unlink(missing_ok=True)
+    key = decoder_key(model, dims, opset, batch_axis)
+    _export_encoder(model, dims, config, specs, out, opset)
+    _decoder_graphs(model, dims, specs, out, opset, reuse_decoder, key)
+    (out / TOKENIZER).unlink(missing_ok=True)
+    shutil.copyfile(resolve_model(model_name) / TOKENIZER, out / TOKENIZER)
+    files = [spec.file for spec in specs.values()] + [TOKENIZER]
+    name = str(model_name) if str(model_name) in EMBEDDED_MODELS else str(Path(model_name).resolve())
+    manifest = ExportManifest(
+        directory=out,
+        model=name,
+        dims=dims,
+        config=config,
+        opset=opset,
+        batch=batch_axis,
+        files={f: sha256_file(out / f) for f in files},
+        versions=library_versions(),
+        decoder_key=key,
+    )
+    manifest.write()
+    return manifest

@@ -1,0 +1,155 @@
+"""`manifest.json` beside the graphs: what was exported, from what, and how to check it.
+
+Loading verifies the folder before any runtime touches it: the format, the graph list against
+`graph_specs` (so a manifest edited by hand or written by another version is caught), every
+file's presence and sha256. Every error names the file it is about.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from whisper_eas.config import PruneConfig
+from whisper_eas.exporter.graph_specs import BATCH, GraphSpec, ModelDims, export_specs, split_layer
+
+MANIFEST = "manifest.json"
+FORMAT = "whisper-eas-onnx"
+FORMAT_VERSION = 1
+TOKENIZER = "tokenizer.json"
+
+
+class ExportError(ValueError):
+    """An export folder that cannot be used as it is; the message names the file."""
+
+
+def sha256_file(path: Path, chunk: int = 8 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class ExportManifest:
+    """The contents of `manifest.json`; `directory` is where it was read from or written to."""
+
+    directory: Path
+    model: str
+    dims: ModelDims
+    config: PruneConfig | None
+    opset: int
+    batch: int | str
+    files: dict[str, str]  # file relative to the folder -> sha256
+    versions: dict[str, str] = field(default_factory=dict)
+    decoder_key: str = ""  # identifies decoder graphs shared between exports of one model
+
+    @property
+    def split_layer(self) -> int:
+        return split_layer(self.config)
+
+    @property
+    def graphs(self) -> dict[str, GraphSpec]:
+        return export_specs(self.dims, self.config, self.batch)
+
+    def path(self, graph: str) -> Path:
+        return self.directory / self.graphs[graph].file
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "model": self.model,
+            "config": self.config.to_dict() if self.config else None,
+            "split_layer": self.split_layer,
+            "opset": self.opset,
+            "batch": self.batch,
+            "dims": self.dims.to_dict(),
+            "graphs": {name: spec.to_dict() for name, spec in self.graphs.items()},
+            "files": self.files,
+            "decoder_key": self.decoder_key,
+            "versions": self.versions,
+        }
+
+    def write(self) -> Path:
+        from whisper_eas.io_utils import atomic_write_json
+
+        return atomic_write_json(self.directory / MANIFEST, self.to_dict())
+
+    @classmethod
+    def load(cls, directory: str | Path, verify: bool = True) -> "ExportManifest":
+        """Read and check `directory/manifest.json`; `verify` also hashes every file."""
+        directory = Path(directory)
+        data = _read_json(directory / MANIFEST)
+        manifest = _from_dict(directory, data)
+        _check_graph_entries(manifest, data.get("graphs"))
+        manifest.check_files(hashes=verify)
+        return manifest
+
+    def check_files(self, hashes: bool = True) -> None:
+        for spec in self.graphs.values():
+            if spec.file not in self.files:
+                raise ExportError(f"{self.directory / MANIFEST}: no sha256 recorded for {spec.file}")
+        for name, digest in self.files.items():
+            path = self.directory / name
+            if not path.is_file():
+                raise ExportError(f"{path}: missing from the export folder (re-run whisper-eas export)")
+            if hashes and sha256_file(path) != digest:
+                raise ExportError(f"{path}: sha256 differs from {MANIFEST} (file changed after export; re-export)")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        where = path.parent
+        raise ExportError(f"{path}: not found ({where} is not a whisper-eas export folder; run whisper-eas export)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ExportError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ExportError(f"{path}: not a {FORMAT} manifest")
+    if data.get("format_version") != FORMAT_VERSION:
+        raise ExportError(f"{path}: format_version {data.get('format_version')!r}, this version reads {FORMAT_VERSION}")
+    return data
+
+
+def _from_dict(directory: Path, data: dict[str, Any]) -> ExportManifest:
+    path = directory / MANIFEST
+    try:
+        config = PruneConfig.from_dict(data["config"]) if data["config"] is not None else None
+        manifest = ExportManifest(
+            directory=directory,
+            model=str(data["model"]),
+            dims=ModelDims(**data["dims"]),
+            config=config,
+            opset=int(data["opset"]),
+            batch=data.get("batch", BATCH),
+            files=dict(data["files"]),
+            versions=dict(data.get("versions", {})),
+            decoder_key=str(data.get("decoder_key", "")),
+        )
+    except KeyError as error:
+        raise ExportError(f"{path}: missing key {error}") from None
+    except (TypeError, ValueError) as error:
+        raise ExportError(f"{path}: invalid entry ({error})") from None
+    if data.get("split_layer") != manifest.split_layer:
+        raise ExportError(f"{path}: split_layer {data.get('split_layer')!r} does not match its config")
+    if config is not None and config.layer > manifest.dims.encoder_layers:
+        raise ExportError(f"{path}: layer {config.layer} is outside the model's {manifest.dims.encoder_layers} blocks")
+    return manifest
+
+
+def _check_graph_entries(manifest: ExportManifest, recorded: Any) -> None:
+    """The recorded graphs must be exactly what this version would export for the same config."""
+    path = manifest.directory / MANIFEST
+    expected = {name: spec.to_dict() for name, spec in manifest.graphs.items()}
+    if not isinstance(recorded, dict) or set(recorded) != set(expected):
+        got = sorted(recorded) if isinstance(recorded, dict) else recorded
+        raise ExportError(f"{path}: graphs {got} do not match the config (expected {sorted(expected)})")
+    for name, spec in expected.items():
+        if recorded[name] != spec:
+            raise ExportError(f"{path}: entry for {spec['file']} does not match its expected inputs/outputs")

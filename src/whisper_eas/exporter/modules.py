@@ -1,0 +1,156 @@
+"""Small torch modules traced into the encoder graphs; glue stays in the runtime wrappers.
+
+They reuse the Hugging Face blocks as they are (the same weights and forward code the PyTorch
+backend runs) and the selection functions of `whisper_eas.selection`, so the graphs and the
+PyTorch reference are one implementation.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from whisper_eas.config import PruneConfig
+from whisper_eas.selection import attention_probs, prune_hidden, scores_from_probs
+from whisper_eas.sparsify import find_encoder
+
+
+def _block_output(output) -> torch.Tensor:
+    """HF encoder blocks return a tensor in transformers 5.x, a tuple in older versions."""
+    return output[0] if isinstance(output, tuple) else output
+
+
+class ScoringBlock(nn.Module):
+    """The scoring encoder block with explicit attention: one softmax serves output and scores.
+
+    The PyTorch hooks score from the block's q/k beside its fused attention; in a graph both would
+    be explicit, so the block's own probabilities are reused (same math as HF's
+    `WhisperEncoderLayer`: pre-norm residual attention and MLP, queries scaled before the product).
+    """
+
+    def __init__(self, block: nn.Module, config: PruneConfig):
+        super().__init__()
+        self.block, self.config = block, config
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        block, attn = self.block, self.block.self_attn
+        h = block.self_attn_layer_norm(x)
+        probs = attention_probs(attn.q_proj(h), attn.k_proj(h), attn.num_heads)  # [B, H, T, T]
+        b, t, d = h.shape
+        v = attn.v_proj(h).reshape(b, t, attn.num_heads, d // attn.num_heads).transpose(1, 2)
+        x = x + attn.out_proj((probs @ v).transpose(1, 2).reshape(b, t, d))
+        x = x + block.fc2(block.activation_fn(block.fc1(block.final_layer_norm(x))))
+        stride = self.config.query_stride
+        return x, scores_from_probs(probs[:, :, ::stride], self.config.scoring, stride)
+
+
+class EncoderHead(nn.Module):
+    """mel [B, n_mels, 3000] -> hidden after block `layer` [B, T, D] (and frame scores [B, T]).
+
+    `layer = 0` is the convolution stem alone (dense exports). Scores come from the scoring
+    block's attention probabilities (`ScoringBlock`).
+    """
+
+    def __init__(self, hf_model: nn.Module, layer: int, config: PruneConfig | None):
+        super().__init__()
+        encoder = find_encoder(hf_model)
+        self.conv1, self.conv2 = encoder.conv1, encoder.conv2
+        self.positions = encoder.embed_positions
+        self.blocks = encoder.layers[:layer]
+        self.config = config
+        self.with_scores = layer > 0 and config is not None and config.uses_attention
+        self.scoring = ScoringBlock(self.blocks[-1], config) if self.with_scores else None
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        x = F.gelu(self.conv2(F.gelu(self.conv1(mel)))).permute(0, 2, 1)
+        x = x + self.positions.weight[: x.shape[1]]
+        for block in self.blocks[:-1] if self.with_scores else self.blocks:
+            x = _block_output(block(x, None))
+        if not self.with_scores:
+            return x
+        return self.scoring(x)
+
+
+class PruneStep(nn.Module):
+    """(hidden [B, T, D], scores [B, T]) -> (kept hidden [B, K, D], kept indices [B, K]), time order."""
+
+    def __init__(self, config: PruneConfig):
+        super().__init__()
+        self.config = config
+
+    def forward(self, hidden: torch.Tensor, scores: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        return prune_hidden(hidden, scores, self.config)
+
+
+class EncoderTail(nn.Module):
+    """Blocks `layer+1..N` and the final layer norm on any sequence length [B, S, D]."""
+
+    def __init__(self, hf_model: nn.Module, layer: int):
+        super().__init__()
+        encoder = find_encoder(hf_model)
+        self.blocks = encoder.layers[layer:]
+        self.layer_norm = encoder.layer_norm
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            hidden = _block_output(block(hidden, None))
+        return self.layer_norm(hidden)
+
+
+class OutputProjection(nn.Module):
+    """Logits as one Gemm(x, W, bias, transB=1) that reads W [V, D] as it is stored.
+
+    A bias-free or 3-D linear exports as MatMul with a transposed copy of W folded into the graph
+    (+V*D floats on disk and in memory, 80 MB for tiny, beside the embedding W is tied to); a 2-D
+    linear with a bias (zeros when the model has none: exact) becomes a Gemm sharing the embedding
+    initializer, and reads W once per step whatever the batch.
+    """
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        self.weight = linear.weight
+        bias = linear.bias if linear.bias is not None else torch.zeros(linear.weight.shape[0])
+        self.register_buffer("bias", bias.detach().clone(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = F.linear(x.reshape(-1, x.shape[-1]), self.weight, self.bias)
+        return logits.reshape(x.shape[0], x.shape[1], self.weight.shape[0])
+
+
+class LayerwiseDecoderStep(nn.Module):
+    """`DecoderStep` with one cache tensor per layer in and out: no per-step cache copies.
+
+    A stacked [L, B, H, S, Dh] input is split per layer inside a graph, and ONNX Runtime copies
+    every slice on every step (the cross keys/values of the whole window included); separate
+    tensors are bound as they are, so the self-attention concat is the only per-step copy.
+    Inputs: tokens, offset, self_k[L], self_v[L], cross_k[L], cross_v[L] (see `graph_specs`).
+    The math is `DecoderStep`'s own attention methods and layers.
+    """
+
+    def __init__(self, hf_model: nn.Module):
+        super().__init__()
+        from whisper_eas.decoder_step import DecoderStep
+
+        self.step = DecoderStep(hf_model)
+        self.n_layers = len(self.step.layers)
+        self.proj = OutputProjection(hf_model.proj_out)
+
+    def forward(self, tokens: torch.Tensor, offset: torch.Tensor, *caches: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        step, n_layers = self.step, self.n_layers
+        self_k, self_v = caches[:n_layers], caches[n_layers : 2 * n_layers]
+        cross_k, cross_v = caches[2 * n_layers : 3 * n_layers], caches[3 * n_layers :]
+        n, past = tokens.shape[1], self_k[0].shape[2]
+        positions = offset + torch.arange(n, device=tokens.device)
+        x = step.embed_tokens(tokens) + step.embed_positions.weight[positions]
+        key_pos = torch.arange(past + n, device=tokens.device)
+        mask = key_pos.unsqueeze(0) <= (past + torch.arange(n, device=tokens.device)).unsqueeze(1)  # [n, P + n]
+        new_k, new_v = [], []
+        for i, layer in enumerate(step.layers):
+            h, k, v = step._self_attention(layer, layer.self_attn_layer_norm(x), self_k[i], self_v[i], mask)
+            x = x + h
+            new_k.append(k)
+            new_v.append(v)
+            x = x + step._cross_attention(layer, layer.encoder_attn_layer_norm(x), cross_k[i], cross_v[i], None)
+            x = x + layer.fc2(layer.activation_fn(layer.fc1(layer.final_layer_norm(x))))
+        return (self.proj(step.layer_norm(x)), *new_k, *new_v)

@@ -1,0 +1,213 @@
+"""openai/whisper's sequential long-form algorithm, one file at a time, backend-free.
+
+A `LongformFile` holds one file's log-mel (computed once over the whole file, with 30 s of
+padding) and its decoding state. `next_window()` says which 30 s window to decode next and with
+which previous-text prompt; `accept()` takes the decoded window, cuts it into timestamped segments
+and moves the seek to the end of the last complete segment, exactly as openai/whisper's
+`transcribe()` does. Keeping the state machine apart from the decoding lets a scheduler advance
+many files in lockstep and batch their windows.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from whisper_eas.audio import SAMPLE_RATE
+from whisper_eas.decoding import DecodingResult
+from whisper_eas.features import HOP_LENGTH, INPUT_STRIDE, N_FRAMES, N_SAMPLES, TIME_PRECISION, log_mel, pad_or_trim
+from whisper_eas.results import Segment, WindowInfo
+from whisper_eas.tokenizer import WhisperTokenizer
+
+FRAME_S = HOP_LENGTH / SAMPLE_RATE  # seconds per mel frame
+
+
+@dataclass(frozen=True)
+class LongformOptions:
+    """openai/whisper's fallback and conditioning settings. Frozen: verified once in `check()`."""
+
+    temperatures: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    compression_ratio_threshold: float | None = 2.4  # above: too repetitive, retry hotter
+    logprob_threshold: float | None = -1.0  # below: too unsure, retry hotter
+    no_speech_threshold: float | None = 0.6  # above (and unsure): silence, skip the window
+    condition_on_previous_text: bool = True  # prompt each window with the text so far
+    seed: int = 0  # sampling at T > 0 is seeded per window, so reruns and batch sizes agree
+
+    def check(self) -> None:
+        temps = self.temperatures
+        if not temps or temps[0] != 0.0 or list(temps) != sorted(temps):
+            raise ValueError(f"temperatures must start at 0.0 and ascend, got {temps}")
+
+
+def needs_fallback(result: DecodingResult, options: LongformOptions) -> bool:
+    """openai/whisper's rule: repetitive or unsure output is retried, unless the window is silence."""
+    bad = (options.compression_ratio_threshold is not None
+           and result.compression_ratio > options.compression_ratio_threshold)
+    bad = bad or (options.logprob_threshold is not None and result.avg_logprob < options.logprob_threshold)
+    if options.no_speech_threshold is not None and result.no_speech_prob > options.no_speech_threshold:
+        return False
+    return bad
+
+
+def is_silence(result: DecodingResult, options: LongformOptions) -> bool:
+    """Skip the window: the model says no speech and is not confident about any text."""
+    if options.no_speech_threshold is None or not result.no_speech_prob > options.no_speech_threshold:
+        return False
+    return options.logprob_threshold is None or result.avg_logprob <= options.logprob_threshold
+
+
+@dataclass(frozen=True)
+class Span:
+    """Part of a window's tokens with its start/end offsets in seconds from the window start."""
+
+    start: float
+    end: float
+    tokens: list[int]
+
+
+def split_segments(tokens: list[int], timestamp_begin: int, segment_size: int) -> tuple[list[Span], int]:
+    """Cut a window's tokens at timestamp pairs; return the spans and how many mel frames to seek.
+
+    A window ending in a complete segment followed by a lone timestamp ("<|t1|> text <|t2|>") was
+    fully transcribed: seek past it. Otherwise seek to the end of the last complete segment, so the
+    unfinished speech is decoded again at the start of the next window.
+    """
+    is_ts = [t >= timestamp_begin for t in tokens]
+    single_timestamp_ending = is_ts[-2:] == [False, True]
+    cuts = [i + 1 for i in range(len(tokens) - 1) if is_ts[i] and is_ts[i + 1]]
+    if not cuts:
+        return [_whole_window(tokens, timestamp_begin, segment_size)], segment_size
+    if single_timestamp_ending:
+        cuts.append(len(tokens))
+    spans, last = [], 0
+    for cut in cuts:
+        piece = tokens[last:cut]
+        start, end = (piece[0] - timestamp_begin) * TIME_PRECISION, (piece[-1] - timestamp_begin) * TIME_PRECISION
+        spans.append(Span(start, end, piece))
+        last = cut
+    if single_timestamp_ending:
+        return spans, segment_size
+    advance = (tokens[last - 1] - timestamp_begin) * INPUT_STRIDE
+    if advance <= 0:  # only an empty segment at 0.00 completed: seeking nowhere would loop forever
+        return [_whole_window(tokens, timestamp_begin, segment_size)], segment_size
+    return spans, advance
+
+
+def _whole_window(tokens: list[int], timestamp_begin: int, segment_size: int) -> Span:
+    """No complete segment: one span over the window, ending at its last timestamp if it has one."""
+    stamps = [t for t in tokens if t >= timestamp_begin]
+    duration = segment_size * FRAME_S
+    if stamps and stamps[-1] != timestamp_begin:
+        duration = (stamps[-1] - timestamp_begin) * TIME_PRECISION
+    return Span(0.0, duration, tokens)
+
+
+@dataclass
+class WindowRequest:
+    """One window to decode: features, previous-text prompt, language (None: detect), sampling seed."""
+
+    mel: torch.Tensor  # [n_mels, 3000]
+    prompt: tuple[int, ...]
+    language: str | None
+    seed: int
+
+
+@dataclass
+class WindowOutcome:
+    """A decoded window: the result that was kept and how it was obtained."""
+
+    result: DecodingResult
+    kept_frames: int
+    n_frames: int
+    fallback: str | None = None  # guard reason for the dense re-run
+
+
+@dataclass
+class LongformFile:
+    """One file's features and sequential-decoding state."""
+
+    source: str
+    mel: torch.Tensor  # [n_mels, content frames + 3000 padding frames]
+    n_samples: int
+    tokenizer: WhisperTokenizer
+    options: LongformOptions
+    language: str | None = None  # None: detect on the first window (multilingual models)
+    initial_prompt: tuple[int, ...] = ()
+    seek: int = 0
+    tokens: list[int] = field(default_factory=list)
+    prompt_reset_since: int = 0
+    segments: list[Segment] = field(default_factory=list)
+    windows: list[WindowInfo] = field(default_factory=list)
+    load_s: float = 0.0  # decoding the audio and computing its log-mel
+
+    @classmethod
+    def from_samples(cls, source: str, samples: np.ndarray, n_mels: int, tokenizer: WhisperTokenizer,
+                     options: LongformOptions, language: str | None = None,
+                     initial_prompt: tuple[int, ...] = ()) -> "LongformFile":
+        started = time.perf_counter()
+        mel = log_mel(samples, n_mels, padding=N_SAMPLES)
+        state = cls(source, mel, len(samples), tokenizer, options, language, tuple(initial_prompt))
+        state.load_s = time.perf_counter() - started
+        return state
+
+    @property
+    def content_frames(self) -> int:
+        return self.mel.shape[-1] - N_FRAMES
+
+    @property
+    def duration_s(self) -> float:
+        return self.n_samples / SAMPLE_RATE
+
+    @property
+    def done(self) -> bool:
+        return self.seek >= self.content_frames
+
+    @property
+    def segment_size(self) -> int:
+        return min(N_FRAMES, self.content_frames - self.seek)
+
+    def next_window(self) -> WindowRequest:
+        window = pad_or_trim(self.mel[:, self.seek : self.seek + self.segment_size])
+        prompt = self.initial_prompt + tuple(self.tokens[self.prompt_reset_since :])
+        return WindowRequest(window, prompt, self.language, seed=self.options.seed * 1_000_003 + self.seek)
+
+    def accept(self, outcome: WindowOutcome) -> None:
+        """Turn a decoded window into segments and advance the seek."""
+        result, size, offset = outcome.result, self.segment_size, self.seek * FRAME_S
+        self.language = self.language or result.language
+        skipped = is_silence(result, self.options)
+        self.windows.append(WindowInfo(offset, size * FRAME_S, outcome.kept_frames, outcome.n_frames,
+                                       result.temperature, outcome.fallback, skipped))
+        if skipped:
+            self.seek += size
+            return
+        spans, advance = split_segments(result.tokens, self.tokenizer.timestamp_begin, size)
+        for span in spans:
+            self._add_segment(span, offset, outcome)
+        self.seek += advance
+        if not self.options.condition_on_previous_text or result.temperature > 0.5:
+            self.prompt_reset_since = len(self.tokens)
+
+    def _add_segment(self, span: Span, offset: float, outcome: WindowOutcome) -> None:
+        text = self.tokenizer.decode(span.tokens)
+        if span.start == span.end or not text.strip():  # instantaneous or empty: dropped, as openai clears them
+            return
+        last_ms = math.floor(self.duration_s * 1000) / 1000  # the last window's padding has no audio
+        start = min(round(offset + span.start, 3), last_ms)
+        end = min(max(round(offset + span.end, 3), start), last_ms)
+        r = outcome.result
+        self.segments.append(Segment(
+            start=start, end=end, text=text, tokens=list(span.tokens),
+            avg_logprob=r.avg_logprob, no_speech_prob=r.no_speech_prob, compression_ratio=r.compression_ratio,
+            temperature=r.temperature, kept_frames=outcome.kept_frames, fallback=outcome.fallback,
+            id=len(self.segments), seek=self.seek,
+        ))
+        self.tokens.extend(span.tokens)
+
+    @property
+    def text(self) -> str:
+        return "".join(s.text for s in self.segments).strip()

@@ -1,0 +1,48 @@
+"""The frame-pruning step as a standard-op ONNX graph (TopK, Sort via TopK, Gather, CumSum...).
+
+Traced from `whisper_eas.selection.prune_hidden`, the same code the PyTorch hooks run, so every
+strategy a `PruneConfig` names (fixed or adaptive counts, attentive/uniform/truncate/coverage,
+merge) exports as it is. Any ONNX runtime executes the result. The TensorRT plugin form of the same
+step (one `AttentivePrune` node, see `graph_specs.PRUNE_PLUGIN_*`) is `plugins/onnx_plugin_node.py`;
+it keeps the I/O names of `graph_specs.prune`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from whisper_eas.config import PruneConfig
+from whisper_eas.exporter.graph_specs import BATCH, ModelDims, prune
+from whisper_eas.exporter.modules import PruneStep
+from whisper_eas.exporter.tracing import trace_to_onnx
+
+
+def example_inputs(dims: ModelDims, config: PruneConfig, batch: int = 2) -> tuple[torch.Tensor, ...]:
+    """Hidden [B, T, D] and positive, normalized scores [B, T] for tracing."""
+    generator = torch.Generator().manual_seed(0)
+    hidden = torch.randn(batch, dims.n_frames, dims.d_model, generator=generator)
+    if not config.uses_attention:
+        return (hidden,)
+    scores = torch.softmax(torch.randn(batch, dims.n_frames, generator=generator), dim=-1)
+    return hidden, scores
+
+
+def export_prune(
+    config: PruneConfig, dims: ModelDims, path: str | Path, opset: int = 17, batch: int | str = BATCH
+) -> Path:
+    """Write `prune.onnx` for `config`: (head_hidden[, frame_scores]) -> (kept_hidden, kept_index)."""
+    spec = prune(dims, config, batch)
+    args = example_inputs(dims, config, batch if isinstance(batch, int) else 2)
+    return trace_to_onnx(PruneStep(config), args, spec, Path(path), opset)
+
+
+def plugin_attributes(config: PruneConfig, dims: ModelDims) -> dict[str, Any]:
+    """What a single-node plugin form needs to reproduce the selection (its node attributes)."""
+    attributes: dict[str, Any] = {k: v for k, v in config.to_dict().items() if v is not None}
+    attributes["n_frames"] = dims.n_frames
+    if config.keep_ratio is not None:
+        attributes["keep_count"] = config.keep_count(dims.n_frames)
+    return attributes

@@ -1,0 +1,56 @@
+"""What a transcription returns: segments with times, per-window details, the whole result."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class Segment:
+    """A stretch of text with its time span in seconds (text keeps Whisper's leading space)."""
+
+    start: float
+    end: float
+    text: str
+    tokens: list[int] = field(default_factory=list)  # includes the timestamp tokens, as openai/whisper's do
+    avg_logprob: float = 0.0
+    no_speech_prob: float = 0.0
+    compression_ratio: float = 0.0
+    temperature: float = 0.0
+    kept_frames: int = 1500  # encoder frames the decoder attended to for this segment's window
+    fallback: str | None = None  # why the guard re-ran the window dense, if it did
+    id: int = 0
+    seek: int = 0  # mel frame (10 ms) where the segment's window started
+
+
+@dataclass
+class WindowInfo:
+    """One decoded 30 s window: where it started, what the encoder kept, which fallbacks ran."""
+
+    start: float  # seconds
+    duration: float  # seconds of audio in the window (the rest is padding)
+    kept_frames: int
+    n_frames: int
+    temperature: float
+    fallback: str | None  # guard reason for the dense re-run
+    skipped: bool = False  # judged silent (no-speech probability) and left out
+
+
+@dataclass
+class TranscriptionResult:
+    """Everything known about one transcribed input."""
+
+    source: str
+    text: str
+    segments: list[Segment]
+    language: str | None
+    duration_s: float
+    model: str
+    backend: str
+    device: str
+    prune: dict | None
+    windows: list[WindowInfo] = field(default_factory=list)
+    timing: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,143 @@
+"""GPU fast path: PyTorch CUDA FP16 with static shapes and CUDA graphs for encoder and decoder step.
+
+One captured encoder graph per (batch, dense|pruned) and one decoder-step graph per
+(rows, kept frames, cache bucket). The decoder cache grows through buckets of positions
+(64, 128, 256, 448) so a short transcript never pays attention over 448 masked positions.
+Runs eagerly (no graphs) on the CPU, which is how tests check it against the reference runner.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from whisper_eas.checkpoints.loading import load_whisper
+from whisper_eas.checkpoints.registry import resolve_model
+from whisper_eas.config import PruneConfig
+from whisper_eas.decoder_step import DecoderCrossKV
+from whisper_eas.runners.base import EncodedBatch, Runner
+from whisper_eas.static_graphs import GraphedCall, StaticDecoderStep, StaticEncoder
+from whisper_eas.tokenizer import WhisperTokenizer
+
+CACHE_BUCKETS = (64, 128, 256, 448)
+
+
+class _StepGraph:
+    """Buffers and the captured step for one (rows, kept frames, cache positions) shape."""
+
+    def __init__(self, runner: "CudaGraphRunner", rows: int, frames: int, positions: int):
+        cfg, dev, dt = runner.model.config, runner.device, runner.dtype
+        heads = cfg.decoder_attention_heads
+        head_dim = cfg.d_model // heads
+        self.tokens = torch.zeros(rows, 1, dtype=torch.long, device=dev)
+        self.pos = torch.zeros(1, dtype=torch.long, device=dev)
+        shape = (cfg.decoder_layers, rows, heads, positions, head_dim)
+        self.self_k = torch.zeros(shape, dtype=dt, device=dev)
+        self.self_v = torch.zeros(shape, dtype=dt, device=dev)
+        cross = (cfg.decoder_layers, rows, heads, frames, head_dim)
+        self.cross_k = torch.zeros(cross, dtype=dt, device=dev)
+        self.cross_v = torch.zeros(cross, dtype=dt, device=dev)
+        self.positions = positions
+        inputs = (self.tokens, self.pos, self.self_k, self.self_v, self.cross_k, self.cross_v)
+        self.call = GraphedCall(runner.step_module, inputs, enabled=runner.use_graphs, clone=False)
+
+    def run(self):
+        return self.call(self.tokens, self.pos, self.self_k, self.self_v, self.cross_k, self.cross_v, copy_inputs=False)
+
+
+class CudaGraphSession:
+    """Decoder session over static buffers; one live session per shape at a time."""
+
+    def __init__(self, runner: "CudaGraphRunner", cross_k: torch.Tensor, cross_v: torch.Tensor):
+        self.runner = runner
+        self.rows, self.frames = cross_k.shape[1], cross_k.shape[3]
+        self.offset = 0
+        self.graph = runner.step_graph(self.rows, self.frames, CACHE_BUCKETS[0])
+        self.graph.cross_k.copy_(cross_k)
+        self.graph.cross_v.copy_(cross_v)
+
+    def _grow(self) -> None:
+        bigger = next(b for b in CACHE_BUCKETS if b > self.graph.positions)
+        new = self.runner.step_graph(self.rows, self.frames, bigger)
+        for src, dst in ((self.graph.self_k, new.self_k), (self.graph.self_v, new.self_v)):
+            dst[:, :, :, : src.shape[3]].copy_(src)
+        new.cross_k.copy_(self.graph.cross_k)
+        new.cross_v.copy_(self.graph.cross_v)
+        self.graph = new
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        logits = []
+        for j in range(tokens.shape[1]):
+            if self.offset >= self.graph.positions:
+                self._grow()
+            self.graph.tokens.copy_(tokens[:, j : j + 1])
+            self.graph.pos.fill_(self.offset)
+            logits.append(self.graph.run().clone())
+            self.offset += 1
+        return torch.cat(logits, dim=1)
+
+    def reorder(self, index: torch.Tensor) -> None:
+        index = index.to(self.graph.self_k.device)
+        for buf in (self.graph.self_k, self.graph.self_v):
+            buf.copy_(buf.index_select(1, index))
+
+
+class CudaGraphRunner(Runner):
+    """FP16 PyTorch on CUDA with captured graphs; fixed keep ratios only (static shapes)."""
+
+    backend = "pytorch-cuda-graphs"
+
+    def __init__(
+        self,
+        model: str | Path = "tiny.en",
+        prune: PruneConfig | None = None,
+        device: str = "cuda",
+        dtype: torch.dtype = torch.float16,
+        hf_model=None,
+        use_graphs: bool = True,
+    ):
+        if prune is not None and prune.adaptive:
+            raise ValueError("the CUDA graph backend needs a fixed keep ratio (adaptive counts change shapes)")
+        self.model = hf_model if hf_model is not None else load_whisper(model, device=device, dtype=dtype)
+        if prune is not None:
+            prune.check_model(self.model.config.encoder_layers)
+        self.prune, self.device, self.dtype, self.use_graphs = prune, device, dtype, use_graphs
+        self.model_name = str(model)
+        self.n_mels = self.model.config.num_mel_bins
+        self.tokenizer = WhisperTokenizer.from_file(
+            resolve_model(model) / "tokenizer.json", multilingual=self.model.config.vocab_size >= 51865
+        )
+        self.step_module = StaticDecoderStep(self.model).eval()
+        self.cross_module = DecoderCrossKV(self.model).eval()
+        self._encoders: dict[tuple[int, bool], tuple[GraphedCall, StaticEncoder]] = {}
+        self._steps: dict[tuple[int, int, int], _StepGraph] = {}
+
+    def _encoder(self, batch: int, dense: bool, mel: torch.Tensor):
+        key = (batch, dense or self.prune is None)
+        if key not in self._encoders:
+            module = StaticEncoder(self.model, None if key[1] else self.prune).eval()
+            self._encoders[key] = (GraphedCall(module, (mel,), enabled=self.use_graphs), module)
+        return self._encoders[key]
+
+    @torch.inference_mode()
+    def encode(self, mel: torch.Tensor, dense: bool = False) -> EncodedBatch:
+        mel = mel.to(self.device, self.dtype)
+        call, module = self._encoder(mel.shape[0], dense, mel)
+        hidden = call(mel).clone()
+        kept = None
+        if module.pruner is not None and module.pruner.record.kept is not None:
+            kept = module.pruner.record.kept.clone().cpu()
+        return EncodedBatch(hidden, kept, n_frames=self.model.config.max_source_positions)
+
+    def step_graph(self, rows: int, frames: int, positions: int) -> _StepGraph:
+        key = (rows, frames, positions)
+        if key not in self._steps:
+            self._steps[key] = _StepGraph(self, rows, frames, positions)
+        return self._steps[key]
+
+    @torch.inference_mode()
+    def decoder(self, encoded: EncodedBatch, group: int = 1) -> CudaGraphSession:
+        hidden = encoded.hidden.repeat_interleave(group, dim=0) if group > 1 else encoded.hidden
+        cross_k, cross_v = self.cross_module(hidden)
+        return CudaGraphSession(self, cross_k, cross_v)

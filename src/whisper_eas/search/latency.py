@@ -1,0 +1,79 @@
+"""Latency of a prune config measured side by side with the dense model.
+
+Dense and sparse runs alternate on the same windows (batch 1, as a user transcribes a file), after
+a warm-up, so machine noise hits both alike; medians over repeats. End to end means the whole
+window transcription including any dense re-run the quality guard triggers.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+
+from whisper_eas.decoding import DecodingOptions
+from whisper_eas.guard import GuardOptions
+from whisper_eas.runners.base import Runner
+from whisper_eas.windows import decode_windows
+
+
+@dataclass
+class SideBySide:
+    """Median per-window milliseconds, dense and sparse, and their ratios."""
+
+    dense_encoder_ms: float
+    dense_e2e_ms: float
+    encoder_ms: float
+    e2e_ms: float
+
+    @property
+    def encoder_speedup(self) -> float:
+        return self.dense_encoder_ms / self.encoder_ms
+
+    @property
+    def e2e_speedup(self) -> float:
+        return self.dense_e2e_ms / self.e2e_ms
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "encoder_speedup": self.encoder_speedup, "e2e_speedup": self.e2e_speedup}
+
+
+def _sync(runner: Runner) -> None:
+    if str(runner.device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _time(fn, runner: Runner) -> float:
+    _sync(runner)
+    start = time.perf_counter()
+    fn()
+    _sync(runner)
+    return 1e3 * (time.perf_counter() - start)
+
+
+def measure_side_by_side(
+    dense: Runner,
+    sparse: Runner,
+    windows: list[torch.Tensor],
+    options: DecodingOptions,
+    guard: GuardOptions,
+    repeats: int = 3,
+) -> SideBySide:
+    """Alternate dense/sparse encoder and end-to-end runs over `windows` ([n_mels, 3000] each)."""
+    times: dict[str, list[float]] = {"de": [], "dx": [], "se": [], "sx": []}
+    for i, mel in enumerate(windows):
+        batch = mel.unsqueeze(0)
+        for rep in range(repeats + 1):  # first round is the warm-up
+            sample = {
+                "de": _time(lambda: dense.encode(batch), dense),
+                "se": _time(lambda: sparse.encode(batch), sparse),
+                "dx": _time(lambda: decode_windows(dense, batch, options, guard), dense),
+                "sx": _time(lambda: decode_windows(sparse, batch, options, guard), sparse),
+            }
+            if rep > 0 or (i > 0 and repeats == 0):
+                for key, value in sample.items():
+                    times[key].append(value)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return SideBySide(med["de"], med["dx"], med["se"], med["sx"])

@@ -1,0 +1,202 @@
+"""The joint (layer, keep ratio, strategy) search: WER per point, latency side by side, Pareto, choice.
+
+State lives in OUT/state.json (written atomically after every batch and every latency
+measurement), so a killed search resumes from what is already there. A point that fails is
+recorded with its error and the search goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from whisper_eas.config import PruneConfig
+from whisper_eas.decoding import DecodingOptions
+from whisper_eas.evaluation.manifest import read_manifest
+from whisper_eas.guard import GuardOptions
+from whisper_eas.io_utils import atomic_write_json
+from whisper_eas.runners.torch_runner import TorchRunner
+from whisper_eas.search.grid import GridPoint, config_key, evaluate_grid, load_window
+from whisper_eas.search.latency import measure_side_by_side
+from whisper_eas.search.pareto import choose, pareto_front
+from whisper_eas.search.report import write_reports
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """What to search; stored with the state so a resume can check it is the same search."""
+
+    model: str
+    manifest: str
+    layers: tuple[int, ...] | None = None  # None: every encoder layer
+    keep_ratios: tuple[float, ...] = (0.7, 0.6, 0.5, 0.4, 0.3)
+    strategies: tuple[str, ...] = ("attentive", "uniform", "truncate")
+    masses: tuple[float, ...] = ()
+    min_keep: float = 0.3  # adaptive bounds, share of frames
+    max_keep: float = 0.8
+    max_wer_increase: float = 1.0
+    limit: int | None = None
+    device: str = "cpu"
+    query_stride: int = 1
+    scoring: str = "mean"
+    latency_windows: int = 6
+    latency_repeats: int = 2
+    batch_size: int = 8
+    guard: bool = True
+
+    def configs(self, n_layers: int) -> list[PruneConfig]:
+        """Every point: fixed ratios for each strategy, adaptive masses for attention strategies.
+
+        A strategy token is `name[@stride][+merge]`, e.g. `coverage@4+merge`.
+        """
+        layers = self.layers or tuple(range(1, n_layers + 1))
+        out = []
+        for layer in layers:
+            for token in self.strategies:
+                common = dict(layer=layer, **parse_strategy(token, self.scoring, self.query_stride))
+                out += [PruneConfig(keep_ratio=k, **common) for k in self.keep_ratios]
+                if common["strategy"] in ("attentive", "coverage"):
+                    out += [PruneConfig(keep_ratio=None, mass=m, min_keep=self.min_keep, max_keep=self.max_keep, **common)
+                            for m in self.masses]
+        return out
+
+
+def parse_strategy(token: str, scoring: str = "mean", query_stride: int = 1) -> dict:
+    """`coverage@4+merge` -> dict(strategy="coverage", query_stride=4, merge=True, scoring=...)."""
+    merge = token.endswith("+merge")
+    name = token.removesuffix("+merge")
+    stride = query_stride
+    if "@" in name:
+        name, stride_text = name.split("@", 1)
+        stride = int(stride_text)
+    if name in ("uniform", "truncate"):
+        return dict(strategy=name, merge=merge)
+    return dict(strategy=name, merge=merge, scoring=scoring, query_stride=stride)
+
+
+@dataclass
+class SearchState:
+    spec: dict
+    points: dict[str, dict] = field(default_factory=dict)  # key -> GridPoint state
+    latency: dict[str, dict] = field(default_factory=dict)  # key -> SideBySide dict
+    errors: dict[str, str] = field(default_factory=dict)  # key -> error message
+    failed: dict[str, str] = field(default_factory=dict)  # utterance id -> error
+
+
+class SearchMismatchError(ValueError):
+    """OUT already holds a different search."""
+
+
+def _load_state(out: Path, spec: SearchSpec) -> SearchState:
+    path = out / "state.json"
+    if not path.exists():
+        return SearchState(spec=asdict(spec))
+    data = json.loads(path.read_text())
+    saved = {k: v for k, v in data["spec"].items() if k not in ("max_wer_increase",)}
+    wanted = {k: v for k, v in json.loads(json.dumps(asdict(spec))).items() if k not in ("max_wer_increase",)}
+    for key in ("model", "manifest", "limit", "device"):
+        if saved.get(key) != wanted.get(key):
+            raise SearchMismatchError(f"{path}: holds a search of {key}={saved.get(key)!r}, not {wanted.get(key)!r}; use another --out")
+    return SearchState(asdict(spec), data["points"], data["latency"], data["errors"], data.get("failed", {}))
+
+
+def run_search(spec: SearchSpec, out_dir: str | Path, progress: Callable[[str], None] = print) -> dict:
+    """Run (or resume) the search and write results.json, results.csv and pareto.png into out_dir."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    state = _load_state(out, spec)
+    save = lambda: atomic_write_json(out / "state.json", asdict(state))  # noqa: E731
+    runner = TorchRunner(spec.model, device=spec.device)
+    utterances = read_manifest(spec.manifest, spec.limit)
+    configs = spec.configs(runner.model.config.encoder_layers)
+    options = DecodingOptions(language="en" if not runner.tokenizer.multilingual else "en")
+    guard = GuardOptions(enabled=spec.guard)
+
+    points = {"dense": GridPoint.from_state(None, state.points["dense"]) if "dense" in state.points else GridPoint(None)}
+    for config in configs:
+        key = config_key(config)
+        points[key] = GridPoint.from_state(config, state.points[key]) if key in state.points else GridPoint(config)
+    started = time.perf_counter()
+
+    def after_batch(done: int, total: int) -> None:
+        state.points = {k: p.to_state() for k, p in points.items()}
+        save()
+        elapsed = time.perf_counter() - started
+        progress(f"WER: {done}/{total} utterances x {len(points)} points, {elapsed:.0f}s")
+
+    evaluate_grid(runner, utterances, points, options, guard, spec.batch_size, state.failed, after_batch)
+    _measure_latencies(spec, runner, utterances, configs, state, save, options, guard, progress)
+    results = summarize(spec, runner.model_name, utterances, points, state)
+    write_reports(results, out)
+    return results
+
+
+def _measure_latencies(spec, runner, utterances, configs, state, save, options, guard, progress) -> None:
+    windows = [load_window(u, runner.n_mels) for u in utterances if u.id not in state.failed][: spec.latency_windows]
+    todo = [c for c in configs if config_key(c) not in state.latency and config_key(c) not in state.errors]
+    started = time.perf_counter()
+    for done, config in enumerate(todo, start=1):
+        key = config_key(config)
+        try:
+            sparse = TorchRunner(spec.model, prune=config, device=spec.device, hf_model=runner.model)
+            state.latency[key] = measure_side_by_side(runner, sparse, windows, options, guard, spec.latency_repeats).to_dict()
+        except Exception as error:  # record, go on: one failing point must not end the search
+            state.errors[key] = f"{type(error).__name__}: {error}"
+        save()
+        eta = (time.perf_counter() - started) / done * (len(todo) - done)
+        progress(f"latency: {done}/{len(todo)} points, ETA {eta:.0f}s")
+
+
+def summarize(spec: SearchSpec, model: str, utterances, points: dict[str, GridPoint], state: SearchState) -> dict:
+    refs = {u.id: u.text for u in utterances if u.id not in state.failed}
+    dense = points["dense"].score(refs)
+    lat = [v for v in state.latency.values()]
+    dense_latency = {
+        "encoder_ms": _median([v["dense_encoder_ms"] for v in lat]),
+        "e2e_ms": _median([v["dense_e2e_ms"] for v in lat]),
+    }
+    rows = []
+    for key, point in points.items():
+        if point.config is None:
+            continue
+        c, score = point.config, point.score(refs)
+        row = {
+            "key": key,
+            "strategy": c.strategy + ("+merge" if c.merge else ""),
+            "layer": c.layer,
+            "keep_ratio": c.keep_ratio,
+            "mass": c.mass,
+            "scoring": c.scoring,
+            "query_stride": c.query_stride,
+            "sparsity": score["sparsity"],
+            "wer": score["wer"],
+            "wer_delta": score["wer"] - dense["wer"],
+            "fallbacks": score["fallbacks"],
+            "encoder_speedup": state.latency.get(key, {}).get("encoder_speedup"),
+            "e2e_speedup": state.latency.get(key, {}).get("e2e_speedup"),
+            "latency_ms": state.latency.get(key, {}).get("e2e_ms"),
+            "error": state.errors.get(key),
+            "config": c.to_dict(),
+        }
+        rows.append(row)
+    return {
+        "model": model,
+        "manifest": spec.manifest,
+        "n_utterances": dense["n_utterances"],
+        "n_words": dense["n_words"],
+        "failed_utterances": state.failed,
+        "dense": {"wer": dense["wer"], "latency_ms": dense_latency},
+        "max_wer_increase": spec.max_wer_increase,
+        "points": rows,
+        "pareto": [p["key"] for p in pareto_front(rows)],
+        "chosen": choose(rows, spec.max_wer_increase),
+        "spec": asdict(spec),
+    }
+
+
+def _median(values: list[float]) -> float | None:
+    values = sorted(values)
+    return values[len(values) // 2] if values else None

@@ -1,0 +1,124 @@
+"""Static-shape encoder and decoder step for CUDA graphs (the GPU fast path).
+
+A CUDA graph replays a fixed sequence of kernels on fixed buffers, which removes the per-kernel
+launch cost that otherwise dominates Whisper's decoder step (hundreds of small kernels per token).
+That needs static shapes: the encoder keeps a fixed number of frames per (layer, keep ratio), and
+the decoder writes its self-attention cache in place into a preallocated buffer at a position
+held in a device tensor, attending through a mask instead of a growing concatenation.
+The same modules run eagerly on the CPU, which is how their math is tested against the reference.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from whisper_eas.config import PruneConfig
+from whisper_eas.decoder_step import _heads
+from whisper_eas.sparsify import EncoderPruner, find_encoder
+
+
+def encoder_forward(encoder: nn.Module, mel: torch.Tensor) -> torch.Tensor:
+    """HF WhisperEncoder's math without its Python-side wrappers (graph-capture friendly)."""
+    x = F.gelu(encoder.conv1(mel))
+    x = F.gelu(encoder.conv2(x)).permute(0, 2, 1)
+    x = x + encoder.embed_positions.weight[: x.shape[1]]
+    for layer in encoder.layers:
+        out = layer(x, None)
+        x = out[0] if isinstance(out, tuple) else out
+    return encoder.layer_norm(x)
+
+
+class StaticEncoder(nn.Module):
+    """mel [B, n_mels, 3000] -> hidden [B, K, D] with a fixed K (dense or a fixed keep ratio)."""
+
+    def __init__(self, hf_model: nn.Module, prune: PruneConfig | None):
+        super().__init__()
+        if prune is not None and prune.adaptive:
+            raise ValueError("adaptive keep counts are data-dependent; CUDA graphs need a fixed keep ratio")
+        self.encoder = find_encoder(hf_model)
+        self.pruner = EncoderPruner(hf_model, prune) if prune is not None else None
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        if self.pruner is None:
+            return encoder_forward(self.encoder, mel)
+        self.pruner.attach()
+        try:
+            return encoder_forward(self.encoder, mel)
+        finally:
+            self.pruner.detach()
+
+
+class StaticDecoderStep(nn.Module):
+    """One token per row at position `pos` (a 1-element device tensor), cache updated in place.
+
+    self_k/self_v: [L, B, H, M, Dh] preallocated (M = most positions); entries beyond `pos`
+    are masked out. Returns logits [B, 1, V].
+    """
+
+    def __init__(self, hf_model: nn.Module):
+        super().__init__()
+        decoder = hf_model.model.decoder
+        self.embed_tokens = decoder.embed_tokens
+        self.embed_positions = decoder.embed_positions
+        self.layers = decoder.layers
+        self.layer_norm = decoder.layer_norm
+        self.proj_out = hf_model.proj_out
+        self.n_heads = decoder.layers[0].self_attn.num_heads
+
+    def forward(self, tokens, pos, self_k, self_v, cross_k, cross_v):
+        x = self.embed_tokens(tokens) + self.embed_positions.weight.index_select(0, pos).unsqueeze(0)
+        mask = (torch.arange(self_k.shape[3], device=tokens.device) <= pos).view(1, 1, 1, -1)
+        for i, layer in enumerate(self.layers):
+            attn = layer.self_attn
+            h = layer.self_attn_layer_norm(x)
+            q = _heads(attn.q_proj(h) * attn.scaling, self.n_heads)
+            self_k[i].index_copy_(2, pos, _heads(attn.k_proj(h), self.n_heads))
+            self_v[i].index_copy_(2, pos, _heads(attn.v_proj(h), self.n_heads))
+            out = F.scaled_dot_product_attention(q, self_k[i], self_v[i], attn_mask=mask, scale=1.0)
+            x = x + attn.out_proj(out.transpose(1, 2).flatten(2))
+            cross = layer.encoder_attn
+            h = layer.encoder_attn_layer_norm(x)
+            q = _heads(cross.q_proj(h) * cross.scaling, self.n_heads)
+            out = F.scaled_dot_product_attention(q, cross_k[i], cross_v[i], scale=1.0)
+            x = x + cross.out_proj(out.transpose(1, 2).flatten(2))
+            x = x + layer.fc2(layer.activation_fn(layer.fc1(layer.final_layer_norm(x))))
+        return self.proj_out(self.layer_norm(x))
+
+
+class GraphedCall:
+    """Capture `fn(*static_inputs)` once as a CUDA graph; `__call__` copies new inputs in and replays.
+
+    On a CPU (or with `enabled=False`) it simply calls `fn`, so one code path serves both.
+    """
+
+    def __init__(
+        self, fn, example_inputs: tuple[torch.Tensor, ...], enabled: bool = True, warmup: int = 2, clone: bool = True
+    ):
+        self.fn = fn
+        self.enabled = enabled and example_inputs[0].is_cuda
+        # clone=False binds the graph to the caller's tensors (caches updated in place)
+        self.static_inputs = tuple(t.clone() for t in example_inputs) if clone else tuple(example_inputs)
+        if not self.enabled:
+            return
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream), torch.inference_mode():
+            for _ in range(warmup):
+                fn(*self.static_inputs)
+        torch.cuda.current_stream().wait_stream(stream)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph), torch.inference_mode():
+            self.static_output = fn(*self.static_inputs)
+
+    def __call__(self, *inputs: torch.Tensor, copy_inputs: bool = True):
+        if not self.enabled:
+            with torch.inference_mode():
+                return self.fn(*inputs)
+        if copy_inputs:
+            for static, new in zip(self.static_inputs, inputs):
+                if static.data_ptr() != new.data_ptr():
+                    static.copy_(new)
+        self.graph.replay()
+        return self.static_output

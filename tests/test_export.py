@@ -1,0 +1,130 @@
+"""ONNX export of the real tiny.en: graphs, manifest, per-graph parity with PyTorch."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from onnx_exports import SPARSE, exported
+from whisper_eas.config import PruneConfig
+from whisper_eas.exporter.graph_specs import ModelDims, export_specs
+from whisper_eas.exporter.manifest import ExportManifest, sha256_file
+from whisper_eas.exporter.reference import encoder_cases
+from whisper_eas.plugins.prune_onnx import export_prune
+from whisper_eas.selection import prune_hidden
+
+
+@pytest.fixture(scope="module")
+def sparse_dir(tmp_path_factory, tiny_model):
+    return exported(tmp_path_factory, tiny_model, SPARSE)
+
+
+@pytest.fixture(scope="module")
+def dense_dir(tmp_path_factory, tiny_model):
+    return exported(tmp_path_factory, tiny_model, None)
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_model, dev_mels):
+    mel = dev_mels[0][:2]
+    return encoder_cases(tiny_model, SPARSE, mel)[0]
+
+
+def _session(path):
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def _dims(model_proto, name, inputs=True):
+    values = model_proto.graph.input if inputs else model_proto.graph.output
+    value = next(v for v in values if v.name == name)
+    return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+
+
+def test_graphs_pass_the_checker_and_follow_their_specs(sparse_dir, tiny_model):
+    specs = export_specs(ModelDims.from_hf_config(tiny_model.config), SPARSE)
+    assert list(specs) == ["encoder_head", "prune", "encoder_tail", "decoder_cross", "decoder_step"]
+    for spec in specs.values():
+        path = sparse_dir / spec.file
+        onnx.checker.check_model(str(path))
+        proto = onnx.load(str(path), load_external_data=False)
+        assert [i.name for i in proto.graph.input] == spec.input_names
+        assert [o.name for o in proto.graph.output] == spec.output_names
+        for tensor in spec.inputs:
+            assert _dims(proto, tensor.name) == list(tensor.shape), (spec.file, tensor.name)
+    assert specs["prune"].outputs[0].shape == ("batch", 750, 384)
+    assert specs["encoder_tail"].inputs[0].shape == ("batch", "frames", 384)
+
+
+def test_manifest_records_model_config_hashes_and_versions(sparse_dir):
+    data = json.loads((sparse_dir / "manifest.json").read_text())
+    assert data["model"] == "tiny.en" and data["opset"] == 17 and data["split_layer"] == 1
+    assert PruneConfig.from_dict(data["config"]) == SPARSE
+    assert data["graphs"]["decoder_step"]["inputs"][2] == {"name": "self_k_0", "dtype": "float32",
+                                                            "shape": ["batch", 6, "past", 64]}
+    for name in ("torch", "transformers", "onnx", "onnxruntime"):
+        assert data["versions"][name] not in ("", "absent")
+    for name, digest in data["files"].items():
+        assert sha256_file(sparse_dir / name) == digest
+    assert ExportManifest.load(sparse_dir).config == SPARSE
+
+
+def test_encoder_graphs_match_pytorch(sparse_dir, reference):
+    mel_feed, head_ref = reference["encoder_head"]
+    hidden, scores = _session(sparse_dir / "encoder_head.onnx").run(None, mel_feed)
+    assert np.abs(hidden - head_ref["head_hidden"]).max() < 1e-4
+    assert np.abs(scores - head_ref["frame_scores"]).max() < 1e-6
+    prune_feed, prune_ref = reference["prune"]
+    kept, index = _session(sparse_dir / "prune.onnx").run(None, prune_feed)
+    np.testing.assert_array_equal(index, prune_ref["kept_index"])
+    np.testing.assert_array_equal(kept, prune_ref["kept_hidden"])
+    tail_feed, tail_ref = reference["encoder_tail"]
+    out = _session(sparse_dir / "encoder_tail.onnx").run(None, tail_feed)[0]
+    # 1e-4 absolute, relative 1e-4 for Whisper's large outlier channel (see exporter/validate.py)
+    np.testing.assert_allclose(out, tail_ref["encoder_hidden"], atol=1e-4, rtol=1e-4)
+
+
+def test_dense_export_reuses_the_decoder_and_has_no_prune(dense_dir, sparse_dir):
+    dense, sparse = ExportManifest.load(dense_dir), ExportManifest.load(sparse_dir)
+    assert dense.config is None and dense.split_layer == 0
+    assert list(dense.graphs) == ["encoder_head", "encoder_tail", "decoder_cross", "decoder_step"]
+    assert not (dense_dir / "prune.onnx").exists()
+    assert dense.graphs["encoder_head"].output_names == ["head_hidden"]
+    assert dense.decoder_key == sparse.decoder_key
+    for name in ("decoder_cross.onnx", "decoder_step.onnx"):
+        assert dense.files[name] == sparse.files[name]
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        PruneConfig(layer=1, keep_ratio=None, mass=0.9, strategy="coverage"),
+        PruneConfig(layer=1, keep_ratio=0.4, merge=True),
+        PruneConfig(layer=1, keep_ratio=0.4, strategy="uniform"),
+    ],
+    ids=lambda c: c.label(),
+)
+def test_prune_graph_implements_every_strategy(config, reference, tiny_model, tmp_path):
+    dims = ModelDims.from_hf_config(tiny_model.config)
+    session = _session(export_prune(config, dims, tmp_path / "prune.onnx"))
+    feed = reference["prune"][0]
+    hidden, scores = (torch.from_numpy(feed[k]) for k in ("head_hidden", "frame_scores"))
+    for rows in (slice(0, 2), slice(1, 2)):  # the kept count of adaptive configs follows the input
+        names = [i.name for i in session.get_inputs()]
+        kept, index = session.run(None, {n: feed[n][rows] for n in names})
+        ref_kept, ref_index = prune_hidden(hidden[rows], scores[rows] if config.uses_attention else None, config)
+        np.testing.assert_array_equal(index, ref_index.numpy())
+        np.testing.assert_allclose(kept, ref_kept.numpy(), atol=1e-6, rtol=0)
+
+
+def test_export_rejects_bad_requests(tiny_model, tmp_path):
+    from whisper_eas.exporter.export import export_model
+
+    with pytest.raises(ValueError, match="opset 13"):
+        export_model("tiny.en", SPARSE, tmp_path, opset=13, hf_model=tiny_model)
+    with pytest.raises(ValueError, match="layer 7 is outside"):
+        export_model("tiny.en", PruneConfig(layer=7, keep_ratio=0.5), tmp_path, hf_model=tiny_model)

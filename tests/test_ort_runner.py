@@ -1,0 +1,123 @@
+"""ONNX Runtime backend: same transcripts as PyTorch on real audio; clear errors on broken folders."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from onnx_exports import SPARSE, exported, linked_copy
+from whisper_eas.decoding import DecodingOptions
+from whisper_eas.exporter.manifest import ExportError
+from whisper_eas.runners.factory import make_runner
+from whisper_eas.runners.ort_runner import OrtRunner
+from whisper_eas.runners.torch_runner import TorchRunner
+from whisper_eas.windows import decode_encoded
+
+
+@pytest.fixture(scope="module")
+def sparse_dir(tmp_path_factory, tiny_model):
+    return exported(tmp_path_factory, tiny_model, SPARSE)
+
+
+@pytest.fixture(scope="module")
+def dense_dir(tmp_path_factory, tiny_model):
+    return exported(tmp_path_factory, tiny_model, None)
+
+
+@pytest.fixture(scope="module")
+def all_mels():
+    from whisper_eas.audio import load_audio
+    from whisper_eas.evaluation.manifest import read_manifest
+    from whisper_eas.features import window_features
+
+    from conftest import DATA
+
+    return torch.stack([window_features(load_audio(u.path)) for u in read_manifest(DATA / "manifest.tsv")])
+
+
+def _decode(runner, mel, dense=False, **options):
+    encoded = runner.encode(mel, dense=dense)
+    return encoded, decode_encoded(runner, encoded, DecodingOptions(**options))
+
+
+@pytest.fixture(scope="module")
+def sparse_runner(sparse_dir):
+    return OrtRunner(sparse_dir)
+
+
+@pytest.fixture(scope="module")
+def pytorch(tiny_model, all_mels):
+    """PyTorch backend's greedy results on all test files: sparse and dense."""
+    runner = TorchRunner("tiny.en", prune=SPARSE, hf_model=tiny_model)
+    return {"sparse": _decode(runner, all_mels), "dense": _decode(runner, all_mels, dense=True)}
+
+
+def test_sparse_greedy_transcripts_equal_pytorch(sparse_runner, pytorch, all_mels):
+    encoded, results = _decode(sparse_runner, all_mels)
+    ref_encoded, ref_results = pytorch["sparse"]
+    assert [r.tokens for r in results] == [r.tokens for r in ref_results]
+    assert results[3].text.startswith("And so my fellow Americans")
+    assert torch.equal(encoded.kept, ref_encoded.kept) and encoded.n_kept == 750
+
+
+@pytest.mark.parametrize("export", ["sparse", "dense"])
+def test_dense_greedy_transcripts_equal_pytorch(export, sparse_runner, dense_dir, pytorch, all_mels):
+    """`dense=True` on a sparse export (the quality guard's re-run), and a dense export."""
+    runner = sparse_runner if export == "sparse" else make_runner("onnxruntime", engine_dir=dense_dir)
+    encoded, results = _decode(runner, all_mels, dense=True)
+    assert encoded.kept is None and encoded.n_kept == 1500
+    assert [r.tokens for r in results] == [r.tokens for r in pytorch["dense"][1]]
+
+
+def test_beam_search_reorders_the_cache(sparse_runner, tiny_model, all_mels):
+    mel = all_mels[2:3]
+    _, results = _decode(sparse_runner, mel, beam_size=2)
+    _, ref = _decode(TorchRunner("tiny.en", prune=SPARSE, hf_model=tiny_model), mel, beam_size=2)
+    assert [r.tokens for r in results] == [r.tokens for r in ref]
+
+
+def test_factory_takes_config_from_the_manifest(sparse_dir, dense_dir):
+    runner = make_runner("onnxruntime", model=sparse_dir)  # an export folder given as the model
+    assert runner.prune == SPARSE and runner.model_name == "tiny.en"
+    assert make_runner("onnxruntime", engine_dir=dense_dir).prune is None
+    assert runner.describe()["engine_dir"] == str(sparse_dir)
+    with pytest.raises(ValueError, match="engine_dir"):
+        make_runner("onnxruntime", model="tiny.en")
+
+
+def test_missing_graph_is_named(sparse_dir, tmp_path):
+    broken = linked_copy(sparse_dir, tmp_path / "e")
+    (broken / "encoder_tail.onnx").unlink()
+    with pytest.raises(ExportError, match=r"encoder_tail\.onnx: missing"):
+        OrtRunner(broken)
+
+
+def test_not_an_export_folder_is_named(tmp_path):
+    with pytest.raises(ExportError, match=r"manifest\.json: not found"):
+        OrtRunner(tmp_path)
+
+
+def test_corrupted_manifest_is_named(sparse_dir, tmp_path):
+    broken = linked_copy(sparse_dir, tmp_path / "e")
+    (broken / "manifest.json").write_text('{"format": "whisper-eas-onnx", ')
+    with pytest.raises(ExportError, match=r"manifest\.json: not valid JSON"):
+        OrtRunner(broken)
+
+
+def test_manifest_config_that_does_not_match_the_graphs(sparse_dir, tmp_path):
+    broken = linked_copy(sparse_dir, tmp_path / "e")
+    data = json.loads((broken / "manifest.json").read_text())
+    data["config"]["keep_ratio"] = 0.3  # prune.onnx keeps 750 frames, not 450
+    (broken / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ExportError, match=r"prune\.onnx does not match"):
+        OrtRunner(broken)
+
+
+def test_changed_graph_fails_its_checksum(sparse_dir, tmp_path):
+    broken = linked_copy(sparse_dir, tmp_path / "e", copy=("manifest.json", "prune.onnx"))
+    with open(broken / "prune.onnx", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(ExportError, match=r"prune\.onnx: sha256 differs"):
+        OrtRunner(broken)

@@ -1,0 +1,100 @@
+"""Joint search: Pareto selection, shared-prefix parity, resume, quality guard on a real failure."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from whisper_eas.config import PruneConfig
+from whisper_eas.search.pareto import choose, pareto_front
+from whisper_eas.sparsify import sparsified
+
+from conftest import DATA
+
+
+def _row(key, delta, speed, error=None):
+    return {"key": key, "wer_delta": delta, "e2e_speedup": speed, "error": error}
+
+
+def test_pareto_front_and_choice():
+    rows = [_row("a", 0.0, 1.1), _row("b", 0.5, 1.4), _row("c", 0.6, 1.3), _row("d", 2.0, 1.8), _row("e", -0.1, 1.0),
+            _row("f", 0.1, 2.5, error="boom")]
+    assert [r["key"] for r in pareto_front(rows)] == ["d", "b", "a", "e"]  # c is dominated by b; f failed
+    assert choose(rows, 1.0)["key"] == "b"
+    assert choose(rows, 3.0)["key"] == "d"
+    assert choose(rows, -1.0) is None
+
+
+def test_shared_prefix_matches_the_hook_path(tiny_model, dev_mels):
+    from whisper_eas.search.shared_prefix import DenseStates
+
+    mel, _ = dev_mels
+    states = DenseStates(tiny_model, mel)
+    for config in (PruneConfig(layer=2, keep_ratio=0.4), PruneConfig(layer=1, keep_ratio=0.3, strategy="coverage", merge=True)):
+        with torch.inference_mode(), sparsified(tiny_model, config) as record:
+            reference = tiny_model.model.encoder(mel).last_hidden_state
+        shared = states.encode(config)
+        assert torch.equal(shared.kept, record.kept)
+        torch.testing.assert_close(shared.hidden, reference, atol=1e-5, rtol=1e-5)
+    with torch.inference_mode():
+        dense = tiny_model.model.encoder(mel).last_hidden_state
+    torch.testing.assert_close(states.encode(None).hidden, dense, atol=1e-5, rtol=1e-5)
+
+
+def test_guard_reruns_a_real_degenerate_window_dense(tiny_runner, dev_mels):
+    from whisper_eas.decoding import DecodingOptions
+    from whisper_eas.guard import GuardOptions
+    from whisper_eas.runners.torch_runner import TorchRunner
+    from whisper_eas.windows import decode_windows
+
+    mel, _ = dev_mels
+    broken = TorchRunner("tiny.en", prune=PruneConfig(layer=1, keep_ratio=0.02, strategy="truncate"), hf_model=tiny_runner.model)
+    options = DecodingOptions(language="en", sample_len=64)  # loops are caught long before 64 tokens
+    unguarded = decode_windows(broken, mel, options, GuardOptions(enabled=False))
+    guarded = decode_windows(broken, mel, options, GuardOptions())
+    dense = decode_windows(tiny_runner, mel, options)
+    fell_back = [i for i, w in enumerate(guarded) if w.fallback]
+    assert fell_back, [w.result.text for w in unguarded]
+    for i in fell_back:
+        assert guarded[i].result.text == dense[i].result.text
+        assert guarded[i].kept_frames == 1500 and unguarded[i].kept_frames == 30
+
+
+def test_search_writes_reports_and_resumes(tmp_path, monkeypatch):
+    from whisper_eas.search import grid
+    from whisper_eas.search.run import SearchMismatchError, SearchSpec, run_search
+
+    spec = SearchSpec(model="tiny.en", manifest=str(DATA / "manifest.tsv"), layers=(1,), keep_ratios=(0.5,),
+                      strategies=("attentive", "uniform"), masses=(0.9,), limit=3, latency_windows=1, latency_repeats=1)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_first_latency(line):
+        if line.startswith("latency: 1/"):
+            raise Stop
+
+    with pytest.raises(Stop):
+        run_search(spec, tmp_path, progress=stop_after_first_latency)
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert len(state["latency"]) == 1 and len(state["points"]["dense"]["hyps"]) == 3
+
+    batches = []
+    original = grid._grid_batch
+    monkeypatch.setattr(grid, "_grid_batch", lambda *a, **k: batches.append(1) or original(*a, **k))
+    results = run_search(spec, tmp_path, progress=lambda line: None)
+    assert batches == []  # every WER result came from the saved state
+    assert {"model", "dense", "points", "pareto", "chosen"} <= set(results)
+    points = {(p["strategy"], p["keep_ratio"], p["mass"]) for p in results["points"]}
+    assert points == {("attentive", 0.5, None), ("uniform", 0.5, None), ("attentive", None, 0.9)}
+    for p in results["points"]:
+        assert p["e2e_speedup"] > 0 and 0 <= p["sparsity"] < 1
+    adaptive = next(p for p in results["points"] if p["mass"] is not None)
+    assert adaptive["sparsity"] > 0.5  # short utterances padded to 30 s: most attention mass sits on few frames
+    for name in ("results.json", "results.csv", "pareto.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    other = SearchSpec(model="base", manifest=spec.manifest, limit=3)
+    with pytest.raises(SearchMismatchError, match="use another --out"):
+        run_search(other, tmp_path, progress=lambda line: None)

@@ -1,0 +1,71 @@
+"""The GPU fast path's static-shape modules compute what the reference runner computes.
+
+CUDA graphs need a GPU; on a CPU the same static modules run eagerly, which checks their math
+(in-place cache at a position, masked attention, cache buckets, fixed keep counts).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from whisper_eas.config import PruneConfig
+from whisper_eas.decoding import DecodingOptions
+from whisper_eas.runners.cuda_runner import CACHE_BUCKETS, CudaGraphRunner
+from whisper_eas.windows import decode_encoded
+
+
+@pytest.fixture(scope="module")
+def static_runner(tiny_runner):
+    config = PruneConfig(layer=1, keep_ratio=0.4, strategy="coverage", merge=True, query_stride=4)
+    return CudaGraphRunner("tiny.en", config, device="cpu", dtype=torch.float32, hf_model=tiny_runner.model)
+
+
+@pytest.mark.parametrize("options", [DecodingOptions(), DecodingOptions(beam_size=3), DecodingOptions(without_timestamps=False)],
+                         ids=["greedy", "beam", "timestamps"])
+def test_static_path_matches_the_reference_runner(tiny_runner, static_runner, dev_mels, options):
+    mel, _ = dev_mels
+    tiny_runner.prune = static_runner.prune
+    try:
+        reference = tiny_runner.encode(mel)
+        static = static_runner.encode(mel)
+        torch.testing.assert_close(static.hidden, reference.hidden, atol=1e-5, rtol=1e-5)
+        assert torch.equal(static.kept, reference.kept)
+        ours = decode_encoded(static_runner, static, options, ["en"] * 4)
+        theirs = decode_encoded(tiny_runner, reference, options, ["en"] * 4)
+    finally:
+        tiny_runner.prune = None
+    assert [r.tokens for r in ours] == [r.tokens for r in theirs]
+
+
+def test_cache_grows_through_buckets_without_changing_logits(tiny_runner, static_runner, dev_mels):
+    mel, _ = dev_mels
+    encoded = static_runner.encode(mel[:1], dense=True)
+    static = static_runner.decoder(encoded)
+    reference = tiny_runner.decoder(encoded)
+    tokens = torch.tensor([[50257] + [50362] + list(range(400, 400 + CACHE_BUCKETS[0] + 6))])
+    with torch.inference_mode():
+        a = static.step(tokens)
+        b = reference.step(tokens)
+    assert static.graph.positions == CACHE_BUCKETS[1]  # crossed the first bucket
+    torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_adaptive_configs_are_refused():
+    with pytest.raises(ValueError, match="fixed keep ratio"):
+        CudaGraphRunner("tiny.en", PruneConfig(layer=1, keep_ratio=None, mass=0.9), device="cpu", dtype=torch.float32)
+
+
+@pytest.mark.requires_cuda
+def test_cuda_graphs_match_eager_on_a_gpu(dev_mels):
+    mel, _ = dev_mels
+    config = PruneConfig(layer=1, keep_ratio=0.4, strategy="coverage", merge=True, query_stride=4)
+    graphs = CudaGraphRunner("tiny.en", config, device="cuda", dtype=torch.float16)
+    eager = CudaGraphRunner("tiny.en", config, device="cuda", dtype=torch.float16, hf_model=graphs.model, use_graphs=False)
+    for _ in range(2):  # a second replay must see the new inputs
+        a, b = graphs.encode(mel), eager.encode(mel)
+        torch.testing.assert_close(a.hidden, b.hidden, atol=2e-2, rtol=2e-2)
+        ours = decode_encoded(graphs, a, DecodingOptions(), ["en"] * 4)
+        theirs = decode_encoded(eager, b, DecodingOptions(), ["en"] * 4)
+        assert [r.text for r in ours] == [r.text for r in theirs]
+        mel = mel.flip(0)
