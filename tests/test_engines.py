@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from dataclasses import replace
 
 import pytest
 from click.testing import CliRunner
 
 from conftest import DATA
-from prune_configs import ADAPTIVE, SHIPPED, TINY
+from prune_configs import ADAPTIVE, K, SHIPPED, TINY
 from whisper_eas.config import PruneConfig
 from whisper_eas.engines.builder import build_engines, engine_file, engine_profiles, uses_plugin
 from whisper_eas.engines.deps import TensorRTMissingError
@@ -68,15 +69,15 @@ def test_profiles_follow_graph_specs_for_the_shipped_config(tmp_path):
     assert profiles["encoder_head"] == {"mel": ((1, 80, 3000), (8, 80, 3000), (16, 80, 3000))}
     assert profiles["prune"] == {"head_hidden": ((1, 1500, 384), (8, 1500, 384), (16, 1500, 384)),
                                  "frame_scores": ((1, 1500), (8, 1500), (16, 1500))}
-    # kept frames (600) up to all frames: the quality guard re-runs windows dense on the same engines
-    assert profiles["encoder_tail"] == {"tail_input": ((1, 600, 384), (8, 600, 384), (16, 1500, 384))}
-    assert profiles["decoder_cross"] == {"encoder_hidden": ((1, 600, 384), (8, 600, 384), (16, 1500, 384))}
+    # kept frames (K) up to all frames: the quality guard re-runs windows dense on the same engines
+    assert profiles["encoder_tail"] == {"tail_input": ((1, K, 384), (8, K, 384), (16, 1500, 384))}
+    assert profiles["decoder_cross"] == {"encoder_hidden": ((1, K, 384), (8, K, 384), (16, 1500, 384))}
     step = profiles["decoder_step"]
     assert "offset" not in step  # a scalar: nothing to profile
     assert len(step) == 1 + 4 * TINY.decoder_layers
     assert step["tokens"] == ((1, 1), (8, 1), (80, 232))  # 16 windows x 5 beams; a whole prompt at first
     assert step["self_k_0"] == step["self_v_3"] == ((1, 6, 0, 64), (8, 6, 32, 64), (80, 6, 447, 64))
-    assert step["cross_k_0"] == step["cross_v_3"] == ((1, 6, 600, 64), (8, 6, 600, 64), (80, 6, 1500, 64))
+    assert step["cross_k_0"] == step["cross_v_3"] == ((1, 6, K, 64), (8, 6, K, 64), (80, 6, 1500, 64))
 
 
 def test_adaptive_dense_and_static_batch_profiles():
@@ -118,7 +119,7 @@ def test_manifest_round_trips(tmp_path):
     data = json.loads((tmp_path / ENGINE_MANIFEST).read_text())
     assert data["platform"] == {"tensorrt": "10.13.2.6", "gpu": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"}
     assert data["precision"] == "fp16" and data["engines"]["prune"]["source"] == "prune.onnx"
-    assert data["engines"]["encoder_tail"]["profile"]["tail_input"] == [[1, 600, 384], [8, 600, 384], [16, 1500, 384]]
+    assert data["engines"]["encoder_tail"]["profile"]["tail_input"] == [[1, K, 384], [8, K, 384], [16, 1500, 384]]
 
 
 @pytest.mark.parametrize("change,expected", [
@@ -151,7 +152,7 @@ def test_engines_built_from_other_onnx_files_are_stale(tmp_path):
 def test_engines_of_another_config_do_not_fit(tmp_path):
     manifest = _engines(_export(tmp_path))
     dense = _export(tmp_path, None)  # the folder was re-exported dense over the sparse engines
-    expected = (r"engines are for tiny.en \[coverage\+merge L1 k0.40\], the export is tiny.en \[dense\]; "
+    expected = (rf"engines are for tiny.en \[{re.escape(SHIPPED.label())}\], the export is tiny.en \[dense\]; "
                 r"rebuild with `whisper-eas export --model tiny.en --dense")
     with pytest.raises(EngineError, match=expected):
         manifest.check_sources(dense)

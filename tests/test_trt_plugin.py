@@ -13,7 +13,7 @@ import pytest
 import torch
 from onnx import helper
 
-from prune_configs import ADAPTIVE, SHIPPED, TINY
+from prune_configs import ADAPTIVE, K, SHIPPED, TINY
 from whisper_eas.config import PruneConfig
 from whisper_eas.engines.deps import TensorRTMissingError
 from whisper_eas.exporter.graph_specs import PRUNE_PLUGIN_DOMAIN, PRUNE_PLUGIN_OP, ModelDims, prune
@@ -72,7 +72,7 @@ def test_plugin_node_onnx_is_one_custom_node_with_the_config(tmp_path, config):
     assert set(plugin_side) == set(ATTRIBUTE_TYPES) and set(attributes) == set(ATTRIBUTE_TYPES) | {
         "plugin_namespace", "plugin_version", "aot"}
     assert config_from_attributes(plugin_side) == (config, 1500)
-    kept = "kept" if config.adaptive else 600
+    kept = "kept" if config.adaptive else K
     dims = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
             for v in (*model.graph.input, *model.graph.output)}
     assert dims == {"head_hidden": ["batch", 1500, 384], "frame_scores": ["batch", 1500],
@@ -101,7 +101,7 @@ def test_plugin_node_swaps_in_for_the_standard_graph(tmp_path):
 def test_static_batch_plugin_node(tmp_path):
     path = export_prune_plugin(SHIPPED, TINY, tmp_path / "p.onnx", batch=4)
     shapes = [[d.dim_value for d in v.type.tensor_type.shape.dim] for v in onnx.load(str(path)).graph.output]
-    assert shapes == [[4, 600, 384], [4, 600]]
+    assert shapes == [[4, K, 384], [4, K]]
 
 
 def test_check_names_the_file_when_an_attribute_differs(tmp_path):
@@ -109,7 +109,7 @@ def test_check_names_the_file_when_an_attribute_differs(tmp_path):
     model = onnx.load(str(path))
     for attribute in model.graph.node[0].attribute:
         if attribute.name == "keep_count":
-            attribute.i = 750
+            attribute.i = K + 1  # any count but the config's
     onnx.save(model, str(path))
     with pytest.raises(ExportError, match=r"prune_plugin\.onnx: node attributes"):
         check_plugin_graph(path, SHIPPED, TINY)
