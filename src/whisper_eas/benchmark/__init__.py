@@ -1,0 +1,1 @@
+"""Speed benchmarks (timing lives here and in scripts/, never in tests)."""
