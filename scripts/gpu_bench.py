@@ -93,7 +93,7 @@ class Decode:
 
     def __init__(self, model, hidden: torch.Tensor, steps: int, prompt: int = 3, graphs: bool = True):
         cfg = model.config
-        rows, frames = hidden.shape[0], hidden.shape[1]
+        rows = hidden.shape[0]
         heads, dt = cfg.decoder_attention_heads, DTYPE
         positions = 64 if prompt + steps <= 64 else 448
         shape = (cfg.decoder_layers, rows, heads, positions, cfg.d_model // heads)

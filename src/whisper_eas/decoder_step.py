@@ -39,12 +39,8 @@ class DecoderCrossKV(nn.Module):
         return torch.stack(keys), torch.stack(values)
 
 
-class DecoderStep(nn.Module):
-    """(tokens [B, n], offset, self cache [L, B, H, P, Dh] x2, cross k/v) -> logits [B, n, V], new cache.
-
-    The new cache holds P + n positions. `cross_mask` ([B, S], 1 = keep) is optional and lets
-    a batch hold windows with different kept-frame counts, padded to the longest.
-    """
+class DecoderModules(nn.Module):
+    """The decoder's weights (embeddings, layers, final norm, output projection), shared by the steps."""
 
     def __init__(self, hf_model: nn.Module):
         super().__init__()
@@ -55,6 +51,14 @@ class DecoderStep(nn.Module):
         self.layer_norm = decoder.layer_norm
         self.proj_out = hf_model.proj_out
         self.n_heads = decoder.layers[0].self_attn.num_heads
+
+
+class DecoderStep(DecoderModules):
+    """(tokens [B, n], offset, self cache [L, B, H, P, Dh] x2, cross k/v) -> logits [B, n, V], new cache.
+
+    The new cache holds P + n positions. `cross_mask` ([B, S], 1 = keep) is optional and lets
+    a batch hold windows with different kept-frame counts, padded to the longest.
+    """
 
     def _self_attention(self, layer, x, past_k, past_v, mask):
         attn = layer.self_attn
@@ -70,6 +74,30 @@ class DecoderStep(nn.Module):
         out = F.scaled_dot_product_attention(q, cross_k, cross_v, attn_mask=cross_mask, scale=1.0)
         return attn.out_proj(out.transpose(1, 2).flatten(2))
 
+    def run_layers(self, tokens, offset, self_k, self_v, cross_k, cross_v, cross_mask=None):
+        """Hidden state after the last layer (before the final norm) and each layer's new k/v.
+
+        Caches may be stacked tensors or per-layer sequences: only `cache[i]` is used.
+        """
+        n = tokens.shape[1]
+        past = self_k[0].shape[2]
+        positions = offset + torch.arange(n, device=tokens.device)
+        x = self.embed_tokens(tokens) + self.embed_positions.weight[positions]
+        # causal mask over [past + new]: new token i sees every past position and new tokens <= i
+        key_pos = torch.arange(past + n, device=tokens.device)
+        query_pos = past + torch.arange(n, device=tokens.device)
+        mask = key_pos.unsqueeze(0) <= query_pos.unsqueeze(1)  # [n, P + n]
+        attn_cross = None if cross_mask is None else cross_mask[:, None, None, :].to(torch.bool)
+        new_k, new_v = [], []
+        for i, layer in enumerate(self.layers):
+            h, k, v = self._self_attention(layer, layer.self_attn_layer_norm(x), self_k[i], self_v[i], mask)
+            x = x + h
+            new_k.append(k)
+            new_v.append(v)
+            x = x + self._cross_attention(layer, layer.encoder_attn_layer_norm(x), cross_k[i], cross_v[i], attn_cross)
+            x = x + layer.fc2(layer.activation_fn(layer.fc1(layer.final_layer_norm(x))))
+        return x, new_k, new_v
+
     def forward(
         self,
         tokens: torch.Tensor,
@@ -80,29 +108,8 @@ class DecoderStep(nn.Module):
         cross_v: torch.Tensor,
         cross_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        n = tokens.shape[1]
-        past = self_k.shape[3]
-        positions = offset + torch.arange(n, device=tokens.device)
-        x = self.embed_tokens(tokens) + self.embed_positions.weight[positions]
-        # causal mask over [past + new]: new token i sees every past position and new tokens <= i
-        key_pos = torch.arange(past + n, device=tokens.device)
-        query_pos = past + torch.arange(n, device=tokens.device)
-        mask = key_pos.unsqueeze(0) <= query_pos.unsqueeze(1)  # [n, P + n]
-        attn_cross = None
-        if cross_mask is not None:
-            attn_cross = cross_mask[:, None, None, :].to(torch.bool)
-        new_k, new_v = [], []
-        for i, layer in enumerate(self.layers):
-            h, k, v = self._self_attention(layer, layer.self_attn_layer_norm(x), self_k[i], self_v[i], mask)
-            x = x + h
-            new_k.append(k)
-            new_v.append(v)
-            x = x + self._cross_attention(layer, layer.encoder_attn_layer_norm(x), cross_k[i], cross_v[i], attn_cross)
-            residual = x
-            h = layer.fc2(layer.activation_fn(layer.fc1(layer.final_layer_norm(x))))
-            x = residual + h
-        logits = self.proj_out(self.layer_norm(x))
-        return logits, torch.stack(new_k), torch.stack(new_v)
+        x, new_k, new_v = self.run_layers(tokens, offset, self_k, self_v, cross_k, cross_v, cross_mask)
+        return self.proj_out(self.layer_norm(x)), torch.stack(new_k), torch.stack(new_v)
 
 
 def empty_self_cache(hf_model: nn.Module, batch: int, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from whisper_eas.config import PruneConfig
-from whisper_eas.decoder_step import _heads
+from whisper_eas.decoder_step import DecoderModules, _heads
 from whisper_eas.sparsify import EncoderPruner, find_encoder
 
 
@@ -50,22 +50,12 @@ class StaticEncoder(nn.Module):
             self.pruner.detach()
 
 
-class StaticDecoderStep(nn.Module):
+class StaticDecoderStep(DecoderModules):
     """One token per row at position `pos` (a 1-element device tensor), cache updated in place.
 
     self_k/self_v: [L, B, H, M, Dh] preallocated (M = most positions); entries beyond `pos`
     are masked out. Returns logits [B, 1, V].
     """
-
-    def __init__(self, hf_model: nn.Module):
-        super().__init__()
-        decoder = hf_model.model.decoder
-        self.embed_tokens = decoder.embed_tokens
-        self.embed_positions = decoder.embed_positions
-        self.layers = decoder.layers
-        self.layer_norm = decoder.layer_norm
-        self.proj_out = hf_model.proj_out
-        self.n_heads = decoder.layers[0].self_attn.num_heads
 
     def forward(self, tokens, pos, self_k, self_v, cross_k, cross_v):
         x = self.embed_tokens(tokens) + self.embed_positions.weight.index_select(0, pos).unsqueeze(0)

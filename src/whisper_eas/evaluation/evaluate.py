@@ -59,7 +59,8 @@ class EvalReport:
         )
 
 
-def _load(utt: Utterance, n_mels: int) -> torch.Tensor:
+def load_window(utt: Utterance, n_mels: int) -> torch.Tensor:
+    """One utterance as a padded 30 s window; longer audio is an error for a single-window eval."""
     audio = load_audio(utt.path)
     if audio.shape[0] > N_SAMPLES:
         raise AudioError(utt.path, f"{audio.shape[0] / 16000:.1f}s is longer than one 30 s window (use trt-transcribe)")
@@ -92,7 +93,7 @@ def evaluate(
 
     for done, utt in enumerate(utterances, start=1):
         try:
-            pending.append((utt, _load(utt, runner.n_mels)))
+            pending.append((utt, load_window(utt, runner.n_mels)))
         except AudioError as error:
             scores.append(UtteranceScore(utt.id, utt.text, None, None, 0, str(error)))
         if len(pending) >= batch_size:

@@ -125,7 +125,7 @@ class LayerwiseDecoderStep(nn.Module):
     every slice on every step (the cross keys/values of the whole window included); separate
     tensors are bound as they are, so the self-attention concat is the only per-step copy.
     Inputs: tokens, offset, self_k[L], self_v[L], cross_k[L], cross_v[L] (see `graph_specs`).
-    The math is `DecoderStep`'s own attention methods and layers.
+    The math is `DecoderStep.run_layers` itself.
     """
 
     def __init__(self, hf_model: nn.Module):
@@ -137,20 +137,8 @@ class LayerwiseDecoderStep(nn.Module):
         self.proj = OutputProjection(hf_model.proj_out)
 
     def forward(self, tokens: torch.Tensor, offset: torch.Tensor, *caches: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        step, n_layers = self.step, self.n_layers
-        self_k, self_v = caches[:n_layers], caches[n_layers : 2 * n_layers]
-        cross_k, cross_v = caches[2 * n_layers : 3 * n_layers], caches[3 * n_layers :]
-        n, past = tokens.shape[1], self_k[0].shape[2]
-        positions = offset + torch.arange(n, device=tokens.device)
-        x = step.embed_tokens(tokens) + step.embed_positions.weight[positions]
-        key_pos = torch.arange(past + n, device=tokens.device)
-        mask = key_pos.unsqueeze(0) <= (past + torch.arange(n, device=tokens.device)).unsqueeze(1)  # [n, P + n]
-        new_k, new_v = [], []
-        for i, layer in enumerate(step.layers):
-            h, k, v = step._self_attention(layer, layer.self_attn_layer_norm(x), self_k[i], self_v[i], mask)
-            x = x + h
-            new_k.append(k)
-            new_v.append(v)
-            x = x + step._cross_attention(layer, layer.encoder_attn_layer_norm(x), cross_k[i], cross_v[i], None)
-            x = x + layer.fc2(layer.activation_fn(layer.fc1(layer.final_layer_norm(x))))
-        return (self.proj(step.layer_norm(x)), *new_k, *new_v)
+        n = self.n_layers
+        self_k, self_v = caches[:n], caches[n : 2 * n]
+        cross_k, cross_v = caches[2 * n : 3 * n], caches[3 * n :]
+        x, new_k, new_v = self.step.run_layers(tokens, offset, self_k, self_v, cross_k, cross_v)
+        return (self.proj(self.step.layer_norm(x)), *new_k, *new_v)

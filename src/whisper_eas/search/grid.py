@@ -11,12 +11,12 @@ from typing import Callable
 
 import torch
 
-from whisper_eas.audio import AudioError, load_audio
+from whisper_eas.audio import AudioError
 from whisper_eas.config import PruneConfig
 from whisper_eas.decoding import DecodingOptions, DecodingResult
+from whisper_eas.evaluation.evaluate import load_window
 from whisper_eas.evaluation.manifest import Utterance
 from whisper_eas.evaluation.wer import corpus_wer
-from whisper_eas.features import N_SAMPLES, window_features
 from whisper_eas.guard import GuardOptions, degenerate_reason
 from whisper_eas.runners.base import EncodedBatch
 from whisper_eas.runners.torch_runner import TorchRunner
@@ -65,14 +65,6 @@ class GridPoint:
     def from_state(cls, config: PruneConfig | None, state: dict) -> "GridPoint":
         unguarded = {i: (v[0], int(v[1])) for i, v in state.get("unguarded", {}).items()}
         return cls(config, dict(state["hyps"]), dict(state["kept"]), dict(state["fallbacks"]), unguarded)
-
-
-def load_window(utt: Utterance, n_mels: int) -> torch.Tensor:
-    """One utterance as a padded 30 s window; longer audio is an error for a single-window eval."""
-    audio = load_audio(utt.path)
-    if audio.shape[0] > N_SAMPLES:
-        raise AudioError(utt.path, f"{audio.shape[0] / 16000:.1f}s is longer than one 30 s window")
-    return window_features(audio, n_mels)
 
 
 def evaluate_grid(

@@ -19,7 +19,8 @@ from whisper_eas.evaluation.manifest import read_manifest
 from whisper_eas.guard import GuardOptions
 from whisper_eas.io_utils import atomic_write_json
 from whisper_eas.runners.torch_runner import TorchRunner
-from whisper_eas.search.grid import GridPoint, config_key, evaluate_grid, load_window
+from whisper_eas.evaluation.evaluate import load_window
+from whisper_eas.search.grid import GridPoint, config_key, evaluate_grid
 from whisper_eas.search.latency import measure_side_by_side
 from whisper_eas.search.pareto import choose, pareto_front
 from whisper_eas.search.report import write_reports
