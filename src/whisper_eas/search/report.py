@@ -46,7 +46,7 @@ def _plot(results: dict) -> bytes:
     for r in rows:
         groups.setdefault((r["layer"], r["strategy"], r["mass"] is not None), []).append(r)
     for (layer, strategy, adaptive), group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
-        group.sort(key=lambda r: r["e2e_speedup"])
+        group.sort(key=lambda r: -(r["keep_ratio"] if r["keep_ratio"] is not None else r["mass"]))  # along the ratios
         label = f"L{layer} {strategy}" + (" adaptive" if adaptive else "")
         ax.plot([r["e2e_speedup"] for r in group], [r["wer_delta"] for r in group], marker=MARKERS.get(strategy, "o"),
                 linestyle=":" if adaptive else "-", color=colors[layer], label=label, alpha=0.85)

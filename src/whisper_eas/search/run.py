@@ -192,7 +192,7 @@ def summarize(spec: SearchSpec, model: str, utterances, points: dict[str, GridPo
         "dense": {"wer": dense["wer"], "latency_ms": dense_latency},
         "max_wer_increase": spec.max_wer_increase,
         "points": rows,
-        "pareto": [p["key"] for p in pareto_front(rows)],
+        "pareto": pareto_front(rows),
         "chosen": choose(rows, spec.max_wer_increase),
         "spec": asdict(spec),
     }
