@@ -11,7 +11,7 @@ from onnx_exports import SPARSE, exported, linked_copy
 from whisper_eas.decoding import DecodingOptions
 from whisper_eas.exporter.manifest import ExportError
 from whisper_eas.runners.factory import make_runner
-from whisper_eas.runners.ort_runner import OrtRunner
+from whisper_eas.runners.ort_runner import OrtDecoderSession, OrtRunner
 from whisper_eas.runners.torch_runner import TorchRunner
 from whisper_eas.windows import decode_encoded
 
@@ -69,6 +69,26 @@ def test_dense_greedy_transcripts_equal_pytorch(export, sparse_runner, dense_dir
     encoded, results = _decode(runner, all_mels, dense=True)
     assert encoded.kept is None and encoded.n_kept == 1500
     assert [r.tokens for r in results] == [r.tokens for r in pytorch["dense"][1]]
+
+
+def test_encoder_chunks_equal_one_batch(sparse_dir, sparse_runner, all_mels):
+    """The runner encodes one window at a time by default; a whole-batch call gives the same output."""
+    whole = OrtRunner(sparse_dir, encoder_batch=len(all_mels)).encode(all_mels)
+    chunked = sparse_runner.encode(all_mels)
+    assert sparse_runner.encoder_batch == 1 and chunked.batch == whole.batch == len(all_mels)
+    assert torch.equal(chunked.kept, whole.kept)
+    assert abs(chunked.hidden - whole.hidden).max() < 1e-4
+
+
+def test_ended_windows_leave_the_batch_without_changing_tokens(sparse_runner, all_mels, monkeypatch):
+    """Greedy decoding drops rows that reached end-of-text; the others decode as they would alone."""
+    sizes = []
+    select = OrtDecoderSession.select
+    monkeypatch.setattr(OrtDecoderSession, "select", lambda self, rows: (sizes.append(len(rows)), select(self, rows)))
+    _, batched = _decode(sparse_runner, all_mels)
+    alone = [_decode(sparse_runner, all_mels[i : i + 1])[1][0] for i in range(len(all_mels))]
+    assert sizes and sizes[0] < len(all_mels), "no row was dropped: the test files should differ in length"
+    assert [r.tokens for r in batched] == [r.tokens for r in alone]
 
 
 def test_beam_search_reorders_the_cache(sparse_runner, tiny_model, all_mels):

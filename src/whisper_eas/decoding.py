@@ -30,6 +30,13 @@ class DecoderSession(Protocol):
         """Reorder the batch rows of the cache (beam search)."""
 
 
+class CompactingSession(DecoderSession, Protocol):
+    """A session that can drop rows: greedy decoding stops stepping windows that have ended."""
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep only these batch rows (cache and cross keys/values), in this order."""
+
+
 @dataclass(frozen=True)
 class DecodingOptions:
     """How to decode one 30 s window. Frozen: verified once in `check()`."""
@@ -282,6 +289,7 @@ def decode_batch(
     if tokenizer.no_speech is not None:
         probs = F.softmax(logits[::group, sot_index].float(), dim=-1)
         no_speech_probs = probs[:, tokenizer.no_speech].tolist()
+    rows = _RowCompactor(session, tokens.shape[0], tokenizer.eot, device) if group == 1 else None
     for _ in range(sample_len):
         last = logits[:, -1].float()
         rules(last, tokens)
@@ -290,13 +298,42 @@ def decode_batch(
             session.reorder(source)
         if completed or tokens.shape[-1] > N_TEXT_CTX:
             break
-        logits = session.step(tokens[:, -1:])
+        logits = rows.step(tokens) if rows is not None else session.step(tokens[:, -1:])
 
     candidates, scores = decoder.finalize(tokens, sum_logprobs)
     return [
         _result(tokenizer, options, cands, cand_scores, sample_begin, no_speech_probs[i], languages[i])
         for i, (cands, cand_scores) in enumerate(zip(candidates, scores))
     ]
+
+
+class _RowCompactor:
+    """Greedy steps over the windows still decoding: ended rows leave the session's batch.
+
+    Without it a batch steps every row until its longest window ends, and the logits projection
+    (the largest matmul of a small model's step) is paid for rows that only repeat end-of-text.
+    Rows are dropped once a quarter of them have ended, so the cache is gathered a few times per
+    batch, not at every step. Sessions without `select` (static CUDA graphs) step every row.
+    """
+
+    def __init__(self, session: DecoderSession, n_rows: int, eot: int, device):
+        self.session, self.eot = session, eot
+        self.active = torch.arange(n_rows, device=device)
+        self.can_select = callable(getattr(session, "select", None))
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Logits [B, 1, vocab] for every row; rows that ended get zeros (the decoder ignores them)."""
+        if self.can_select:
+            alive = (tokens[self.active, -1] != self.eot).nonzero().squeeze(1)
+            if len(alive) * 4 <= len(self.active) * 3:
+                self.session.select(alive)
+                self.active = self.active[alive]
+        if len(self.active) == tokens.shape[0]:
+            return self.session.step(tokens[:, -1:])
+        logits = self.session.step(tokens[self.active, -1:])
+        full = logits.new_zeros((tokens.shape[0], *logits.shape[1:]))
+        full[self.active.to(full.device)] = logits
+        return full
 
 
 def _result(tokenizer, options, candidates, scores, sample_begin, no_speech_prob, language) -> DecodingResult:

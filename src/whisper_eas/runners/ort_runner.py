@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from whisper_eas.exporter.manifest import TOKENIZER, ExportError, ExportManifest
-from whisper_eas.runners.base import EncodedBatch, Runner
+from whisper_eas.runners.base import EncodedBatch, Runner, encode_in_chunks
 from whisper_eas.tokenizer import WhisperTokenizer
 
 
@@ -97,13 +97,23 @@ class OrtDecoderSession:
         return torch.from_numpy(logits.numpy())
 
     def reorder(self, index: torch.Tensor) -> None:
+        self.cache = self._gather(self.cache, index)
+
+    def select(self, rows: torch.Tensor) -> None:
+        self.cache, self.cross = self._gather(self.cache, rows), self._gather(self.cross, rows)
+
+    def _gather(self, values: dict, index: torch.Tensor) -> dict:
         rows = index.cpu().numpy()
         value = self._ort.OrtValue.ortvalue_from_numpy
-        self.cache = {name: value(np.ascontiguousarray(v.numpy()[rows])) for name, v in self.cache.items()}
+        return {name: value(np.ascontiguousarray(v.numpy()[rows])) for name, v in values.items()}
 
 
 class OrtRunner(Runner):
-    """Runs the graphs of one export folder; model and prune config come from its manifest."""
+    """Runs the graphs of one export folder; model and prune config come from its manifest.
+
+    The encoder runs `encoder_batch` windows at a time inside a larger batch (see
+    `encode_in_chunks`); the decoder step is what gains from batching.
+    """
 
     backend = "onnxruntime"
 
@@ -114,7 +124,9 @@ class OrtRunner(Runner):
         providers: list[str] | None = None,
         verify: bool = True,
         spin: bool = False,
+        encoder_batch: int = 1,
     ):
+        self.encoder_batch = max(1, encoder_batch)
         self.manifest = ExportManifest.load(engine_dir, verify=verify)
         dims = self.manifest.dims
         self.dims, self.prune, self.model_name = dims, self.manifest.config, self.manifest.model
@@ -132,6 +144,10 @@ class OrtRunner(Runner):
 
     def encode(self, mel: torch.Tensor, dense: bool = False) -> EncodedBatch:
         self._check_batch(mel.shape[0])
+        rows = self.encoder_batch if isinstance(self.manifest.batch, str) else None  # static: as exported
+        return encode_in_chunks(lambda m: self._encode(m, dense), mel, rows, self.prune, dense)
+
+    def _encode(self, mel: torch.Tensor, dense: bool) -> EncodedBatch:
         feed = np.ascontiguousarray(mel.detach().cpu().numpy(), dtype=np.float32)
         head = self.sessions["encoder_head"].run(None, {"mel": feed})
         hidden, kept = head[0], None

@@ -37,6 +37,13 @@ class TorchDecoderSession:
     def reorder(self, index: torch.Tensor) -> None:
         self.self_k, self.self_v = self.self_k[:, index], self.self_v[:, index]
 
+    def select(self, rows: torch.Tensor) -> None:
+        rows = rows.to(self.self_k.device)
+        self.reorder(rows)
+        self.cross_k, self.cross_v = self.cross_k[:, rows], self.cross_v[:, rows]
+        if self.cross_mask is not None:
+            self.cross_mask = self.cross_mask[rows]
+
 
 class TorchRunner(Runner):
     """Runs a Hugging Face Whisper model (any size) on CPU or CUDA, dense or sparsified."""

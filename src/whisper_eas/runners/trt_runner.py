@@ -76,6 +76,11 @@ class TrtDecoderSession:
         index = index.to(next(iter(self.cache.values())).device)
         self.cache = {name: value.index_select(0, index) for name, value in self.cache.items()}
 
+    def select(self, rows: torch.Tensor) -> None:
+        self.reorder(rows)
+        rows = rows.to(next(iter(self.cross.values())).device)
+        self.cross = {name: value.index_select(0, rows) for name, value in self.cross.items()}
+
 
 class TensorRTRunner(Runner):
     """Runs the engines of one export folder; model and prune config come from its manifests."""

@@ -1,7 +1,7 @@
 """Latency of a prune config measured side by side with the dense model.
 
 Dense and sparse runs alternate on the same windows (batch 1, as a user transcribes a file), after
-a warm-up, so machine noise hits both alike; medians over repeats. End to end means the whole
+one warm-up window, so machine noise hits both alike; medians over repeats. End to end means the whole
 window transcription including any dense re-run the quality guard triggers.
 """
 
@@ -61,18 +61,23 @@ def measure_side_by_side(
     guard: GuardOptions,
     repeats: int = 3,
 ) -> SideBySide:
-    """Alternate dense/sparse encoder and end-to-end runs over `windows` ([n_mels, 3000] each)."""
+    """Alternate dense/sparse encoder and end-to-end runs over `windows` ([n_mels, 3000] each).
+
+    Each window is timed `repeats` times (at least once); only the first window gets an untimed
+    warm-up round, since after it both runners' kernels and buffers are warm for every window.
+    """
     times: dict[str, list[float]] = {"de": [], "dx": [], "se": [], "sx": []}
     for i, mel in enumerate(windows):
         batch = mel.unsqueeze(0)
-        for rep in range(repeats + 1):  # first round is the warm-up
+        warm_up = 1 if i == 0 else 0
+        for rep in range(max(repeats, 1) + warm_up):
             sample = {
                 "de": _time(lambda: dense.encode(batch), dense),
                 "se": _time(lambda: sparse.encode(batch), sparse),
                 "dx": _time(lambda: decode_windows(dense, batch, options, guard), dense),
                 "sx": _time(lambda: decode_windows(sparse, batch, options, guard), sparse),
             }
-            if rep > 0 or (i > 0 and repeats == 0):
+            if rep >= warm_up:
                 for key, value in sample.items():
                     times[key].append(value)
     med = {k: statistics.median(v) for k, v in times.items()}

@@ -33,36 +33,52 @@ def _csv(rows: list[dict]) -> str:
 
 
 def _plot(results: dict) -> bytes:
+    """One panel per strategy (so the baselines sit beside ours), one line per layer along the ratios."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows = [r for r in results["points"] if r.get("e2e_speedup") is not None and r.get("error") is None]
+    strategies = sorted({r["strategy"] for r in rows})
     layers = sorted({r["layer"] for r in rows})
     colors = {layer: plt.cm.viridis(i / max(1, len(layers) - 1)) for i, layer in enumerate(layers)}
-    fig, ax = plt.subplots(figsize=(8, 5.5))
-    groups: dict[tuple, list[dict]] = {}
-    for r in rows:
-        groups.setdefault((r["layer"], r["strategy"], r["mass"] is not None), []).append(r)
-    for (layer, strategy, adaptive), group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
-        group.sort(key=lambda r: -(r["keep_ratio"] if r["keep_ratio"] is not None else r["mass"]))  # along the ratios
-        label = f"L{layer} {strategy}" + (" adaptive" if adaptive else "")
-        ax.plot([r["e2e_speedup"] for r in group], [r["wer_delta"] for r in group], marker=MARKERS.get(strategy, "o"),
-                linestyle=":" if adaptive else "-", color=colors[layer], label=label, alpha=0.85)
-    ax.axhline(results["max_wer_increase"], color="red", linestyle="--", linewidth=1, label="WER budget")
-    ax.axhline(0, color="gray", linewidth=0.5)
-    chosen = results.get("chosen")
-    if chosen and chosen.get("e2e_speedup"):
-        ax.scatter([chosen["e2e_speedup"]], [chosen["wer_delta"]], s=250, marker="*", color="gold", edgecolor="black",
-                   zorder=5, label="chosen")
-    ax.set_xlabel("end-to-end speedup over dense (x)")
-    ax.set_ylabel("WER delta (absolute points)")
-    ax.set_title(f"{results['model']}: {results['n_utterances']} utterances, dense WER {results['dense']['wer']:.2f}%")
-    top = max([r["wer_delta"] for r in rows] + [results["max_wer_increase"] * 3])
-    ax.set_ylim(min(-1.0, min([r["wer_delta"] for r in rows] + [0])), min(top, max(5.0, results["max_wer_increase"] * 5)))
-    ax.legend(fontsize=7, ncol=2, loc="upper left")
-    ax.grid(alpha=0.3)
+    n_cols = min(2, max(1, len(strategies)))
+    n_rows = -(-max(1, len(strategies)) // n_cols)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(5.2 * n_cols, 3.8 * n_rows), sharex=True, sharey=True,
+                             squeeze=False)
+    budget, chosen = results["max_wer_increase"], results.get("chosen")
+    deltas = [r["wer_delta"] for r in rows] + [0.0]
+    y_low, y_high = min(-1.0, min(deltas)) - 0.2, max(5.0, budget * 5)
+    for ax, strategy in zip(axes.flat, strategies):
+        for layer in layers:
+            fixed = sorted((r for r in rows if r["strategy"] == strategy and r["layer"] == layer and r["mass"] is None),
+                           key=lambda r: -r["keep_ratio"])  # along the ratios, least sparse first
+            adaptive = [r for r in rows if r["strategy"] == strategy and r["layer"] == layer and r["mass"] is not None]
+            if fixed:
+                ax.plot([r["e2e_speedup"] for r in fixed], [min(r["wer_delta"], y_high) for r in fixed],
+                        marker=MARKERS.get(strategy, "o"), color=colors[layer], label=f"layer {layer}", alpha=0.85)
+            if adaptive:
+                ax.scatter([r["e2e_speedup"] for r in adaptive], [min(r["wer_delta"], y_high) for r in adaptive],
+                           marker="D", facecolor="none", edgecolor=colors[layer], s=45,
+                           label=f"layer {layer} adaptive")
+        ax.axhline(budget, color="red", linestyle="--", linewidth=1, label="WER budget")
+        ax.axhline(0, color="gray", linewidth=0.5)
+        if chosen and chosen.get("e2e_speedup") and chosen["strategy"] == strategy:
+            ax.scatter([chosen["e2e_speedup"]], [chosen["wer_delta"]], s=250, marker="*", color="gold",
+                       edgecolor="black", zorder=5, label="chosen")
+        ax.set_title(strategy, fontsize=10)
+        ax.set_ylim(y_low, y_high)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left")
+    for ax in axes.flat[len(strategies):]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("end-to-end speedup over dense (x)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("WER delta (points)")
+    fig.suptitle(f"{results['model']}: {results['n_utterances']} utterances, dense WER {results['dense']['wer']:.2f}% "
+                 f"(deltas above {y_high:g} drawn at the top)", fontsize=10)
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png", dpi=110)
