@@ -21,28 +21,12 @@ import torch
 
 from whisper_eas.audio import load_audio
 from whisper_eas.checkpoints.ct2_reference import CT2Reference
-from whisper_eas.checkpoints.registry import EMBEDDED_MODELS, _package_dir
+from whisper_eas.checkpoints.registry import embedded_ct2_dir
 from whisper_eas.decoding import DecodingOptions, initial_tokens
 from whisper_eas.evaluation.manifest import read_manifest
 from whisper_eas.features import window_features
 from whisper_eas.runners.torch_runner import TorchRunner
 from whisper_eas.windows import decode_encoded
-
-
-def embedded_ct2_dir(name: str, tmp: Path) -> Path:
-    """A CTranslate2 folder for an embedded model (the split model.bin joined)."""
-    model = EMBEDDED_MODELS[name]
-    package, folder = model.data
-    src = _package_dir(package, model) / folder
-    parts = [_package_dir(p, model) / rel for p, rel in model.model_bin_parts]
-    out = tmp / name
-    out.mkdir(parents=True)
-    for f in ("config.json", "tokenizer.json", "vocabulary.txt"):
-        (out / f).symlink_to(src / f)
-    with open(out / "model.bin", "wb") as joined:
-        for part in parts:
-            joined.write(part.read_bytes())
-    return out
 
 
 def main() -> None:

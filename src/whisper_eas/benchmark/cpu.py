@@ -6,8 +6,8 @@ and float32 (beam 1, the same model, faster-whisper's own CT2 folder) run two wa
 log-mel windows in the same batches (`ct2-windows`), and through `WhisperModel.transcribe` one
 file at a time (`faster-whisper`). Backends take turns within each repeat (drift on a shared
 machine hits all of them alike); one warm-up pass first; median and min-max of the repeats. WER
-after Whisper's English normalizer, beside each. Also encoder-only ONNX Runtime dense vs sparse at
-layer 1 keep 0.4 (target >= 2x). Writes a markdown table and JSON.
+after Whisper's English normalizer, beside each. Also encoder-only ONNX Runtime dense vs layer 1
+keep 0.4, the published selection and ours (target >= 2x). Writes a markdown table and JSON.
 
     whisper-eas bench --manifest ../shared/data/speech-dev/manifest-short.tsv \\
         --json bench.json --markdown bench.md             # shipped config; --limit 4 for a smoke run
@@ -17,11 +17,9 @@ layer 1 keep 0.4 (target >= 2x). Writes a markdown table and JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -38,9 +36,14 @@ from whisper_eas.defaults import shipped_config
 from whisper_eas.evaluation.manifest import read_manifest
 from whisper_eas.evaluation.wer import corpus_wer
 from whisper_eas.features import N_SAMPLES, window_features
+from whisper_eas.io_utils import atomic_write_json, atomic_write_text
 from whisper_eas.windows import decode_windows
 
-ENCODER_CONFIG = PruneConfig(layer=1, keep_ratio=0.4)  # 60% sparsity at layer 1: the 2x encoder target
+# 60% sparsity at layer 1 (the 2x encoder target): the published selection, and ours as shipped
+ENCODER_CONFIGS = {
+    "encoder-published": PruneConfig(layer=1, keep_ratio=0.4),
+    "encoder-ours": PruneConfig(layer=1, keep_ratio=0.4, strategy="coverage", merge=True, query_stride=4),
+}
 
 
 @dataclass
@@ -119,11 +122,11 @@ def encoder_only(runner, dense: bool):
 
 
 def export_folders(model: str, config: PruneConfig, root: Path) -> dict[str, Path]:
-    """Dense, the benchmarked config, and layer 1 keep 0.4 (the decoder is exported once, shared)."""
+    """Dense, the benchmarked config, and the layer 1 keep 0.4 encoders (the decoder is shared)."""
     from whisper_eas.exporter.export import export_model
     from whisper_eas.exporter.manifest import ExportManifest
 
-    wanted = {"dense": None, "sparse": config, "encoder-l1k0.4": ENCODER_CONFIG}
+    wanted = {"dense": None, "sparse": config, **ENCODER_CONFIGS}
     folders = {}
     for key, cfg in wanted.items():
         out = root / key
@@ -162,19 +165,17 @@ def build(args, config: PruneConfig) -> tuple[Backends, Backends, int]:
     }
     if not args.no_faster_whisper:
         backends.update(faster_whisper_backends(args, torch_sparse, language))
-    ort_enc = OrtRunner(folders["encoder-l1k0.4"], threads=args.threads)
-    encoders = {
-        "encoder onnxruntime dense": ("dense", encoder_only(ort_dense, dense=True)),
-        "encoder onnxruntime sparse": (ENCODER_CONFIG.label(), encoder_only(ort_enc, dense=False)),
-    }
+    encoders = {"encoder onnxruntime dense": ("dense", encoder_only(ort_dense, dense=True))}
+    for key, cfg in ENCODER_CONFIGS.items():
+        runner = OrtRunner(folders[key], threads=args.threads)
+        encoders[f"encoder onnxruntime {key.removeprefix('encoder-')}"] = (cfg.label(), encoder_only(runner, dense=False))
     return backends, encoders, ort_dense.n_mels
 
 
 def faster_whisper_backends(args, runner, language) -> dict[str, tuple[str, Callable]]:
     from faster_whisper import WhisperModel
 
-    sys.path.insert(0, str(Path(__file__).parent))
-    from check_conversion import embedded_ct2_dir  # the embedded model's CT2 folder (model.bin joined)
+    from whisper_eas.checkpoints.registry import embedded_ct2_dir
 
     ct2_dir = Path(args.ct2_dir) if args.ct2_dir else embedded_ct2_dir(args.model, Path(tempfile.mkdtemp()))
     from whisper_eas.decoding import initial_tokens
@@ -227,14 +228,17 @@ def machine() -> dict[str, str | int]:
 
 def markdown(rows: list[Measured], encoders: list[Measured], info: dict, n: int, args) -> str:
     base = next(r for r in rows if r.name == "onnxruntime dense").median
+    fw = next((r.median for r in rows if r.name == "faster-whisper int8"), None)
     lines = [f"Machine: {info['cpu']}, {info['cores']} cores, threads {args.threads or 'default'}; "
              f"{n} utterances, batch {args.batch_size}, {args.repeats} repeats (median, min-max).", "",
-             "| backend | config | median s | min-max s | ms / utterance | vs ORT dense | WER % | dense re-runs |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| backend | config | median s | min-max s | ms / utterance | vs ORT dense | vs faster-whisper int8 "
+             "| WER % | dense re-runs |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r.name} | {r.config} | {r.median:.2f} | {min(r.times):.2f}-{max(r.times):.2f} | "
-                     f"{1000 * r.median / n:.0f} | {base / r.median:.2f}x | {r.wer:.2f} | {r.fallbacks} |")
-    dense, sparse = encoders
+                     f"{1000 * r.median / n:.0f} | {base / r.median:.2f}x | "
+                     f"{f'{fw / r.median:.2f}x' if fw else '-'} | {r.wer:.2f} | {r.fallbacks} |")
+    dense = encoders[0]
     lines += ["", "| encoder only | config | median s | min-max s | speedup |", "|---|---|---|---|---|"]
     for r in encoders:
         lines.append(f"| {r.name} | {r.config} | {r.median:.2f} | {min(r.times):.2f}-{max(r.times):.2f} | "
@@ -275,10 +279,10 @@ def main(argv: list[str] | None = None) -> None:
     encoders = measure(encoder_backends, mels, refs, args.repeats)
     info = machine()
     table = markdown(rows, encoders, info, len(audios), args)
-    Path(args.markdown).write_text(table)
+    atomic_write_text(Path(args.markdown), table)
     payload = {"machine": info, "args": vars(args), "config": config.to_dict(), "n_utterances": len(audios),
                "results": [asdict(r) | {"median": r.median} for r in rows + encoders]}
-    Path(args.json).write_text(json.dumps(payload, indent=2))
+    atomic_write_json(Path(args.json), payload)
     print(table)
 
 

@@ -70,6 +70,23 @@ def _package_dir(package: str, model: EmbeddedModel) -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
+def embedded_ct2_dir(name: str, tmp: Path) -> Path:
+    """A CTranslate2 folder for an embedded model in `tmp` (the split model.bin joined): what
+    faster-whisper loads, for the conversion check and the CPU benchmark."""
+    model = EMBEDDED_MODELS[name]
+    package, folder = model.data
+    src = _package_dir(package, model) / folder
+    parts = [_package_dir(p, model) / rel for p, rel in model.model_bin_parts]
+    out = tmp / name
+    out.mkdir(parents=True)
+    for f in ("config.json", "tokenizer.json", "vocabulary.txt"):
+        (out / f).symlink_to(src / f)
+    with open(out / "model.bin", "wb") as joined:
+        for part in parts:
+            joined.write(part.read_bytes())
+    return out
+
+
 def _is_hf_checkpoint(path: Path) -> bool:
     return (path / "config.json").is_file() and any(path.glob("*.safetensors"))
 
