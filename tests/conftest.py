@@ -58,3 +58,19 @@ def dev_mels():
 
     utts = read_manifest(DATA / "manifest.tsv")[:4]
     return torch.stack([window_features(load_audio(u.path)) for u in utts]), [u.text for u in utts]
+
+
+@pytest.fixture(scope="session")
+def sparse_dir(tmp_path_factory, tiny_model):
+    """tiny.en exported at layer 1 keep 0.5, shared by the ONNX tests."""
+    from onnx_exports import SPARSE, exported
+
+    return exported(tmp_path_factory, tiny_model, SPARSE)
+
+
+@pytest.fixture(scope="session")
+def dense_dir(tmp_path_factory, tiny_model):
+    """tiny.en exported dense."""
+    from onnx_exports import exported
+
+    return exported(tmp_path_factory, tiny_model, None)

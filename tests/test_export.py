@@ -10,23 +10,13 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from onnx_exports import SPARSE, exported
+from onnx_exports import SPARSE
 from whisper_eas.config import PruneConfig
 from whisper_eas.exporter.graph_specs import ModelDims, export_specs
 from whisper_eas.exporter.manifest import ExportManifest, sha256_file
 from whisper_eas.exporter.reference import encoder_cases
 from whisper_eas.plugins.prune_onnx import export_prune
 from whisper_eas.selection import prune_hidden
-
-
-@pytest.fixture(scope="module")
-def sparse_dir(tmp_path_factory, tiny_model):
-    return exported(tmp_path_factory, tiny_model, SPARSE)
-
-
-@pytest.fixture(scope="module")
-def dense_dir(tmp_path_factory, tiny_model):
-    return exported(tmp_path_factory, tiny_model, None)
 
 
 @pytest.fixture(scope="module")

@@ -7,23 +7,13 @@ import json
 import pytest
 import torch
 
-from onnx_exports import SPARSE, exported, linked_copy
+from onnx_exports import SPARSE, linked_copy
 from whisper_eas.decoding import DecodingOptions
 from whisper_eas.exporter.manifest import ExportError
 from whisper_eas.runners.factory import make_runner
 from whisper_eas.runners.ort_runner import OrtDecoderSession, OrtRunner
 from whisper_eas.runners.torch_runner import TorchRunner
 from whisper_eas.windows import decode_encoded
-
-
-@pytest.fixture(scope="module")
-def sparse_dir(tmp_path_factory, tiny_model):
-    return exported(tmp_path_factory, tiny_model, SPARSE)
-
-
-@pytest.fixture(scope="module")
-def dense_dir(tmp_path_factory, tiny_model):
-    return exported(tmp_path_factory, tiny_model, None)
 
 
 @pytest.fixture(scope="module")

@@ -11,16 +11,11 @@ from click.testing import CliRunner
 from onnx import numpy_helper
 
 from conftest import DATA
-from onnx_exports import SPARSE, exported, linked_copy
+from onnx_exports import linked_copy
 from whisper_eas.exporter.manifest import ExportError, sha256_file
 from whisper_eas.exporter.validate import ParityError, validate_export
 
 MANIFEST = DATA / "manifest.tsv"
-
-
-@pytest.fixture(scope="module")
-def sparse_dir(tmp_path_factory, tiny_model):
-    return exported(tmp_path_factory, tiny_model, SPARSE)
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,13 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
+MULTILINGUAL_VOCAB = 51865  # multilingual Whisper vocabularies have 51865+ tokens, English-only ones 51864
+
+
+def is_multilingual(vocab_size: int) -> bool:
+    """The vocabulary size is what tells a multilingual checkpoint from an English-only one."""
+    return vocab_size >= MULTILINGUAL_VOCAB
+
 TASKS = ("transcribe", "translate")
 
 
@@ -29,6 +36,11 @@ class WhisperTokenizer:
     translate: int
     languages: dict[str, int]  # "en" -> token id (multilingual models)
     multilingual: bool
+
+    @classmethod
+    def for_model(cls, model_dir: Path, vocab_size: int) -> "WhisperTokenizer":
+        """The tokenizer.json of a checkpoint folder, multilingual or not by its vocabulary size."""
+        return cls.from_file(model_dir / "tokenizer.json", multilingual=is_multilingual(vocab_size))
 
     @classmethod
     def from_file(cls, path: str | Path, multilingual: bool) -> "WhisperTokenizer":

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from whisper_eas.checkpoints.ct2_reader import read_ct2_model
+from whisper_eas.tokenizer import is_multilingual
 
 CT2_FILES = ("model.bin", "config.json", "tokenizer.json")
 N_TIMESTAMPS = 1501  # <|0.00|> ... <|30.00|>
@@ -103,7 +104,7 @@ def hf_configs(v: dict[str, np.ndarray], ct2_config: dict, tokenizer_json: dict)
     special = _special_ids(tokenizer_json)
     eot, sot = special["<|endoftext|>"], special["<|startoftranscript|>"]
     vocab_size, d_model = v["decoder/embeddings/weight"].shape
-    multilingual = vocab_size >= 51865
+    multilingual = is_multilingual(vocab_size)
     lang_ids = set(ct2_config.get("lang_ids", []))
     lang_to_id = {tok: i for tok, i in special.items() if i in lang_ids}
     common = dict(

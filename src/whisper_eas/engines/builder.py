@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 from importlib import metadata
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from whisper_eas.engines.profiles import EngineConfig, Shapes, axis_ranges, prof
 from whisper_eas.exporter.export import library_versions
 from whisper_eas.exporter.graph_specs import DECODER_GRAPHS
 from whisper_eas.exporter.manifest import ExportManifest, sha256_file
+from whisper_eas.io_utils import link_or_copy, publish_folder
 from whisper_eas.plugins.attributes import plugin_applies
 from whisper_eas.plugins.onnx_plugin_node import PLUGIN_FILE, export_prune_plugin
 
@@ -64,14 +63,6 @@ def _entry(directory: Path, graph: str, source: Path, profile: dict[str, Shapes]
                        {name: [list(s) for s in shapes] for name, shapes in profile.items()})
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
-    dst.unlink(missing_ok=True)
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
-
-
 def decoder_engine_key(export: ExportManifest, platform: Platform, engine: EngineConfig,
                        profiles: dict[str, dict[str, Shapes]]) -> str:
     """Fingerprint of what the decoder engines depend on: graphs, platform, profiles, precision."""
@@ -89,17 +80,12 @@ def _decoder_engines(export: ExportManifest, profiles, engine: EngineConfig, key
     files = [engine_file(g) for g in DECODER_GRAPHS]
     if reuse and all((cache / f).is_file() for f in files):
         for f in files:
-            _link_or_copy(cache / f, export.directory / f)
+            link_or_copy(cache / f, export.directory / f)
         return
     for graph in DECODER_GRAPHS:
         build_engine(export.path(graph), profiles[graph], export.directory / engine_file(graph), engine.fp16)
-    if reuse:  # publish atomically: a half-written cache folder is never used
-        tmp = cache.with_name(f".{cache.name}.{os.getpid()}")
-        tmp.mkdir(parents=True, exist_ok=True)
-        for f in files:
-            _link_or_copy(export.directory / f, tmp / f)
-        shutil.rmtree(cache, ignore_errors=True)
-        os.replace(tmp, cache)
+    if reuse:
+        publish_folder(cache, {f: export.directory / f for f in files})
 
 
 def _prune_source(export: ExportManifest, engine: EngineConfig) -> tuple[Path, bool]:

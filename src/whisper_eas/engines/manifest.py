@@ -8,13 +8,12 @@ instead of a deserialization failure.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from whisper_eas.config import PruneConfig
-from whisper_eas.exporter.manifest import ExportError, ExportManifest, sha256_file
+from whisper_eas.exporter.manifest import ExportError, ExportManifest, read_manifest_json, sha256_file
 
 ENGINE_MANIFEST = "engines.json"
 FORMAT = "whisper-eas-trt"
@@ -118,18 +117,10 @@ class EngineManifest:
     def load(cls, directory: str | Path) -> "EngineManifest":
         directory = Path(directory)
         path = directory / ENGINE_MANIFEST
-        if not path.is_file():
-            raise EngineError(f"{path}: not found ({directory} holds no TensorRT engines; build them with "
-                              f"`whisper-eas export ... --out {directory} --engines`)")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise EngineError(f"{path}: not valid JSON ({error})") from None
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise EngineError(f"{path}: not a {FORMAT} manifest")
-        if data.get("format_version") != FORMAT_VERSION:
-            raise EngineError(f"{path}: format_version {data.get('format_version')!r}, this version reads "
-                              f"{FORMAT_VERSION}; {rebuild_hint(data.get('model', '?'), None, directory)}")
+        missing = (f"{directory} holds no TensorRT engines; build them with "
+                   f"`whisper-eas export ... --out {directory} --engines`")
+        data = read_manifest_json(path, FORMAT, FORMAT_VERSION, EngineError, missing,
+                                  lambda old: rebuild_hint(old.get("model", "?"), None, directory))
         try:
             return cls(
                 directory=directory,

@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
 import platform
 import shutil
 from importlib import metadata
@@ -37,6 +36,7 @@ from whisper_eas.exporter.graph_specs import (
 from whisper_eas.exporter.manifest import MANIFEST, TOKENIZER, ExportManifest, sha256_file
 from whisper_eas.exporter.modules import EncoderHead, EncoderTail, LayerwiseDecoderStep
 from whisper_eas.exporter.tracing import trace_to_onnx
+from whisper_eas.io_utils import link_or_copy, publish_folder
 from whisper_eas.plugins.prune_onnx import export_prune
 
 MIN_OPSET = 17  # LayerNormalization; ScatterElements(reduction=add) for merged frames needs 16
@@ -101,15 +101,6 @@ def _decoder_cache(key: str) -> Path:
     return cache_home() / "onnx-decoders" / key
 
 
-def _place(src: Path, dst: Path) -> None:
-    """Hard-link `src` to `dst` (same filesystem), else copy it."""
-    dst.unlink(missing_ok=True)
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
-
-
 def _cached_decoder(cache: Path, files: list[str]) -> bool:
     """The cache holds every decoder graph, unchanged since it was written (hard links share edits)."""
     try:
@@ -124,17 +115,12 @@ def _decoder_graphs(model, dims: ModelDims, specs, out: Path, opset: int, reuse:
     cache = _decoder_cache(key)
     if reuse and _cached_decoder(cache, files):
         for f in files:
-            _place(cache / f, out / f)
+            link_or_copy(cache / f, out / f)
         return
     _export_decoder(model, dims, specs, out, opset)
-    if reuse:  # publish into the cache atomically: a half-written cache folder is never used
-        tmp = cache.with_name(f".{cache.name}.{os.getpid()}")
-        tmp.mkdir(parents=True, exist_ok=True)
-        for f in files:
-            _place(out / f, tmp / f)
-        (tmp / "sha256.json").write_text(json.dumps({f: sha256_file(tmp / f) for f in files}))
-        shutil.rmtree(cache, ignore_errors=True)
-        os.replace(tmp, cache)
+    if reuse:
+        hashes = json.dumps({f: sha256_file(out / f) for f in files})
+        publish_folder(cache, {f: out / f for f in files}, {"sha256.json": hashes})
 
 
 def library_versions() -> dict[str, str]:

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from whisper_eas.config import PruneConfig
+from whisper_eas.tokenizer import is_multilingual
 
 N_MEL_FRAMES = 3000  # log-mel frames in a 30 s window
 BATCH = "batch"
@@ -54,7 +55,7 @@ class ModelDims:
 
     @property
     def multilingual(self) -> bool:
-        return self.vocab_size >= 51865
+        return is_multilingual(self.vocab_size)
 
     @classmethod
     def from_hf_config(cls, config: Any) -> "ModelDims":

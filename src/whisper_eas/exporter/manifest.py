@@ -11,7 +11,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from whisper_eas.config import PruneConfig
 from whisper_eas.exporter.graph_specs import BATCH, GraphSpec, ModelDims, export_specs, split_layer
@@ -84,7 +84,8 @@ class ExportManifest:
     def load(cls, directory: str | Path, verify: bool = True) -> "ExportManifest":
         """Read and check `directory/manifest.json`; `verify` also hashes every file."""
         directory = Path(directory)
-        data = _read_json(directory / MANIFEST)
+        missing = f"{directory} is not a whisper-eas export folder; run whisper-eas export"
+        data = read_manifest_json(directory / MANIFEST, FORMAT, FORMAT_VERSION, ExportError, missing)
         manifest = _from_dict(directory, data)
         _check_graph_entries(manifest, data.get("graphs"))
         manifest.check_files(hashes=verify)
@@ -102,18 +103,23 @@ class ExportManifest:
                 raise ExportError(f"{path}: sha256 differs from {MANIFEST} (file changed after export; re-export)")
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_manifest_json(path: Path, fmt: str, version: int, error: type[Exception], missing: str,
+                       outdated: Callable[[dict], str] | None = None) -> dict[str, Any]:
+    """A JSON manifest of format `fmt` and `version`, or `error` naming the file and the problem.
+
+    `missing` says what a folder without the file is; `outdated(data)` how to fix an older format.
+    """
     if not path.is_file():
-        where = path.parent
-        raise ExportError(f"{path}: not found ({where} is not a whisper-eas export folder; run whisper-eas export)")
+        raise error(f"{path}: not found ({missing})")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ExportError(f"{path}: not valid JSON ({error})") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ExportError(f"{path}: not a {FORMAT} manifest")
-    if data.get("format_version") != FORMAT_VERSION:
-        raise ExportError(f"{path}: format_version {data.get('format_version')!r}, this version reads {FORMAT_VERSION}")
+    except (UnicodeDecodeError, json.JSONDecodeError) as problem:
+        raise error(f"{path}: not valid JSON ({problem})") from None
+    if not isinstance(data, dict) or data.get("format") != fmt:
+        raise error(f"{path}: not a {fmt} manifest")
+    if data.get("format_version") != version:
+        hint = f"; {outdated(data)}" if outdated else ""
+        raise error(f"{path}: format_version {data.get('format_version')!r}, this version reads {version}{hint}")
     return data
 
 

@@ -105,9 +105,7 @@ class CudaGraphRunner(Runner):
         self.prune, self.device, self.dtype, self.use_graphs = prune, device, dtype, use_graphs
         self.model_name = str(model)
         self.n_mels = self.model.config.num_mel_bins
-        self.tokenizer = WhisperTokenizer.from_file(
-            resolve_model(model) / "tokenizer.json", multilingual=self.model.config.vocab_size >= 51865
-        )
+        self.tokenizer = WhisperTokenizer.for_model(resolve_model(model), self.model.config.vocab_size)
         self.step_module = StaticDecoderStep(self.model).eval()
         self.cross_module = DecoderCrossKV(self.model).eval()
         self._encoders: dict[tuple[int, bool], tuple[GraphedCall, StaticEncoder]] = {}

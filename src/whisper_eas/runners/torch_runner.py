@@ -64,9 +64,7 @@ class TorchRunner(Runner):
         self.prune, self.device, self.dtype = prune, device, dtype
         self.model_name = str(model)
         self.n_mels = self.model.config.num_mel_bins
-        self.tokenizer = WhisperTokenizer.from_file(
-            resolve_model(model) / "tokenizer.json", multilingual=self.model.config.vocab_size >= 51865
-        )
+        self.tokenizer = WhisperTokenizer.for_model(resolve_model(model), self.model.config.vocab_size)
         self.step_module = DecoderStep(self.model).eval()
         self.cross_module = DecoderCrossKV(self.model).eval()
 
