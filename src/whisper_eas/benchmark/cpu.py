@@ -177,15 +177,16 @@ def faster_whisper_backends(args, runner, language) -> dict[str, tuple[str, Call
 
     from whisper_eas.checkpoints.registry import embedded_ct2_dir
 
-    ct2_dir = Path(args.ct2_dir) if args.ct2_dir else embedded_ct2_dir(args.model, Path(tempfile.mkdtemp()))
     from whisper_eas.decoding import initial_tokens
 
     prompt = initial_tokens(runner.tokenizer, DecodingOptions(language=language), language or "en")
     out = {}
-    for compute in ("int8", "float32"):
-        fw = WhisperModel(str(ct2_dir), device="cpu", compute_type=compute, cpu_threads=args.threads or 0)
-        out[f"ct2-windows {compute}"] = ("dense", ct2_windows(fw, prompt, runner.n_mels, args.batch_size))
-        out[f"faster-whisper {compute}"] = ("dense", fw_transcribe(fw, language))
+    with tempfile.TemporaryDirectory() as scratch:  # the joined model.bin is only read while loading
+        ct2_dir = Path(args.ct2_dir) if args.ct2_dir else embedded_ct2_dir(args.model, Path(scratch))
+        for compute in ("int8", "float32"):
+            fw = WhisperModel(str(ct2_dir), device="cpu", compute_type=compute, cpu_threads=args.threads or 0)
+            out[f"ct2-windows {compute}"] = ("dense", ct2_windows(fw, prompt, runner.n_mels, args.batch_size))
+            out[f"faster-whisper {compute}"] = ("dense", fw_transcribe(fw, language))
     return out
 
 
