@@ -41,7 +41,7 @@ if [ "$stage" = research2 ]; then
   exit 0
 fi
 timeout 100 python3 scripts/gpu_transcripts.py --model /tmp/tiny.en --manifest $SHORT/manifest.tsv \
-  --configs dense,1:0.5:coverage:8,1:0.4:coverage:8,1:0.5:attentive:1,2:0.5:coverage:8 --out "$OUT/gpu_fp16.json"
+  --configs dense,1:0.5:coverage:4:merge,1:0.5:coverage:8,1:0.4:coverage:8,1:0.5:attentive:1,2:0.5:coverage:8 --out "$OUT/gpu_fp16.json"
 timeout 200 python3 scripts/compare_strategies.py --model /tmp/tiny.en --manifest full=.devrun/full30/manifest.tsv \
   --manifest short=$SHORT/manifest.tsv --layers 1,2,3 --keep-ratios 0.7,0.6,0.5,0.4,0.3,0.2 \
   --variants attentive,attentive-noself,attentive@8,uniform,truncate,coverage,coverage:0.3,coverage:0.7,coverage@8,coverage+merge,uniform+merge,attentive+merge \

@@ -1,7 +1,10 @@
 """Transcribe a manifest on the GPU fast path (FP16 + CUDA graphs) and write the hypotheses.
 
-Scoring happens elsewhere (`scripts/score_transcripts.py`), so this runs on a machine with only
-torch/transformers/tokenizers/soundfile. Configs: `dense` or `L:K[:strategy[:stride]]`.
+Also runs on the CPU (`--device cpu --dtype float16`, eager, no graphs), which is how the
+precision of the FP16 path is checked where no GPU is lent: the same modules, the same FP16
+weights and activations, only the kernels differ. Configs: `dense` or
+`L:K[:strategy[:stride[:merge]]]`. With `--score`, WER is computed here too (needs jiwer and
+whisper-normalizer; the GPU machine lacks them, so there `scripts/score_transcripts.py` scores).
 
     PYTHONPATH=src python scripts/gpu_transcripts.py --model DIR --manifest M.tsv --configs dense,1:0.5 --out hyps.json
 """
@@ -30,7 +33,18 @@ def parse_config(text: str) -> PruneConfig | None:
     parts = text.split(":")
     return PruneConfig(layer=int(parts[0]), keep_ratio=float(parts[1]),
                        strategy=parts[2] if len(parts) > 2 else "attentive",
-                       query_stride=int(parts[3]) if len(parts) > 3 else 1)
+                       query_stride=int(parts[3]) if len(parts) > 3 else 1,
+                       merge=len(parts) > 4 and parts[4] == "merge")
+
+
+def score(utts, hyps: dict[str, str]) -> dict:
+    from whisper_eas.evaluation.wer import word_errors
+
+    errors = words = 0
+    for utt in utts:
+        e, n = word_errors(utt.text, hyps[utt.id])
+        errors, words = errors + e, words + n
+    return {"wer": 100.0 * errors / max(words, 1), "errors": errors, "n_words": words}
 
 
 def main() -> None:
@@ -39,28 +53,44 @@ def main() -> None:
     ap.add_argument("--manifest", required=True)
     ap.add_argument("--configs", default="dense")
     ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--limit", type=int, default=0, help="first N utterances only (0: all)")
     ap.add_argument("--device", default="cuda")
+    ap.add_argument("--dtype", choices=("float16", "float32"), default=None,
+                    help="default: float16 on CUDA, float32 on the CPU")
     ap.add_argument("--no-graphs", action="store_true")
+    ap.add_argument("--score", action="store_true", help="compute WER here (needs jiwer)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     utts = read_manifest(args.manifest)
+    utts = utts[: args.limit] if args.limit else utts
     mels = [window_features(load_audio(u.path)) for u in utts]
-    dtype = torch.float16 if args.device.startswith("cuda") else torch.float32
+    on_cuda = args.device.startswith("cuda")
+    dtype = getattr(torch, args.dtype) if args.dtype else (torch.float16 if on_cuda else torch.float32)
     base = CudaGraphRunner(args.model, None, device=args.device, dtype=dtype, use_graphs=not args.no_graphs)
-    out = {"device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
-           "torch": torch.__version__, "runs": {}}
+    out = {"device": torch.cuda.get_device_name() if on_cuda else "cpu", "dtype": str(dtype).split(".")[-1],
+           "graphs": on_cuda and not args.no_graphs, "torch": torch.__version__, "manifest": args.manifest,
+           "runs": {}}
     for text in args.configs.split(","):
         runner = CudaGraphRunner(args.model, parse_config(text), device=args.device, dtype=dtype,
                                  hf_model=base.model, use_graphs=not args.no_graphs)
-        hyps, fallbacks, t0 = {}, 0, time.perf_counter()
+        hyps, kept, fallbacks, t0 = {}, {}, 0, time.perf_counter()
         for first in range(0, len(utts), args.batch_size):
+            batch_utts = utts[first : first + args.batch_size]
             batch = torch.stack(mels[first : first + args.batch_size])
-            for utt, window in zip(utts[first : first + args.batch_size],
-                                   decode_windows(runner, batch, DecodingOptions(language="en"), GuardOptions())):
+            for row, (utt, window) in enumerate(zip(batch_utts, decode_windows(
+                    runner, batch, DecodingOptions(language="en"), GuardOptions()))):
                 hyps[utt.id] = window.result.text
                 fallbacks += window.fallback is not None
-        out["runs"][text] = {"hyps": hyps, "fallbacks": fallbacks, "wall_s": time.perf_counter() - t0}
-        print(text, f"{time.perf_counter() - t0:.1f}s", "fallbacks", fallbacks, flush=True)
+            record = runner._encoders.get((len(batch_utts), False))
+            if record is not None and record[1].pruner is not None and record[1].pruner.record.kept is not None:
+                for row, utt in enumerate(batch_utts):
+                    kept[utt.id] = record[1].pruner.record.kept[row].tolist()
+        run = {"hyps": hyps, "kept": kept, "fallbacks": fallbacks, "wall_s": time.perf_counter() - t0}
+        if args.score:
+            run.update(score(utts, hyps))
+        out["runs"][text] = run
+        print(text, f"{run['wall_s']:.1f}s", "fallbacks", fallbacks,
+              f"WER {run['wer']:.2f}%" if args.score else "", flush=True)
     with open(args.out, "w") as f:
         json.dump(out, f, indent=1)
 

@@ -1,6 +1,7 @@
 """Score hypotheses written by compare_strategies.py --no-score or gpu_transcripts.py.
 
-    python scripts/score_transcripts.py research.json [--markdown]
+    python scripts/score_transcripts.py research.json [--manifest short=PATH] [--out scored.json]
+    python scripts/score_transcripts.py gpu_fp16.json --manifest PATH   (gpu_transcripts.py output)
 """
 
 from __future__ import annotations
@@ -13,6 +14,20 @@ from whisper_eas.evaluation.manifest import read_manifest
 from whisper_eas.search.grid import GridPoint
 
 
+def score_runs(data: dict, manifest: str) -> dict:
+    """WER per config of a gpu_transcripts.py file, printed beside the dense run's."""
+    from gpu_transcripts import score
+
+    utts = [u for u in read_manifest(manifest) if u.id in next(iter(data["runs"].values()))["hyps"]]
+    scored = {key: {**score(utts, run["hyps"]), "fallbacks": run["fallbacks"]} for key, run in data["runs"].items()}
+    dense = scored.get("dense", {}).get("wer")
+    print(f"## {data['device']} {data.get('dtype', 'float16')}: {len(utts)} utterances")
+    for key, row in scored.items():
+        delta = f"{row['wer'] - dense:+6.2f}" if dense is not None else ""
+        print(f"{key:32s} {row['wer']:6.2f}% {delta} ({row['fallbacks']} re-runs)")
+    return scored
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("path")
@@ -20,6 +35,11 @@ def main() -> None:
     ap.add_argument("--out")
     args = ap.parse_args()
     data = json.load(open(args.path))
+    if "runs" in data:  # gpu_transcripts.py: one manifest, hypotheses per config
+        scored = score_runs(data, args.manifest[-1].split("=", 1)[-1] if args.manifest else data["manifest"])
+        if args.out:
+            json.dump(scored, open(args.out, "w"), indent=1)
+        return
     scored = {}
     local = dict(item.split("=", 1) for item in args.manifest)
     for name, regime in data["regimes"].items():

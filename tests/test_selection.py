@@ -59,3 +59,24 @@ def test_merge_assigns_every_frame_to_exactly_one_kept_frame():
     assert bool(((merged > 0).sum(dim=0) == 1).all())  # each frame lands in one cell
     torch.testing.assert_close(merged.sum(dim=1), torch.ones(60, dtype=torch.float64))  # cells are means
     assert bool((merged[torch.arange(60), idx[0]] > 0).all())  # a kept frame stays in its own cell
+
+
+def test_merge_in_float16_equals_float32_between_adjacent_frames_past_1024():
+    # FP16 cannot hold 1200.5: boundaries computed in the activations' dtype emptied cells (0/0 = NaN)
+    g = torch.Generator().manual_seed(1)
+    hidden = torch.randn(1, 1500, 16, generator=g).half()
+    idx = torch.tensor([[0, 700, 1200, 1201, 1202, 1203, 1350, 1499]])
+    merged = merge_frames(hidden, idx)
+    assert merged.dtype == torch.float16
+    assert bool(torch.isfinite(merged).all())
+    assert torch.equal(merged, merge_frames(hidden.float(), idx).half())
+
+
+def test_scores_are_float32_for_float16_projections():
+    from whisper_eas.selection import attention_scores
+
+    g = torch.Generator().manual_seed(2)
+    q, k = torch.randn(1, 1500, 64, generator=g), torch.randn(1, 1500, 64, generator=g)
+    scores = attention_scores(q.half(), k.half(), n_heads=4, query_stride=4)
+    assert scores.dtype == torch.float32
+    torch.testing.assert_close(scores, attention_scores(q.half().float(), k.half().float(), 4, query_stride=4))

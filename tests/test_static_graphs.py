@@ -56,6 +56,23 @@ def test_adaptive_configs_are_refused():
         CudaGraphRunner("tiny.en", PruneConfig(layer=1, keep_ratio=None, mass=0.9), device="cpu", dtype=torch.float32)
 
 
+
+def test_float16_keeps_nearly_the_float32_frames_and_transcripts(static_runner, dev_mels):
+    """The FP16 path (CUDA graphs' dtype) run eagerly on the CPU: no NaN windows, the same frames
+    kept but for a few near-ties (FP16 layer-1 activations), the same greedy transcripts."""
+    mel, _ = dev_mels
+    half = CudaGraphRunner("tiny.en", static_runner.prune, device="cpu", dtype=torch.float16, use_graphs=False)
+    encoded, reference = half.encode(mel), static_runner.encode(mel)
+    assert encoded.hidden.dtype == torch.float16
+    assert bool(torch.isfinite(encoded.hidden).all())
+    for ours, theirs in zip(encoded.kept.tolist(), reference.kept.tolist()):
+        moved = len(set(ours) - set(theirs))
+        assert moved <= 0.03 * len(theirs), f"{moved} of {len(theirs)} kept frames differ in FP16"
+    options = DecodingOptions(language="en")
+    texts = [r.text for r in decode_encoded(half, encoded, options)]
+    assert texts == [r.text for r in decode_encoded(static_runner, reference, options)]
+
+
 @pytest.mark.requires_cuda
 def test_cuda_graphs_match_eager_on_a_gpu(dev_mels):
     mel, _ = dev_mels

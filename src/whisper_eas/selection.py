@@ -3,6 +3,11 @@
 Pure tensor functions built from ops that every runtime has (matmul, softmax, TopK, CumSum,
 Gather, comparisons), so the same code runs in the PyTorch patch, traces into the standard-op ONNX
 prune graph, and runs under CUDA graphs. Shapes: B batch, T frames, D width, K kept.
+
+Which frames survive must not depend on the activations' precision: scores, selection and the
+merge's sums are computed in float32 and cell boundaries in integers, also when the model runs in
+FP16 (whose 11-bit mantissa ties near-equal scores, and cannot hold the half-integer boundaries
+between frames above 1024, which emptied merge cells into 0/0 = NaN windows).
 """
 
 from __future__ import annotations
@@ -53,8 +58,11 @@ def attention_scores(
 
     Only every `query_stride`-th query row is materialized, which keeps the cost of the explicit
     softmax (the one place attention probabilities exist) a fraction of the fused layer's.
+    Always float32, so the selection does not depend on the model's precision (only the strided
+    query rows are copied).
     """
-    return scores_from_probs(attention_probs(q, k, n_heads, query_stride), scoring, query_stride)
+    probs = attention_probs(q[:, ::query_stride].float(), k.float(), n_heads)
+    return scores_from_probs(probs, scoring, query_stride)
 
 
 def adaptive_keep_counts(scores: torch.Tensor, config: PruneConfig) -> torch.Tensor:
@@ -131,18 +139,20 @@ def merge_frames(hidden: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """Each kept frame becomes the mean of the frames nearest to it in time (its Voronoi cell).
 
     No frame's content vanishes; the kept frame's own position embedding stays dominant because
-    its neighbours carry nearly the same position.
+    its neighbours carry nearly the same position. Frame t lies beyond the boundary between kept
+    frames a < b when 2t > a + b (integers: exact in any precision; a tie joins the earlier cell).
+    Sums accumulate in float32 (or wider) and the result returns in the activations' dtype.
     """
     b, t, d = hidden.shape
-    pos = idx.to(hidden.dtype)
-    bounds = (pos[:, 1:] + pos[:, :-1]) / 2  # [B, K-1] cell boundaries
-    frames = torch.arange(t, device=hidden.device, dtype=hidden.dtype)
-    cell = (frames.view(1, t, 1) > bounds.unsqueeze(1)).sum(dim=-1)  # [B, T] cell of each frame
-    sums = torch.zeros(b, idx.shape[1], d, dtype=hidden.dtype, device=hidden.device)
-    sums = sums.scatter_add(1, cell.unsqueeze(-1).expand(-1, -1, d), hidden)
-    sizes = torch.zeros(b, idx.shape[1], dtype=hidden.dtype, device=hidden.device)
-    sizes = sizes.scatter_add(1, cell, torch.ones_like(cell, dtype=hidden.dtype))
-    return sums / sizes.unsqueeze(-1)
+    twice_bounds = idx[:, 1:] + idx[:, :-1]  # [B, K-1] twice the cell boundaries
+    twice_frames = 2 * torch.arange(t, device=hidden.device, dtype=idx.dtype)
+    cell = (twice_frames.view(1, t, 1) > twice_bounds.unsqueeze(1)).sum(dim=-1)  # [B, T] cell of each frame
+    values = hidden.to(torch.promote_types(hidden.dtype, torch.float32))
+    sums = torch.zeros(b, idx.shape[1], d, dtype=values.dtype, device=hidden.device)
+    sums = sums.scatter_add(1, cell.unsqueeze(-1).expand(-1, -1, d), values)
+    sizes = torch.zeros(b, idx.shape[1], dtype=values.dtype, device=hidden.device)
+    sizes = sizes.scatter_add(1, cell, torch.ones_like(cell, dtype=values.dtype))
+    return (sums / sizes.unsqueeze(-1)).to(hidden.dtype)
 
 
 def prune_hidden(
@@ -150,6 +160,6 @@ def prune_hidden(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Apply a config's selection: (kept hidden [B, K, D], kept frame indices [B, K])."""
     b, t, _ = hidden.shape
-    idx = select_indices(scores, config, b, t, hidden.device)
+    idx = select_indices(None if scores is None else scores.float(), config, b, t, hidden.device)
     kept = merge_frames(hidden, idx) if config.merge else gather_frames(hidden, idx)
     return kept, idx
