@@ -15,6 +15,7 @@ get the plugin registered first.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -90,18 +91,34 @@ class TensorRTRunner(Runner):
     def __init__(self, engine_dir: str | Path, device: str = "cuda", verify: bool = True):
         require_tensorrt("the tensorrt backend")
         require_cuda("the tensorrt backend")
-        self.export = ExportManifest.load(engine_dir, verify=verify)
+        export = ExportManifest.load(engine_dir, verify=verify)
         self.manifest = EngineManifest.load(engine_dir)
-        self.manifest.check(self.export, Platform.current(), hashes=verify)
+        self.manifest.check(export, Platform.current(), hashes=verify)
         if self.manifest.prune_form == "plugin":
             from whisper_eas.plugins.trt_plugin import register_plugin
 
             register_plugin()
-        dims = self.export.dims
-        self.dims, self.prune, self.model_name = dims, self.export.config, self.export.model
-        self.n_mels, self.device = dims.n_mels, device if device.startswith("cuda") else "cuda"
-        self.tokenizer = WhisperTokenizer.from_file(Path(engine_dir) / TOKENIZER, multilingual=dims.multilingual)
-        self.engines = {graph: EngineCall(self.manifest.engine_path(graph), graph) for graph in self.export.graphs}
+        calls = {graph: EngineCall(self.manifest.engine_path(graph), graph) for graph in export.graphs}
+        self._bind(export, calls, device if device.startswith("cuda") else "cuda")
+
+    @classmethod
+    def over_calls(cls, export: ExportManifest, calls: dict[str, Callable], device: str) -> "TensorRTRunner":
+        """This runner's logic over other engine calls (dict of tensors in, dict of tensors out).
+
+        TensorRT cannot run here; tests drive the runner with ONNX Runtime sessions of the same
+        ONNX files, which checks everything but TensorRT itself: graph and tensor names, the cache
+        hand-over between steps, beam reordering and row selection.
+        """
+        runner = cls.__new__(cls)
+        runner.manifest = None
+        runner._bind(export, calls, device)
+        return runner
+
+    def _bind(self, export: ExportManifest, calls: dict[str, Callable], device: str) -> None:
+        self.export, self.engines, self.device = export, calls, device
+        dims = export.dims
+        self.dims, self.prune, self.model_name, self.n_mels = dims, export.config, export.model, dims.n_mels
+        self.tokenizer = WhisperTokenizer.from_file(export.directory / TOKENIZER, multilingual=dims.multilingual)
 
     @torch.inference_mode()
     def encode(self, mel: torch.Tensor, dense: bool = False) -> EncodedBatch:
@@ -128,6 +145,8 @@ class TensorRTRunner(Runner):
 
     def describe(self) -> dict:
         info = super().describe()
-        info.update(engine_dir=str(self.export.directory), tensorrt=self.manifest.platform.tensorrt,
-                    gpu=self.manifest.platform.gpu, prune_form=self.manifest.prune_form)
+        info["engine_dir"] = str(self.export.directory)
+        if self.manifest is not None:
+            info.update(tensorrt=self.manifest.platform.tensorrt, gpu=self.manifest.platform.gpu,
+                        prune_form=self.manifest.prune_form)
         return info
