@@ -6,8 +6,8 @@ prune graph, and runs under CUDA graphs. Shapes: B batch, T frames, D width, K k
 
 Which frames survive must not depend on the activations' precision: scores, selection and the
 merge's sums are computed in float32 and cell boundaries in integers, also when the model runs in
-FP16 (whose 11-bit mantissa ties near-equal scores, and cannot hold the half-integer boundaries
-between frames above 1024, which emptied merge cells into 0/0 = NaN windows).
+FP16 (whose 11-bit mantissa ties near-equal scores and rounds frame-index sums above 2048 to even
+numbers: neighbouring merge boundaries coincided, emptying cells into 0/0 = NaN windows).
 """
 
 from __future__ import annotations
