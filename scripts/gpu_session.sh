@@ -22,6 +22,9 @@ if [ "$stage" = 1 ]; then
   cp -r .devrun/w1 .devrun/short .devrun/whl "$STASH"/ &
   timeout 270 python3 scripts/gpu_bench.py --out "$OUT/bench.json" \
     --extra "2:0.5:coverage:8,2:0.4:coverage:8,3:0.5:attentive:8,1:0.3:coverage:8" 2>&1 | grep -v Warning
+  # the float32 encoder head (CudaGraphRunner's default) beside the FP16 head, where it costs most
+  timeout 150 python3 scripts/gpu_bench.py --models large-v3-turbo,large-v3 --batches 16 --float32-head \
+    --out "$OUT/bench_f32head.json" 2>&1 | grep -v Warning | tail -n 12
   wait
   exit 0
 fi
@@ -42,6 +45,8 @@ if [ "$stage" = research2 ]; then
 fi
 timeout 100 python3 scripts/gpu_transcripts.py --model /tmp/tiny.en --manifest $SHORT/manifest.tsv \
   --configs dense,1:0.5:coverage:4:merge,1:0.5:coverage:8,1:0.4:coverage:8,1:0.5:attentive:1,2:0.5:coverage:8 --out "$OUT/gpu_fp16.json"
+timeout 100 python3 scripts/gpu_transcripts.py --model /tmp/tiny.en --manifest $SHORT/manifest.tsv --head model \
+  --configs 1:0.5:coverage:4:merge,1:0.5:coverage:8,1:0.4:coverage:8,1:0.5:attentive:1 --out "$OUT/gpu_fp16_head16.json"
 timeout 200 python3 scripts/compare_strategies.py --model /tmp/tiny.en --manifest full=.devrun/full30/manifest.tsv \
   --manifest short=$SHORT/manifest.tsv --layers 1,2,3 --keep-ratios 0.7,0.6,0.5,0.4,0.3,0.2 \
   --variants attentive,attentive-noself,attentive@8,uniform,truncate,coverage,coverage:0.3,coverage:0.7,coverage@8,coverage+merge,uniform+merge,attentive+merge \

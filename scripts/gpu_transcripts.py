@@ -58,6 +58,8 @@ def main() -> None:
     ap.add_argument("--dtype", choices=("float16", "float32"), default=None,
                     help="default: float16 on CUDA, float32 on the CPU")
     ap.add_argument("--no-graphs", action="store_true")
+    ap.add_argument("--head", choices=("float32", "model"), default="float32",
+                    help="dtype of the encoder up to the pruning layer (default float32; model: all in --dtype)")
     ap.add_argument("--score", action="store_true", help="compute WER here (needs jiwer)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
@@ -68,11 +70,12 @@ def main() -> None:
     dtype = getattr(torch, args.dtype) if args.dtype else (torch.float16 if on_cuda else torch.float32)
     base = CudaGraphRunner(args.model, None, device=args.device, dtype=dtype, use_graphs=not args.no_graphs)
     out = {"device": torch.cuda.get_device_name() if on_cuda else "cpu", "dtype": str(dtype).split(".")[-1],
-           "graphs": on_cuda and not args.no_graphs, "torch": torch.__version__, "manifest": args.manifest,
+           "graphs": on_cuda and not args.no_graphs, "head": args.head, "torch": torch.__version__, "manifest": args.manifest,
            "runs": {}}
     for text in args.configs.split(","):
         runner = CudaGraphRunner(args.model, parse_config(text), device=args.device, dtype=dtype,
-                                 hf_model=base.model, use_graphs=not args.no_graphs)
+                                 hf_model=base.model, use_graphs=not args.no_graphs,
+                                 head_dtype=torch.float32 if args.head == "float32" else None)
         hyps, kept, fallbacks, t0 = {}, {}, 0, time.perf_counter()
         for first in range(0, len(utts), args.batch_size):
             batch_utts = utts[first : first + args.batch_size]

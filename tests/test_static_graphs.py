@@ -58,10 +58,11 @@ def test_adaptive_configs_are_refused():
 
 
 def test_float16_keeps_nearly_the_float32_frames_and_transcripts(static_runner, dev_mels):
-    """The FP16 path (CUDA graphs' dtype) run eagerly on the CPU: no NaN windows, the same frames
-    kept but for a few near-ties (FP16 layer-1 activations), the same greedy transcripts."""
+    """The FP16 path (CUDA graphs' dtype) run eagerly on the CPU, the whole encoder in FP16: no NaN
+    windows, the same frames kept but for a few near-ties, the same greedy transcripts."""
     mel, _ = dev_mels
-    half = CudaGraphRunner("tiny.en", static_runner.prune, device="cpu", dtype=torch.float16, use_graphs=False)
+    half = CudaGraphRunner("tiny.en", static_runner.prune, device="cpu", dtype=torch.float16, use_graphs=False,
+                           head_dtype=None)
     encoded, reference = half.encode(mel), static_runner.encode(mel)
     assert encoded.hidden.dtype == torch.float16
     assert bool(torch.isfinite(encoded.hidden).all())
@@ -71,6 +72,19 @@ def test_float16_keeps_nearly_the_float32_frames_and_transcripts(static_runner, 
     options = DecodingOptions(language="en")
     texts = [r.text for r in decode_encoded(half, encoded, options)]
     assert texts == [r.text for r in decode_encoded(static_runner, reference, options)]
+
+
+def test_float32_head_keeps_exactly_the_float32_frames(static_runner, dev_mels):
+    """Default: stem and blocks up to the pruning layer in float32 beside an FP16 model."""
+    mel, _ = dev_mels
+    half = CudaGraphRunner("tiny.en", static_runner.prune, device="cpu", dtype=torch.float16, use_graphs=False)
+    assert half.head is not None and len(half.head.layers) == static_runner.prune.layer
+    assert next(half.model.parameters()).dtype == torch.float16  # the model itself stays FP16
+    encoded, reference = half.encode(mel), static_runner.encode(mel)
+    assert encoded.hidden.dtype == torch.float16
+    assert torch.equal(encoded.kept, reference.kept)
+    torch.testing.assert_close(encoded.hidden.float(), reference.hidden, atol=0.1, rtol=0.05)
+    assert half.encode(mel[:1], dense=True).hidden.dtype == torch.float16  # dense re-runs: all FP16
 
 
 @pytest.mark.requires_cuda

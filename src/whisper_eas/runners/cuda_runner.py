@@ -17,7 +17,8 @@ from whisper_eas.checkpoints.registry import resolve_model
 from whisper_eas.config import PruneConfig
 from whisper_eas.decoder_step import DecoderCrossKV
 from whisper_eas.runners.base import EncodedBatch, Runner
-from whisper_eas.static_graphs import GraphedCall, StaticDecoderStep, StaticEncoder
+from whisper_eas.sparsify import find_encoder
+from whisper_eas.static_graphs import EncoderHeadCopy, GraphedCall, StaticDecoderStep, StaticEncoder
 from whisper_eas.tokenizer import WhisperTokenizer
 
 CACHE_BUCKETS = (64, 128, 256, 448)
@@ -96,13 +97,19 @@ class CudaGraphRunner(Runner):
         dtype: torch.dtype = torch.float16,
         hf_model=None,
         use_graphs: bool = True,
+        head_dtype: torch.dtype | None = torch.float32,
     ):
+        """`head_dtype`: dtype of the encoder up to the pruning layer (`StaticEncoder`); float32 by
+        default so an FP16 model keeps the frames the float32 reference keeps. None: the model's."""
         if prune is not None and prune.adaptive:
             raise ValueError("the CUDA graph backend needs a fixed keep ratio (adaptive counts change shapes)")
         self.model = hf_model if hf_model is not None else load_whisper(model, device=device, dtype=dtype)
         if prune is not None:
             prune.check_model(self.model.config.encoder_layers)
         self.prune, self.device, self.dtype, self.use_graphs = prune, device, dtype, use_graphs
+        self.head = None  # float32 copy of the encoder up to the pruning layer, shared by every batch size
+        if prune is not None and prune.uses_attention and head_dtype not in (None, dtype):
+            self.head = EncoderHeadCopy(find_encoder(self.model), prune.layer, head_dtype)
         self.model_name = str(model)
         self.n_mels = self.model.config.num_mel_bins
         self.tokenizer = WhisperTokenizer.for_model(resolve_model(model), self.model.config.vocab_size)
@@ -114,13 +121,14 @@ class CudaGraphRunner(Runner):
     def _encoder(self, batch: int, dense: bool, mel: torch.Tensor):
         key = (batch, dense or self.prune is None)
         if key not in self._encoders:
-            module = StaticEncoder(self.model, None if key[1] else self.prune).eval()
+            module = StaticEncoder(self.model, *((None, None) if key[1] else (self.prune, self.head))).eval()
             self._encoders[key] = (GraphedCall(module, (mel,), enabled=self.use_graphs), module)
         return self._encoders[key]
 
     @torch.inference_mode()
     def encode(self, mel: torch.Tensor, dense: bool = False) -> EncodedBatch:
-        mel = mel.to(self.device, self.dtype)
+        head = self.head is not None and not dense  # the head takes the mel in its own dtype
+        mel = mel.to(self.device, self.head.dtype if head else self.dtype)
         call, module = self._encoder(mel.shape[0], dense, mel)
         hidden = call(mel).clone()
         kept = None
