@@ -72,7 +72,7 @@ class StaticEncoder(nn.Module):
             raise ValueError("an encoder head copy must end at the pruning layer of a pruned config")
         self.encoder = find_encoder(hf_model)
         self.head = head
-        self.pruner = EncoderPruner(head or hf_model, prune) if prune is not None else None
+        self.pruner = EncoderPruner(head if head is not None else hf_model, prune) if prune is not None else None
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         if self.pruner is None:
