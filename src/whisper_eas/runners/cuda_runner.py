@@ -3,6 +3,8 @@
 One captured encoder graph per (batch, dense|pruned) and one decoder-step graph per
 (rows, kept frames, cache bucket). The decoder cache grows through buckets of positions
 (64, 128, 256, 448) so a short transcript never pays attention over 448 masked positions.
+The encoder up to the pruning layer runs from float32 copies by default, so an FP16 model keeps
+the frames the float32 reference keeps (docs/benchmarks.md: FP16 WER moves were all swapped frames).
 Runs eagerly (no graphs) on the CPU, which is how tests check it against the reference runner.
 """
 
