@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from whisper_eas.config import PruneConfig
@@ -30,6 +31,25 @@ def find_encoder(model: nn.Module) -> nn.Module:
         if encoder is not None and hasattr(encoder, "conv1"):
             return encoder
     raise TypeError(f"{type(model).__name__} holds no Whisper encoder")
+
+
+def block_output(output) -> torch.Tensor:
+    """HF encoder blocks return a tensor in transformers 5.x, a tuple in older versions."""
+    return output[0] if isinstance(output, tuple) else output
+
+
+def run_blocks(blocks, x: torch.Tensor) -> torch.Tensor:
+    """Encoder blocks in order on [B, T, D] (Whisper's encoder takes no attention mask)."""
+    for block in blocks:
+        x = block_output(block(x, None))
+    return x
+
+
+def encoder_stem(encoder: nn.Module, mel: torch.Tensor) -> torch.Tensor:
+    """Convolutions and position embeddings: mel [B, n_mels, 3000] -> [B, 1500, D]."""
+    x = F.gelu(encoder.conv1(mel))
+    x = F.gelu(encoder.conv2(x)).permute(0, 2, 1)
+    return x + encoder.embed_positions.weight[: x.shape[1]]
 
 
 @dataclass
@@ -94,7 +114,7 @@ class EncoderPruner:
         return attention_scores(self._q, self._k, self.n_heads, self.config.scoring, self.config.query_stride)
 
     def _prune_output(self, _module, _inputs, output):
-        hidden = output[0] if isinstance(output, tuple) else output
+        hidden = block_output(output)
         scores = self.scores()
         self._q = self._k = None
         kept, idx = prune_hidden(hidden, scores, self.config)

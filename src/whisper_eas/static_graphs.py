@@ -18,21 +18,7 @@ from torch import nn
 
 from whisper_eas.config import PruneConfig
 from whisper_eas.decoder_step import DecoderModules, _heads
-from whisper_eas.sparsify import EncoderPruner, find_encoder
-
-
-def encoder_stem(encoder: nn.Module, mel: torch.Tensor) -> torch.Tensor:
-    """Convolutions and position embeddings: mel [B, n_mels, 3000] -> [B, 1500, D]."""
-    x = F.gelu(encoder.conv1(mel))
-    x = F.gelu(encoder.conv2(x)).permute(0, 2, 1)
-    return x + encoder.embed_positions.weight[: x.shape[1]]
-
-
-def run_blocks(blocks, x: torch.Tensor) -> torch.Tensor:
-    for layer in blocks:
-        out = layer(x, None)
-        x = out[0] if isinstance(out, tuple) else out
-    return x
+from whisper_eas.sparsify import EncoderPruner, encoder_stem, find_encoder, run_blocks
 
 
 def encoder_forward(encoder: nn.Module, mel: torch.Tensor) -> torch.Tensor:

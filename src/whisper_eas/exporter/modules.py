@@ -13,12 +13,7 @@ from torch import nn
 
 from whisper_eas.config import PruneConfig
 from whisper_eas.selection import attention_probs, prune_hidden, scores_from_probs
-from whisper_eas.sparsify import find_encoder
-
-
-def _block_output(output) -> torch.Tensor:
-    """HF encoder blocks return a tensor in transformers 5.x, a tuple in older versions."""
-    return output[0] if isinstance(output, tuple) else output
+from whisper_eas.sparsify import encoder_stem, find_encoder, run_blocks
 
 
 class ScoringBlock(nn.Module):
@@ -56,17 +51,14 @@ class EncoderHead(nn.Module):
         super().__init__()
         encoder = find_encoder(hf_model)
         self.conv1, self.conv2 = encoder.conv1, encoder.conv2
-        self.positions = encoder.embed_positions
+        self.embed_positions = encoder.embed_positions
         self.blocks = encoder.layers[:layer]
         self.config = config
         self.with_scores = layer > 0 and config is not None and config.uses_attention
         self.scoring = ScoringBlock(self.blocks[-1], config) if self.with_scores else None
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        x = F.gelu(self.conv2(F.gelu(self.conv1(mel)))).permute(0, 2, 1)
-        x = x + self.positions.weight[: x.shape[1]]
-        for block in self.blocks[:-1] if self.with_scores else self.blocks:
-            x = _block_output(block(x, None))
+        x = run_blocks(self.blocks[:-1] if self.with_scores else self.blocks, encoder_stem(self, mel))
         if not self.with_scores:
             return x
         return self.scoring(x)
@@ -93,9 +85,7 @@ class EncoderTail(nn.Module):
         self.layer_norm = encoder.layer_norm
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        for block in self.blocks:
-            hidden = _block_output(block(hidden, None))
-        return self.layer_norm(hidden)
+        return self.layer_norm(run_blocks(self.blocks, hidden))
 
 
 class OutputProjection(nn.Module):

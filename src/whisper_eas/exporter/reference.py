@@ -18,7 +18,7 @@ from torch import nn
 from whisper_eas.config import PruneConfig
 from whisper_eas.decoder_step import DecoderCrossKV, DecoderStep, empty_self_cache
 from whisper_eas.selection import attention_scores, prune_hidden
-from whisper_eas.sparsify import find_encoder, sparsified
+from whisper_eas.sparsify import block_output, find_encoder, sparsified
 
 Feed = dict[str, np.ndarray]
 Case = tuple[Feed, Feed]  # (inputs, expected outputs) of one graph for one iteration
@@ -35,7 +35,7 @@ def _split_point(model: nn.Module, layer: int) -> Iterator[dict[str, torch.Tenso
     seen: dict[str, torch.Tensor] = {}
 
     def keep(key):
-        return lambda _m, _i, out: seen.__setitem__(key, out[0] if isinstance(out, tuple) else out)
+        return lambda _m, _i, out: seen.__setitem__(key, block_output(out))
 
     if layer == 0:
         handles = [encoder.layers[0].register_forward_pre_hook(lambda _m, args: seen.__setitem__("hidden", args[0]))]

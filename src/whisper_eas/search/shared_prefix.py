@@ -10,18 +10,12 @@ of the cost of re-encoding for every point of the grid.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from whisper_eas.config import PruneConfig
 from whisper_eas.runners.base import EncodedBatch
 from whisper_eas.selection import attention_scores, prune_hidden
-from whisper_eas.sparsify import find_encoder
-
-
-def _run_layer(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    out = layer(x, None)
-    return out[0] if isinstance(out, tuple) else out
+from whisper_eas.sparsify import encoder_stem, find_encoder, run_blocks
 
 
 class DenseStates:
@@ -30,13 +24,10 @@ class DenseStates:
     @torch.inference_mode()
     def __init__(self, model: nn.Module, mel: torch.Tensor):
         self.encoder = find_encoder(model)
-        enc = self.encoder
-        x = F.gelu(enc.conv1(mel))
-        x = F.gelu(enc.conv2(x)).permute(0, 2, 1)
-        x = x + enc.embed_positions.weight[: x.shape[1]]
+        x = encoder_stem(self.encoder, mel)
         self.states = [x]
-        for layer in enc.layers:
-            x = _run_layer(layer, x)
+        for layer in self.encoder.layers:
+            x = run_blocks([layer], x)
             self.states.append(x)
 
     @property
@@ -69,6 +60,5 @@ class DenseStates:
             return EncodedBatch(self.encoder.layer_norm(self.states[-1]), None, self.n_frames)
         config.check_model(len(self.encoder.layers))
         x, kept = prune_hidden(self.states[config.layer], self.scores(config), config)
-        for layer in self.encoder.layers[config.layer :]:
-            x = _run_layer(layer, x)
+        x = run_blocks(self.encoder.layers[config.layer :], x)
         return EncodedBatch(self.encoder.layer_norm(x), kept.cpu(), self.n_frames)
