@@ -139,15 +139,15 @@ def decoder_bytes(model, rows: int, frames: int, positions: int) -> int:
     return 2 * (weights + caches)
 
 
-def configs_for(name: str, extra: list[PruneConfig]) -> list[PruneConfig | None]:
-    """The targets' configs for every size; strategy variants and shipped candidates for tiny/base."""
+def configs_for(name: str, extra: list[PruneConfig], variants: bool = True) -> list[PruneConfig | None]:
+    """The targets' configs and `extra` for every size; strategy variants for tiny/base."""
     core = [
         None,
         PruneConfig(layer=1, keep_ratio=0.5, strategy="coverage", query_stride=8),
         PruneConfig(layer=1, keep_ratio=0.4, strategy="coverage", query_stride=8),
     ]
-    if name not in ("tiny", "base"):
-        return core
+    if not variants or name not in ("tiny", "base"):
+        return core + extra
     return core + [
         PruneConfig(layer=1, keep_ratio=0.5, query_stride=8),
         PruneConfig(layer=1, keep_ratio=0.5, query_stride=1),
@@ -166,13 +166,13 @@ def encoder_variants(model, config: PruneConfig | None, float32_head: bool):
 
 
 def bench_model(name: str, batches: list[int], steps: int, extra: list[PruneConfig], bandwidth: float,
-                rows: list[dict], log, float32_head: bool = False) -> None:
+                rows: list[dict], log, float32_head: bool = False, variants: bool = True) -> None:
     """Append one row per (batch, config) to `rows` as soon as it is measured."""
     model = build(name)
     cfg = model.config
     for batch in batches:
         dense_e2e = dense_enc = None
-        for config, (suffix, module, mel_dtype, tf32) in ((c, v) for c in configs_for(name, extra)
+        for config, (suffix, module, mel_dtype, tf32) in ((c, v) for c in configs_for(name, extra, variants)
                                                           if c is None or c.layer <= cfg.encoder_layers
                                                           for v in encoder_variants(model, c, float32_head)):
             mel = torch.randn(batch, cfg.num_mel_bins, 3000, device=DEVICE, dtype=mel_dtype,
@@ -219,7 +219,8 @@ def main() -> None:
     ap.add_argument("--models", default="large-v3-turbo,large-v3,tiny,base,small")
     ap.add_argument("--batches", default="1,16")
     ap.add_argument("--steps", type=int, default=48)
-    ap.add_argument("--extra", default="", help="more tiny/base configs: layer:keep:strategy[+merge]:stride,...")
+    ap.add_argument("--extra", default="", help="more configs, every size: layer:keep:strategy[+merge]:stride,...")
+    ap.add_argument("--no-variants", action="store_true", help="skip the tiny/base strategy variants")
     ap.add_argument("--out", required=True)
     ap.add_argument("--cpu-dry-run", action="store_true", help="check the script on a CPU (float32, no graphs)")
     ap.add_argument("--float32-head", action="store_true",
@@ -250,7 +251,7 @@ def main() -> None:
     t0 = time.time()
     for name in args.models.split(","):
         bench_model(name, [int(b) for b in args.batches.split(",")], args.steps, extra,
-                    info["copy_bandwidth_GBps"] * 1e9, out["rows"], log, args.float32_head)
+                    info["copy_bandwidth_GBps"] * 1e9, out["rows"], log, args.float32_head, not args.no_variants)
         print(f"# {name} done at {time.time() - t0:.0f}s", flush=True)
         Path(args.out).write_text(json.dumps(out, indent=1))
 

@@ -2,8 +2,9 @@
 # The lent-GPU measurements behind docs/benchmarks.md and docs/results.md, in two stages because
 # one call may carry at most 64 MiB (the tiny.en weights alone are 75 MB, so they travel in two
 # halves). Run from the repository root on the GPU machine, with PYTHONPATH=src.
-#   stage 1: synthetic-dims benchmark (random weights, real Whisper dimensions)
-#   stage 2: real tiny.en: FP16 + CUDA graph transcripts of the dev set, and the strategy grid
+#   stage 1: synthetic-dims benchmark (random weights, real Whisper dimensions), FP16 and float32 head
+#   stage 2: real tiny.en: the CUDA tests, FP16 + CUDA-graph transcripts of the dev set (both heads),
+#            trt-transcribe --device cuda dense and shipped; stages research/research2: strategy grids
 # Payload (prepared on the CPU machine, ignored by git): .devrun/{w1,w2,short,full30,whl}.
 set -uo pipefail
 stage=$1
@@ -19,13 +20,10 @@ if [ "$stage" = stash ]; then  # only park the first half of the payload for sta
   exit 0
 fi
 if [ "$stage" = 1 ]; then
-  cp -r .devrun/w1 .devrun/short .devrun/whl "$STASH"/ &
-  timeout 270 python3 scripts/gpu_bench.py --out "$OUT/bench.json" \
-    --extra "2:0.5:coverage:8,2:0.4:coverage:8,3:0.5:attentive:8,1:0.3:coverage:8" 2>&1 | grep -v Warning
-  # the float32 encoder head (CudaGraphRunner's default) beside the FP16 head, where it costs most
-  timeout 150 python3 scripts/gpu_bench.py --models large-v3-turbo,large-v3 --batches 16 --float32-head \
-    --out "$OUT/bench_f32head.json" 2>&1 | grep -v Warning | tail -n 12
-  wait
+  cp -r .devrun/w1 .devrun/short .devrun/whl "$STASH"/  # first: stage 2 needs them even if the bench fails
+  # the targets' configs and tiny.en's shipped one at every size, each with the FP16 and the float32 head
+  timeout 200 python3 scripts/gpu_bench.py --models large-v3-turbo,large-v3,small,base,tiny --no-variants \
+    --extra "1:0.5:coverage+merge:4" --float32-head --out "$OUT/bench.json" 2>&1 | grep -v Warning | cut -c1-160
   exit 0
 fi
 # stage 2 (and stage research2: a finer grid around the winner of stage 2)
@@ -43,10 +41,26 @@ if [ "$stage" = research2 ]; then
   done
   exit 0
 fi
-timeout 100 python3 scripts/gpu_transcripts.py --model /tmp/tiny.en --manifest $SHORT/manifest.tsv \
-  --configs dense,1:0.5:coverage:4:merge,1:0.5:coverage:8,1:0.4:coverage:8,1:0.5:attentive:1,2:0.5:coverage:8 --out "$OUT/gpu_fp16.json"
-timeout 100 python3 scripts/gpu_transcripts.py --model /tmp/tiny.en --manifest $SHORT/manifest.tsv --head model \
-  --configs 1:0.5:coverage:4:merge,1:0.5:coverage:8,1:0.4:coverage:8,1:0.5:attentive:1 --out "$OUT/gpu_fp16_head16.json"
+export WHISPER_EAS_HOME=/tmp/weh  # the assembled weights as the embedded tiny.en, for the tests and the CLI
+mkdir -p $WHISPER_EAS_HOME/models && ln -sfn /tmp/tiny.en $WHISPER_EAS_HOME/models/tiny.en
+if [ "$stage" = 2 ]; then
+  set -o pipefail
+  timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_static_graphs.py tests/test_trt_plugin.py \
+    -k "cuda or triton" 2>&1 | tee "$OUT/pytest_cuda.log" | tail -n 6
+  timeout 120 python3 scripts/gpu_transcripts.py --model /tmp/tiny.en --manifest $SHORT/manifest.tsv \
+    --configs dense,1:0.5:coverage:4:merge,1:0.5:coverage:8,1:0.4:coverage:8,1:0.5:attentive:1 --out "$OUT/gpu_fp16.json"
+  timeout 60 python3 scripts/gpu_transcripts.py --model /tmp/tiny.en --manifest $SHORT/manifest.tsv --head model \
+    --configs 1:0.5:coverage:4:merge,1:0.5:coverage:8,1:0.4:coverage:8 --out "$OUT/gpu_fp16_head16.json"
+  # the user's path: trt-transcribe on CUDA (CUDA-graph runner), dense and the shipped config
+  for mode in dense shipped; do
+    flag=; [ $mode = dense ] && flag=--dense
+    timeout 60 python3 -c 'import sys; from whisper_eas.cli.transcribe_cmd import main; sys.argv[0] = "trt-transcribe"; main()' \
+      $SHORT/audio --device cuda --batch-size 16 --format json --output-dir /tmp/cli_$mode $flag 2>&1 | tail -n 2
+  done
+  tar czf "$OUT/cli_json.tgz" -C /tmp cli_dense cli_shipped
+  exit 0
+fi
+# stage research: the strategy grid on the real tiny.en (needs .devrun/full30)
 timeout 200 python3 scripts/compare_strategies.py --model /tmp/tiny.en --manifest full=.devrun/full30/manifest.tsv \
   --manifest short=$SHORT/manifest.tsv --layers 1,2,3 --keep-ratios 0.7,0.6,0.5,0.4,0.3,0.2 \
   --variants attentive,attentive-noself,attentive@8,uniform,truncate,coverage,coverage:0.3,coverage:0.7,coverage@8,coverage+merge,uniform+merge,attentive+merge \

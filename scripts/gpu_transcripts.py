@@ -94,8 +94,8 @@ def main() -> None:
         out["runs"][text] = run
         print(text, f"{run['wall_s']:.1f}s", "fallbacks", fallbacks,
               f"WER {run['wer']:.2f}%" if args.score else "", flush=True)
-    with open(args.out, "w") as f:
-        json.dump(out, f, indent=1)
+        with open(args.out, "w") as f:  # after every config: a run cut short keeps what it finished
+            json.dump(out, f, indent=1)
 
 
 if __name__ == "__main__":

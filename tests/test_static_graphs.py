@@ -100,3 +100,34 @@ def test_cuda_graphs_match_eager_on_a_gpu(dev_mels):
         theirs = decode_encoded(eager, b, DecodingOptions(), ["en"] * 4)
         assert [r.text for r in ours] == [r.text for r in theirs]
         mel = mel.flip(0)
+
+
+def test_pytorch_backend_takes_the_graph_runner_on_cuda_for_fixed_keep_counts():
+    from whisper_eas.runners.factory import pytorch_runner_class
+    from whisper_eas.runners.torch_runner import TorchRunner
+
+    fixed = PruneConfig(layer=1, keep_ratio=0.5, strategy="coverage", merge=True, query_stride=4)
+    adaptive = PruneConfig(layer=1, keep_ratio=None, mass=0.9)
+    assert pytorch_runner_class("cuda", fixed) is CudaGraphRunner
+    assert pytorch_runner_class("cuda:1", None) is CudaGraphRunner
+    assert pytorch_runner_class("cuda", adaptive) is TorchRunner  # kept counts vary: no static shapes
+    assert pytorch_runner_class("cpu", fixed) is TorchRunner
+
+
+@pytest.mark.requires_cuda
+def test_transcriber_on_cuda_runs_the_graph_runner_and_agrees_with_the_cpu():
+    """The user's path (`trt-transcribe --device cuda`): FP16 CUDA graphs, shipped config, long audio."""
+    import difflib
+    import re
+
+    from conftest import AUDIO
+    from whisper_eas.defaults import shipped_config
+    from whisper_eas.transcribe import Transcriber
+
+    prune = shipped_config("tiny.en")
+    gpu = Transcriber.from_model("tiny.en", prune, backend="pytorch", device="cuda")
+    assert isinstance(gpu.runner, CudaGraphRunner)
+    cpu = Transcriber.from_model("tiny.en", prune, backend="pytorch", device="cpu")
+    for name in ("jfk-inaugural-1961.flac", "long-cathy-a0001-a0019.flac"):
+        ours, theirs = (re.findall(r"[a-z']+", t.transcribe(AUDIO / name).text.lower()) for t in (gpu, cpu))
+        assert len(theirs) > 10 and difflib.SequenceMatcher(None, ours, theirs).ratio() > 0.95, (ours, theirs)

@@ -21,12 +21,7 @@ def make_runner(
     that is an export folder): model and prune config come from its manifest.json. TensorRT runs
     the engines of such a folder (`whisper-eas export ... --engines`), on the GPU."""
     if backend == "pytorch":
-        import torch
-
-        from whisper_eas.runners.torch_runner import TorchRunner
-
-        dtype = torch.float16 if device.startswith("cuda") else torch.float32
-        return TorchRunner(model, prune=prune, device=device, dtype=dtype)
+        return pytorch_runner_class(device, prune)(model, prune=prune, device=device, dtype=pytorch_dtype(device))
     if backend in ("onnxruntime", "ort"):
         from whisper_eas.runners.ort_runner import OrtRunner
 
@@ -41,6 +36,26 @@ def make_runner(
     if backend == "tensorrt":
         return _tensorrt_runner(model, device, engine_dir)
     raise ValueError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
+
+
+def pytorch_dtype(device: str):
+    """FP16 on a GPU (tensor cores), float32 on the CPU (no fast FP16 kernels there)."""
+    import torch
+
+    return torch.float16 if device.startswith("cuda") else torch.float32
+
+
+def pytorch_runner_class(device: str, prune: PruneConfig | None) -> type[Runner]:
+    """On CUDA the static-shape CUDA-graph runner, whose decoder step is not launch-bound
+    (docs/benchmarks.md: graphs make the step 2.4-4.9x faster); adaptive keep counts change
+    shapes per batch, so those and CPU runs take the eager runner."""
+    if device.startswith("cuda") and (prune is None or not prune.adaptive):
+        from whisper_eas.runners.cuda_runner import CudaGraphRunner
+
+        return CudaGraphRunner
+    from whisper_eas.runners.torch_runner import TorchRunner
+
+    return TorchRunner
 
 
 def _tensorrt_runner(model: str | Path, device: str, engine_dir: str | Path | None) -> Runner:
