@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from whisper_eas.config import PruneConfig  # noqa: E402
 from whisper_eas.decoder_step import DecoderCrossKV  # noqa: E402
 from whisper_eas.sparsify import find_encoder  # noqa: E402
-from whisper_eas.static_graphs import EncoderHeadCopy, GraphedCall, StaticDecoderStep, StaticEncoder  # noqa: E402
+from whisper_eas.static_graphs import GraphedCall, StaticDecoderStep, StaticEncoder, encoder_head  # noqa: E402
 
 DEVICE, DTYPE = "cuda", torch.float16  # --cpu-dry-run switches to cpu/float32 to check the script
 
@@ -156,32 +156,33 @@ def configs_for(name: str, extra: list[PruneConfig], variants: bool = True) -> l
     ] + extra
 
 
-def encoder_variants(model, config: PruneConfig | None, float32_head: bool):
-    """(label suffix, StaticEncoder, input dtype, TF32 allowed): as timed so far, and with the
-    float32 head the CUDA-graph runner uses by default (TF32 off: it would round like FP16)."""
-    yield "", StaticEncoder(model, config).eval(), DTYPE, True
-    if float32_head and config is not None and config.uses_attention and DTYPE != torch.float32:
-        head = EncoderHeadCopy(find_encoder(model), config.layer, torch.float32)
-        yield " f32head", StaticEncoder(model, config, head).eval(), torch.float32, False
+def encoder_variants(model, config: PruneConfig | None, heads: list[str]):
+    """(label suffix, StaticEncoder, input dtype): the whole encoder in FP16, and for each head
+    precision in `heads` ("float32", "tf32") the stem and blocks up to the pruning layer from
+    float32 copies, as `CudaGraphRunner(head_precision=...)` runs them."""
+    yield "", StaticEncoder(model, config).eval(), DTYPE
+    for precision in heads:
+        head = encoder_head(find_encoder(model), config, precision, DTYPE)
+        if head is not None:
+            yield f" {precision}head", StaticEncoder(model, config, head).eval(), head.dtype
 
 
 def bench_model(name: str, batches: list[int], steps: int, extra: list[PruneConfig], bandwidth: float,
-                rows: list[dict], log, float32_head: bool = False, variants: bool = True) -> None:
+                rows: list[dict], log, heads: list[str] = (), variants: bool = True) -> None:
     """Append one row per (batch, config) to `rows` as soon as it is measured."""
     model = build(name)
     cfg = model.config
     for batch in batches:
         dense_e2e = dense_enc = None
-        for config, (suffix, module, mel_dtype, tf32) in ((c, v) for c in configs_for(name, extra, variants)
-                                                          if c is None or c.layer <= cfg.encoder_layers
-                                                          for v in encoder_variants(model, c, float32_head)):
+        for config, (suffix, module, mel_dtype) in ((c, v) for c in configs_for(name, extra, variants)
+                                                    if c is None or c.layer <= cfg.encoder_layers
+                                                    for v in encoder_variants(model, c, heads)):
             mel = torch.randn(batch, cfg.num_mel_bins, 3000, device=DEVICE, dtype=mel_dtype,
                               generator=torch.Generator(DEVICE).manual_seed(0))
             label = "dense" if config is None else f"{config.label()} s{config.query_stride}"
             if config is not None and not config.uses_attention:
                 label = config.label()
             label += suffix
-            torch.backends.cuda.matmul.allow_tf32 = tf32  # fixed into the graph at capture
             try:
                 encoder = GraphedCall(module, (mel,))
                 hidden = encoder(mel)
@@ -223,8 +224,8 @@ def main() -> None:
     ap.add_argument("--no-variants", action="store_true", help="skip the tiny/base strategy variants")
     ap.add_argument("--out", required=True)
     ap.add_argument("--cpu-dry-run", action="store_true", help="check the script on a CPU (float32, no graphs)")
-    ap.add_argument("--float32-head", action="store_true",
-                    help="also time each attention config with the encoder up to the pruning layer in float32")
+    ap.add_argument("--heads", default="", help="also time each attention config with the encoder up to the "
+                    "pruning layer from float32 copies: float32 and/or tf32, comma-separated")
     args = ap.parse_args()
     if args.cpu_dry_run:
         global DEVICE, DTYPE
@@ -251,7 +252,7 @@ def main() -> None:
     t0 = time.time()
     for name in args.models.split(","):
         bench_model(name, [int(b) for b in args.batches.split(",")], args.steps, extra,
-                    info["copy_bandwidth_GBps"] * 1e9, out["rows"], log, args.float32_head, not args.no_variants)
+                    info["copy_bandwidth_GBps"] * 1e9, out["rows"], log, [h for h in args.heads.split(",") if h], not args.no_variants)
         print(f"# {name} done at {time.time() - t0:.0f}s", flush=True)
         Path(args.out).write_text(json.dumps(out, indent=1))
 

@@ -21,9 +21,9 @@ if [ "$stage" = stash ]; then  # only park the first half of the payload for sta
 fi
 if [ "$stage" = 1 ]; then
   cp -r .devrun/w1 .devrun/short .devrun/whl "$STASH"/  # first: stage 2 needs them even if the bench fails
-  # the targets' configs and tiny.en's shipped one at every size, each with the FP16 and the float32 head
+  # the targets' configs and tiny.en's shipped one at every size, each with the FP16, TF32 and float32 head
   timeout 200 python3 scripts/gpu_bench.py --models large-v3-turbo,large-v3,small,base,tiny --no-variants \
-    --extra "1:0.5:coverage+merge:4" --float32-head --out "$OUT/bench.json" 2>&1 | grep -v Warning | cut -c1-160
+    --extra "1:0.5:coverage+merge:4" --heads float32,tf32 --out "$OUT/bench.json" 2>&1 | grep -v Warning | cut -c1-160
   exit 0
 fi
 # stage 2 (and stage research2: a finer grid around the winner of stage 2)
@@ -47,10 +47,12 @@ if [ "$stage" = 2 ]; then
   set -o pipefail
   timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_static_graphs.py tests/test_trt_plugin.py \
     -k "cuda or triton" 2>&1 | tee "$OUT/pytest_cuda.log" | tail -n 6
-  timeout 120 python3 scripts/gpu_transcripts.py --model /tmp/tiny.en --manifest $SHORT/manifest.tsv \
-    --configs dense,1:0.5:coverage:4:merge,1:0.5:coverage:8,1:0.4:coverage:8,1:0.5:attentive:1 --out "$OUT/gpu_fp16.json"
-  timeout 60 python3 scripts/gpu_transcripts.py --model /tmp/tiny.en --manifest $SHORT/manifest.tsv --head model \
-    --configs 1:0.5:coverage:4:merge,1:0.5:coverage:8,1:0.4:coverage:8 --out "$OUT/gpu_fp16_head16.json"
+  configs=1:0.5:coverage:4:merge,1:0.5:coverage:8,1:0.4:coverage:8,1:0.5:attentive:1
+  for head in model tf32 float32; do
+    extra=; [ $head = model ] && extra=dense,
+    timeout 60 python3 scripts/gpu_transcripts.py --model /tmp/tiny.en --manifest $SHORT/manifest.tsv --head $head \
+      --configs $extra$configs --out "$OUT/gpu_fp16_head_$head.json" 2>&1 | grep -v Loading
+  done
   # the user's path: trt-transcribe on CUDA (CUDA-graph runner), dense and the shipped config
   for mode in dense shipped; do
     flag=; [ $mode = dense ] && flag=--dense

@@ -24,6 +24,7 @@ from whisper_eas.evaluation.manifest import read_manifest
 from whisper_eas.features import window_features
 from whisper_eas.guard import GuardOptions
 from whisper_eas.runners.cuda_runner import CudaGraphRunner
+from whisper_eas.static_graphs import HEAD_PRECISIONS
 from whisper_eas.windows import decode_windows
 
 
@@ -58,8 +59,8 @@ def main() -> None:
     ap.add_argument("--dtype", choices=("float16", "float32"), default=None,
                     help="default: float16 on CUDA, float32 on the CPU")
     ap.add_argument("--no-graphs", action="store_true")
-    ap.add_argument("--head", choices=("float32", "model"), default="float32",
-                    help="dtype of the encoder up to the pruning layer (default float32; model: all in --dtype)")
+    ap.add_argument("--head", choices=HEAD_PRECISIONS, default="model",
+                    help="the encoder up to the pruning layer: in --dtype (model), or from float32 copies")
     ap.add_argument("--score", action="store_true", help="compute WER here (needs jiwer)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
@@ -75,7 +76,7 @@ def main() -> None:
     for text in args.configs.split(","):
         runner = CudaGraphRunner(args.model, parse_config(text), device=args.device, dtype=dtype,
                                  hf_model=base.model, use_graphs=not args.no_graphs,
-                                 head_dtype=torch.float32 if args.head == "float32" else None)
+                                 head_precision=args.head)
         hyps, kept, fallbacks, t0 = {}, {}, 0, time.perf_counter()
         for first in range(0, len(utts), args.batch_size):
             batch_utts = utts[first : first + args.batch_size]

@@ -61,8 +61,8 @@ def test_float16_keeps_nearly_the_float32_frames_and_transcripts(static_runner, 
     """The FP16 path (CUDA graphs' dtype) run eagerly on the CPU, the whole encoder in FP16: no NaN
     windows, the same frames kept but for a few near-ties, the same greedy transcripts."""
     mel, _ = dev_mels
-    half = CudaGraphRunner("tiny.en", static_runner.prune, device="cpu", dtype=torch.float16, use_graphs=False,
-                           head_dtype=None)
+    half = CudaGraphRunner("tiny.en", static_runner.prune, device="cpu", dtype=torch.float16, use_graphs=False)
+    assert half.head is None  # the default: the whole encoder in FP16
     encoded, reference = half.encode(mel), static_runner.encode(mel)
     assert encoded.hidden.dtype == torch.float16
     assert bool(torch.isfinite(encoded.hidden).all())
@@ -74,15 +74,20 @@ def test_float16_keeps_nearly_the_float32_frames_and_transcripts(static_runner, 
     assert texts == [r.text for r in decode_encoded(static_runner, reference, options)]
 
 
-def test_float32_head_keeps_exactly_the_float32_frames(static_runner, dev_mels):
-    """Default: stem and blocks up to the pruning layer in float32 beside an FP16 model."""
+@pytest.mark.parametrize("precision", ["float32", "tf32"])
+def test_float32_head_keeps_exactly_the_float32_frames(static_runner, dev_mels, precision):
+    """Stem and blocks up to the pruning layer from float32 copies beside an FP16 model (a CPU has
+    no TF32: there the tf32 head is float32, and the switch must leave the global flags as found)."""
     mel, _ = dev_mels
-    half = CudaGraphRunner("tiny.en", static_runner.prune, device="cpu", dtype=torch.float16, use_graphs=False)
+    flags = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    half = CudaGraphRunner("tiny.en", static_runner.prune, device="cpu", dtype=torch.float16, use_graphs=False,
+                           head_precision=precision)
     assert half.head is not None and len(half.head.layers) == static_runner.prune.layer
     assert next(half.model.parameters()).dtype == torch.float16  # the model itself stays FP16
     encoded, reference = half.encode(mel), static_runner.encode(mel)
     assert encoded.hidden.dtype == torch.float16
     assert torch.equal(encoded.kept, reference.kept)
+    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == flags
     torch.testing.assert_close(encoded.hidden.float(), reference.hidden, atol=0.1, rtol=0.05)
     assert half.encode(mel[:1], dense=True).hidden.dtype == torch.float16  # dense re-runs: all FP16
 
@@ -100,6 +105,21 @@ def test_cuda_graphs_match_eager_on_a_gpu(dev_mels):
         theirs = decode_encoded(eager, b, DecodingOptions(), ["en"] * 4)
         assert [r.text for r in ours] == [r.text for r in theirs]
         mel = mel.flip(0)
+
+
+def test_head_precision_is_checked_and_only_copies_what_it_needs(tiny_model):
+    from whisper_eas.sparsify import find_encoder
+    from whisper_eas.static_graphs import encoder_head
+
+    config = PruneConfig(layer=2, keep_ratio=0.5, strategy="coverage", query_stride=4)
+    encoder = find_encoder(tiny_model)
+    head = encoder_head(encoder, config, "tf32", torch.float16)
+    assert head.tf32 and head.dtype == torch.float32 and len(head.layers) == 2
+    assert encoder_head(encoder, config, "model", torch.float16) is None
+    assert encoder_head(encoder, config, "float32", torch.float32) is None  # already float32
+    assert encoder_head(encoder, PruneConfig(layer=2, keep_ratio=0.5, strategy="uniform"), "float32", torch.float16) is None
+    with pytest.raises(ValueError, match="head precision must be one of model, tf32, float32"):
+        encoder_head(encoder, config, "fp32", torch.float16)
 
 
 def test_pytorch_backend_takes_the_graph_runner_on_cuda_for_fixed_keep_counts():

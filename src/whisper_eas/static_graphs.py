@@ -10,6 +10,7 @@ The same modules run eagerly on the CPU, which is how their math is tested again
 
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import torch
@@ -26,21 +27,48 @@ def encoder_forward(encoder: nn.Module, mel: torch.Tensor) -> torch.Tensor:
     return encoder.layer_norm(run_blocks(encoder.layers, encoder_stem(encoder, mel)))
 
 
+HEAD_PRECISIONS = ("model", "tf32", "float32")
+
+
 class EncoderHeadCopy(nn.Module):
     """Copies of the convolution stem and blocks 1..L in another dtype (float32 beside an FP16 model).
 
     Which frames survive is decided from block L's attention; in FP16 its activations move enough
-    to swap 1-2% of the kept frames, which alone moved WER by 0.5 points on the dev set. Running
-    the few layers up to the pruning point in float32 keeps the float32 reference's frames.
+    to swap 1-2% of the kept frames, which moved single configs' WER by up to 0.5 points either way
+    on the dev set. Running the few layers up to the pruning point in float32 keeps the float32
+    reference's frames, at a price: float32 matmuls run at a fraction of the FP16 rate, so on an
+    H200 this head took a third of turbo's pruned encoder time (docs/benchmarks.md). `tf32`: the
+    head's matmuls round their inputs to TF32 (float32 range and accumulation, FP16's mantissa).
     """
 
-    def __init__(self, encoder: nn.Module, layers: int, dtype: torch.dtype):
+    def __init__(self, encoder: nn.Module, layers: int, dtype: torch.dtype, tf32: bool = False):
         super().__init__()
         self.conv1 = copy.deepcopy(encoder.conv1).to(dtype)
         self.conv2 = copy.deepcopy(encoder.conv2).to(dtype)
         self.embed_positions = copy.deepcopy(encoder.embed_positions).to(dtype)
         self.layers = nn.ModuleList(copy.deepcopy(block).to(dtype) for block in encoder.layers[:layers])
-        self.dtype = dtype
+        self.dtype, self.tf32 = dtype, tf32
+
+
+def encoder_head(encoder: nn.Module, prune: PruneConfig | None, precision: str,
+                 model_dtype: torch.dtype) -> EncoderHeadCopy | None:
+    """The head copy for `precision` ("model": none, the head runs in the model's dtype)."""
+    if precision not in HEAD_PRECISIONS:
+        raise ValueError(f"head precision must be one of {', '.join(HEAD_PRECISIONS)}, got {precision!r}")
+    if precision == "model" or prune is None or not prune.uses_attention or model_dtype == torch.float32:
+        return None
+    return EncoderHeadCopy(encoder, prune.layer, torch.float32, tf32=precision == "tf32")
+
+
+@contextlib.contextmanager
+def tf32_matmuls(enabled: bool):
+    """TF32 on or off for CUDA matmuls and convolutions inside the block (fixed into a graph at capture)."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 class StaticEncoder(nn.Module):
@@ -67,7 +95,8 @@ class StaticEncoder(nn.Module):
         try:
             if self.head is None:
                 return encoder_forward(self.encoder, mel)
-            x = run_blocks(self.head.layers, encoder_stem(self.head, mel.to(self.head.dtype)))  # pruned in block L
+            with tf32_matmuls(self.head.tf32):
+                x = run_blocks(self.head.layers, encoder_stem(self.head, mel.to(self.head.dtype)))  # pruned in block L
             x = run_blocks(self.encoder.layers[len(self.head.layers):], x.to(self.encoder.conv1.weight.dtype))
             return self.encoder.layer_norm(x)
         finally:

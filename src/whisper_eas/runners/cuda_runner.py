@@ -3,8 +3,9 @@
 One captured encoder graph per (batch, dense|pruned) and one decoder-step graph per
 (rows, kept frames, cache bucket). The decoder cache grows through buckets of positions
 (64, 128, 256, 448) so a short transcript never pays attention over 448 masked positions.
-The encoder up to the pruning layer runs from float32 copies by default, so an FP16 model keeps
-the frames the float32 reference keeps (docs/benchmarks.md: FP16 WER moves were all swapped frames).
+Optionally the encoder up to the pruning layer runs from float32 copies, so an FP16 model keeps the
+frames the float32 reference keeps (docs/benchmarks.md: FP16 WER moves were all swapped frames);
+off by default, since on an H200 it cost a third of the pruned encoder's time.
 Runs eagerly (no graphs) on the CPU, which is how tests check it against the reference runner.
 """
 
@@ -20,7 +21,7 @@ from whisper_eas.config import PruneConfig
 from whisper_eas.decoder_step import DecoderCrossKV
 from whisper_eas.runners.base import EncodedBatch, Runner
 from whisper_eas.sparsify import find_encoder
-from whisper_eas.static_graphs import EncoderHeadCopy, GraphedCall, StaticDecoderStep, StaticEncoder
+from whisper_eas.static_graphs import GraphedCall, StaticDecoderStep, StaticEncoder, encoder_head
 from whisper_eas.tokenizer import WhisperTokenizer
 
 CACHE_BUCKETS = (64, 128, 256, 448)
@@ -99,19 +100,19 @@ class CudaGraphRunner(Runner):
         dtype: torch.dtype = torch.float16,
         hf_model=None,
         use_graphs: bool = True,
-        head_dtype: torch.dtype | None = torch.float32,
+        head_precision: str = "model",
     ):
-        """`head_dtype`: dtype of the encoder up to the pruning layer (`StaticEncoder`); float32 by
-        default so an FP16 model keeps the frames the float32 reference keeps. None: the model's."""
+        """`head_precision`: how the encoder up to the pruning layer runs (`EncoderHeadCopy`): in the
+        model's dtype (default, fastest), or from float32 copies ("float32": exactly the float32
+        reference's frames; "tf32": float32 with TF32 matmuls)."""
         if prune is not None and prune.adaptive:
             raise ValueError("the CUDA graph backend needs a fixed keep ratio (adaptive counts change shapes)")
         self.model = hf_model if hf_model is not None else load_whisper(model, device=device, dtype=dtype)
         if prune is not None:
             prune.check_model(self.model.config.encoder_layers)
         self.prune, self.device, self.dtype, self.use_graphs = prune, device, dtype, use_graphs
-        self.head = None  # float32 copy of the encoder up to the pruning layer, shared by every batch size
-        if prune is not None and prune.uses_attention and head_dtype not in (None, dtype):
-            self.head = EncoderHeadCopy(find_encoder(self.model), prune.layer, head_dtype)
+        # float32 copy of the encoder up to the pruning layer (or None), shared by every batch size
+        self.head = encoder_head(find_encoder(self.model), prune, head_precision, dtype)
         self.model_name = str(model)
         self.n_mels = self.model.config.num_mel_bins
         self.tokenizer = WhisperTokenizer.for_model(resolve_model(model), self.model.config.vocab_size)
