@@ -81,14 +81,11 @@ def main() -> None:
         for first in range(0, len(utts), args.batch_size):
             batch_utts = utts[first : first + args.batch_size]
             batch = torch.stack(mels[first : first + args.batch_size])
-            for row, (utt, window) in enumerate(zip(batch_utts, decode_windows(
-                    runner, batch, DecodingOptions(language="en"), GuardOptions()))):
+            for utt, window in zip(batch_utts, decode_windows(runner, batch, DecodingOptions(language="en"), GuardOptions())):
                 hyps[utt.id] = window.result.text
                 fallbacks += window.fallback is not None
-            record = runner._encoders.get((len(batch_utts), False))
-            if record is not None and record[1].pruner is not None and record[1].pruner.record.kept is not None:
-                for row, utt in enumerate(batch_utts):
-                    kept[utt.id] = record[1].pruner.record.kept[row].tolist()
+                if window.kept is not None:
+                    kept[utt.id] = window.kept
         run = {"hyps": hyps, "kept": kept, "fallbacks": fallbacks, "wall_s": time.perf_counter() - t0}
         if args.score:
             run.update(score(utts, hyps))

@@ -11,7 +11,7 @@ import torch
 
 from whisper_eas.config import PruneConfig
 from whisper_eas.decoding import DecodingOptions
-from whisper_eas.runners.cuda_runner import CACHE_BUCKETS, CudaGraphRunner
+from whisper_eas.runners.cuda_runner import CACHE_BUCKETS, CudaGraphRunner, row_bucket
 from whisper_eas.windows import decode_encoded
 
 
@@ -105,6 +105,27 @@ def test_cuda_graphs_match_eager_on_a_gpu(dev_mels):
         theirs = decode_encoded(eager, b, DecodingOptions(), ["en"] * 4)
         assert [r.text for r in ours] == [r.text for r in theirs]
         mel = mel.flip(0)
+
+
+def test_row_buckets_bound_the_shapes_captured():
+    assert [row_bucket(n) for n in (1, 2, 3, 5, 8, 9, 14, 16, 17, 40)] == [1, 2, 4, 8, 8, 16, 16, 16, 24, 40]
+
+
+@pytest.mark.parametrize("options", [DecodingOptions(), DecodingOptions(beam_size=3)], ids=["greedy", "beam"])
+def test_a_batch_padded_to_its_row_bucket_decodes_like_the_reference(tiny_runner, static_runner, dev_mels, options):
+    """3 windows run as 4 encoder rows (and 9 beam rows as 16 decoder rows); padding never leaks."""
+    mel = dev_mels[0][:3]
+    tiny_runner.prune = static_runner.prune
+    try:
+        reference = tiny_runner.encode(mel)
+        static = static_runner.encode(mel)
+        theirs = decode_encoded(tiny_runner, reference, options, ["en"] * 3)
+    finally:
+        tiny_runner.prune = None
+    assert static.batch == 3 and torch.equal(static.kept, reference.kept)
+    assert (4, False) in static_runner._encoders and (3, False) not in static_runner._encoders
+    ours = decode_encoded(static_runner, static, options, ["en"] * 3)
+    assert [r.tokens for r in ours] == [r.tokens for r in theirs]
 
 
 def test_head_precision_is_checked_and_only_copies_what_it_needs(tiny_model):

@@ -19,6 +19,7 @@ class WindowResult:
     kept_frames: int  # encoder frames the decoder attended to
     n_frames: int  # encoder frames before pruning (1500)
     fallback: str | None = None  # why the guard re-ran it dense, if it did
+    kept: list[int] | None = None  # which encoder frames were kept, in time order (None: all)
 
     @property
     def sparsity(self) -> float:
@@ -51,7 +52,8 @@ def decode_windows(
     guard = guard or GuardOptions()
     encoded = runner.encode(mel)
     results = decode_encoded(runner, encoded, options)
-    out = [WindowResult(r, encoded.n_kept, encoded.n_frames) for r in results]
+    kept = encoded.kept.tolist() if encoded.kept is not None else [None] * encoded.batch
+    out = [WindowResult(r, encoded.n_kept, encoded.n_frames, kept=k) for r, k in zip(results, kept)]
     if runner.prune is None or not guard.enabled:
         return out
     reasons = {i: degenerate_reason(r, guard) for i, r in enumerate(results)}
