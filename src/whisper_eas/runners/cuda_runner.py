@@ -29,10 +29,9 @@ CACHE_BUCKETS = (64, 128, 256, 448)
 
 def row_bucket(rows: int) -> int:
     """Rows a batch of `rows` runs as: 1, 2, 4, 8, then multiples of 8. Every distinct shape is
-    one more graph capture (warm-up runs, a memory pool); short jobs, the last batch of a run and
-    guard re-runs of a few windows otherwise each capture their own, which cost more than the
-    padding (on an H200 the shipped tiny.en config took 5.7 s for the 158 dev files against 3.1 s
-    dense before this, most of it captures)."""
+    one more graph capture (warm-up runs, a memory pool, for the encoder and for each cache bucket
+    of the decoder step); without buckets the last batch of every job and each guard re-run of a
+    few windows would capture its own. Padding costs at most 4 spare rows of 8 from 9 rows up."""
     if rows <= 8:
         return 1 << (rows - 1).bit_length()
     return -(-rows // 8) * 8
