@@ -48,6 +48,8 @@ def test_cache_grows_through_buckets_without_changing_logits(tiny_runner, static
         a = static.step(tokens)
         b = reference.step(tokens)
     assert static.graph.positions == CACHE_BUCKETS[1]  # crossed the first bucket
+    first = static_runner.step_graph(1, encoded.n_kept, CACHE_BUCKETS[0])
+    assert static.graph.cross_k is first.cross_k and static.graph.cross_v is first.cross_v  # one cross cache
     torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
 
 
