@@ -15,14 +15,11 @@ from pathlib import Path
 
 import torch
 
-from whisper_eas.checkpoints.loading import load_whisper
-from whisper_eas.checkpoints.registry import resolve_model
 from whisper_eas.config import PruneConfig
-from whisper_eas.decoder_step import DecoderCrossKV
-from whisper_eas.runners.base import EncodedBatch, Runner
+from whisper_eas.runners.base import EncodedBatch
+from whisper_eas.runners.torch_runner import HFModelRunner
 from whisper_eas.sparsify import find_encoder
 from whisper_eas.static_graphs import GraphedCall, StaticDecoderStep, StaticEncoder, encoder_head
-from whisper_eas.tokenizer import WhisperTokenizer
 
 CACHE_BUCKETS = (64, 128, 256, 448)
 
@@ -111,7 +108,7 @@ class CudaGraphSession:
             buf.copy_(buf.index_select(1, index))
 
 
-class CudaGraphRunner(Runner):
+class CudaGraphRunner(HFModelRunner):
     """FP16 PyTorch on CUDA with captured graphs; fixed keep ratios only (static shapes)."""
 
     backend = "pytorch-cuda-graphs"
@@ -131,17 +128,11 @@ class CudaGraphRunner(Runner):
         reference's frames; "tf32": float32 with TF32 matmuls)."""
         if prune is not None and prune.adaptive:
             raise ValueError("the CUDA graph backend needs a fixed keep ratio (adaptive counts change shapes)")
-        self.model = hf_model if hf_model is not None else load_whisper(model, device=device, dtype=dtype)
-        if prune is not None:
-            prune.check_model(self.model.config.encoder_layers)
-        self.prune, self.device, self.dtype, self.use_graphs = prune, device, dtype, use_graphs
+        super().__init__(model, prune, device, dtype, hf_model)
+        self.use_graphs = use_graphs
         # float32 copy of the encoder up to the pruning layer (or None), shared by every batch size
         self.head = encoder_head(find_encoder(self.model), prune, head_precision, dtype)
-        self.model_name = str(model)
-        self.n_mels = self.model.config.num_mel_bins
-        self.tokenizer = WhisperTokenizer.for_model(resolve_model(model), self.model.config.vocab_size)
         self.step_module = StaticDecoderStep(self.model).eval()
-        self.cross_module = DecoderCrossKV(self.model).eval()
         self._encoders: dict[tuple[int, bool], tuple[GraphedCall, StaticEncoder]] = {}
         self._steps: dict[tuple[int, int, int], _StepGraph] = {}
         self._cross: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}

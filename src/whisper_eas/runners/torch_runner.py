@@ -45,7 +45,23 @@ class TorchDecoderSession:
             self.cross_mask = self.cross_mask[rows]
 
 
-class TorchRunner(Runner):
+class HFModelRunner(Runner):
+    """What every runner over an in-process Hugging Face model sets up: the model (loaded, or
+    shared with another runner through `hf_model`), the checked prune config, the tokenizer and
+    the cross-attention key/value module. Subclasses add the encoder and decoder-step paths."""
+
+    def __init__(self, model: str | Path, prune: PruneConfig | None, device: str, dtype: torch.dtype, hf_model=None):
+        self.model = hf_model if hf_model is not None else load_whisper(model, device=device, dtype=dtype)
+        if prune is not None:
+            prune.check_model(self.model.config.encoder_layers)
+        self.prune, self.device, self.dtype = prune, device, dtype
+        self.model_name = str(model)
+        self.n_mels = self.model.config.num_mel_bins
+        self.tokenizer = WhisperTokenizer.for_model(resolve_model(model), self.model.config.vocab_size)
+        self.cross_module = DecoderCrossKV(self.model).eval()
+
+
+class TorchRunner(HFModelRunner):
     """Runs a Hugging Face Whisper model (any size) on CPU or CUDA, dense or sparsified."""
 
     backend = "pytorch"
@@ -58,15 +74,8 @@ class TorchRunner(Runner):
         dtype: torch.dtype = torch.float32,
         hf_model=None,
     ):
-        self.model = hf_model if hf_model is not None else load_whisper(model, device=device, dtype=dtype)
-        if prune is not None:
-            prune.check_model(self.model.config.encoder_layers)
-        self.prune, self.device, self.dtype = prune, device, dtype
-        self.model_name = str(model)
-        self.n_mels = self.model.config.num_mel_bins
-        self.tokenizer = WhisperTokenizer.for_model(resolve_model(model), self.model.config.vocab_size)
+        super().__init__(model, prune, device, dtype, hf_model)
         self.step_module = DecoderStep(self.model).eval()
-        self.cross_module = DecoderCrossKV(self.model).eval()
 
     @torch.inference_mode()
     def encode(self, mel: torch.Tensor, dense: bool = False) -> EncodedBatch:
