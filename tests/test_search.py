@@ -43,6 +43,46 @@ def test_shared_prefix_matches_the_hook_path(tiny_model, dev_mels):
     torch.testing.assert_close(states.encode(None).hidden, dense, atol=1e-5, rtol=1e-5)
 
 
+def test_configs_decoded_together_match_each_decoded_alone(tiny_runner, dev_mels):
+    """The grid decodes several configs (fixed and adaptive kept counts) as one padded batch with a
+    cross-attention mask: each row must decode as its config alone would (the reference runner)."""
+    from whisper_eas.decoding import DecodingOptions
+    from whisper_eas.evaluation.manifest import read_manifest
+    from whisper_eas.guard import GuardOptions
+    from whisper_eas.runners.torch_runner import TorchRunner
+    from whisper_eas.search.grid import GridPoint, evaluate_grid
+    from whisper_eas.windows import decode_windows
+
+    configs = [PruneConfig(layer=1, keep_ratio=0.5, strategy="coverage", merge=True, query_stride=4),
+               PruneConfig(layer=2, keep_ratio=0.3),
+               PruneConfig(layer=1, keep_ratio=None, mass=0.9, strategy="coverage", min_keep=0.3, max_keep=0.8),
+               PruneConfig(layer=3, keep_ratio=0.7, strategy="uniform")]
+    utterances = read_manifest(DATA / "manifest.tsv")[:4]
+    points = {str(i): GridPoint(c) for i, c in enumerate(configs)}
+    evaluate_grid(tiny_runner, utterances, points, DecodingOptions(language="en"), GuardOptions(), batch_size=4)
+    mel, _ = dev_mels
+    for i, config in enumerate(configs):
+        alone = decode_windows(TorchRunner("tiny.en", prune=config, hf_model=tiny_runner.model), mel,
+                               DecodingOptions(language="en"), GuardOptions())
+        assert [points[str(i)].hyps[u.id] for u in utterances] == [w.result.text for w in alone], config.label()
+        assert [points[str(i)].kept[u.id] for u in utterances] == [w.kept_frames for w in alone]
+
+
+def test_padded_batch_masks_the_padding(tiny_runner, dev_mels):
+    from whisper_eas.runners.base import EncodedBatch
+
+    mel, _ = dev_mels
+    tiny_runner.prune = PruneConfig(layer=1, keep_ratio=0.4)
+    try:
+        short = tiny_runner.encode(mel[:2])
+    finally:
+        tiny_runner.prune = None
+    both = EncodedBatch.padded([short, tiny_runner.encode(mel[2:])])
+    assert both.hidden.shape[:2] == (4, 1500) and both.frame_mask[:2].sum(1).tolist() == [600, 600]
+    assert bool(both.frame_mask[2:].all()) and (both.kept[:2, 600:] == -1).all()
+    assert bool((both.hidden[:2, 600:] == 0).all())
+
+
 def test_guard_reruns_a_real_degenerate_window_dense(tiny_runner, dev_mels):
     from whisper_eas.decoding import DecodingOptions
     from whisper_eas.guard import GuardOptions

@@ -25,6 +25,7 @@ class EncodedBatch:
     hidden: Any
     kept: torch.Tensor | None  # None when dense
     n_frames: int
+    frame_mask: torch.Tensor | None = None  # [B, K] bool, True = a real frame (`padded`); None: all are
 
     @property
     def batch(self) -> int:
@@ -39,17 +40,39 @@ class EncodedBatch:
         index = torch.as_tensor(rows, dtype=torch.long)
         hidden = self.hidden[index.to(self.hidden.device)] if isinstance(self.hidden, torch.Tensor) else self.hidden[rows]
         kept = self.kept[index] if self.kept is not None else None
-        return EncodedBatch(hidden, kept, self.n_frames)
+        mask = self.frame_mask[index] if self.frame_mask is not None else None
+        return EncodedBatch(hidden, kept, self.n_frames, mask)
 
     @staticmethod
     def concat(parts: list["EncodedBatch"]) -> "EncodedBatch":
         """Batches encoded separately (same kept count), as one."""
         if len(parts) == 1:
             return parts[0]
+        if any(p.frame_mask is not None for p in parts):
+            return EncodedBatch.padded(parts)
         hiddens = [p.hidden for p in parts]
         hidden = torch.cat(hiddens) if isinstance(hiddens[0], torch.Tensor) else np.concatenate(hiddens)
         kept = None if parts[0].kept is None else torch.cat([p.kept for p in parts])
         return EncodedBatch(hidden, kept, parts[0].n_frames)
+
+    @staticmethod
+    def padded(parts: list["EncodedBatch"]) -> "EncodedBatch":
+        """Batches with different kept counts (PyTorch tensors) as one, each padded with zero
+        frames up to the longest, and a `frame_mask` that keeps cross-attention off the padding.
+        Lets one decoder pass serve several prune configs (the search) or adaptive windows; the
+        decoder's weights are then read once per step for all of them."""
+        longest = max(p.n_kept for p in parts)
+        hidden, kept, masks = [], [], []
+        for part in parts:
+            pad = longest - part.n_kept
+            hidden.append(torch.nn.functional.pad(part.hidden, (0, 0, 0, pad)))
+            index = part.kept if part.kept is not None else torch.arange(part.n_kept).expand(part.batch, -1)
+            kept.append(torch.nn.functional.pad(index, (0, pad), value=-1))
+            mask = torch.ones(part.batch, part.n_kept, dtype=torch.bool, device=part.hidden.device)
+            if part.frame_mask is not None:
+                mask = part.frame_mask.to(torch.bool)
+            masks.append(torch.nn.functional.pad(mask, (0, pad), value=False))
+        return EncodedBatch(torch.cat(hidden), torch.cat(kept), parts[0].n_frames, torch.cat(masks))
 
 
 def encode_in_chunks(encode: Callable[[torch.Tensor], EncodedBatch], mel: torch.Tensor, rows: int | None,

@@ -173,6 +173,8 @@ class CudaGraphRunner(HFModelRunner):
 
     @torch.inference_mode()
     def decoder(self, encoded: EncodedBatch, group: int = 1) -> CudaGraphSession:
+        if encoded.frame_mask is not None:
+            raise ValueError(f"{self.backend}: padded batches (EncodedBatch.padded) decode on the pytorch runner only")
         hidden = encoded.hidden.repeat_interleave(group, dim=0) if group > 1 else encoded.hidden
         cross_k, cross_v = self.cross_module(hidden)
         return CudaGraphSession(self, cross_k, cross_v)

@@ -159,6 +159,8 @@ class OrtRunner(Runner):
         return EncodedBatch(hidden, kept, n_frames=self.dims.n_frames)
 
     def decoder(self, encoded: EncodedBatch, group: int = 1) -> OrtDecoderSession:
+        if encoded.frame_mask is not None:
+            raise ValueError(f"{self.backend}: padded batches (EncodedBatch.padded) decode on the pytorch runner only")
         hidden = np.ascontiguousarray(np.asarray(encoded.hidden, dtype=np.float32))
         cross_k, cross_v = self.sessions["decoder_cross"].run(None, {"encoder_hidden": hidden})
         if group > 1:  # project once per window, then repeat the keys/values per beam

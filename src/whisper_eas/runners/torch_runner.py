@@ -87,9 +87,10 @@ class TorchRunner(HFModelRunner):
 
     @torch.inference_mode()
     def decoder(self, encoded: EncodedBatch, group: int = 1) -> TorchDecoderSession:
-        hidden = encoded.hidden
+        hidden, mask = encoded.hidden, encoded.frame_mask
         if group > 1:
             hidden = hidden.repeat_interleave(group, dim=0)
+            mask = mask.repeat_interleave(group, dim=0) if mask is not None else None
         cross = self.cross_module(hidden)
         self_kv = empty_self_cache(self.model, hidden.shape[0], hidden.device, hidden.dtype)
-        return TorchDecoderSession(self.step_module, self_kv, cross)
+        return TorchDecoderSession(self.step_module, self_kv, cross, mask.to(hidden.device) if mask is not None else None)
