@@ -47,10 +47,12 @@ def decode_windows(
     mel: torch.Tensor,
     options: DecodingOptions,
     guard: GuardOptions | None = None,
+    encoded: EncodedBatch | None = None,
 ) -> list[WindowResult]:
-    """Encode and decode windows mel [B, n_mels, 3000]; re-run degenerate sparse windows dense."""
+    """Encode and decode windows mel [B, n_mels, 3000]; re-run degenerate sparse windows dense.
+    `encoded`: `runner.encode(mel)` when the caller already has it (timing the encoder apart)."""
     guard = guard or GuardOptions()
-    encoded = runner.encode(mel)
+    encoded = encoded if encoded is not None else runner.encode(mel)
     results = decode_encoded(runner, encoded, options)
     kept = encoded.kept.tolist() if encoded.kept is not None else [None] * encoded.batch
     out = [WindowResult(r, encoded.n_kept, encoded.n_frames, kept=k) for r, k in zip(results, kept)]
