@@ -112,14 +112,19 @@ def test_search_writes_reports_and_resumes(tmp_path, monkeypatch):
     class Stop(Exception):
         pass
 
-    def stop_after_first_latency(line):
-        if line.startswith("latency: 1/"):
+    def stop_after_first_latency_group(line):
+        if line.startswith("latency: 2/"):
             raise Stop
 
+    from whisper_eas.search import run as search_run
+
+    monkeypatch.setattr(search_run, "LATENCY_GROUP", 2)  # 3 points: a group of 2 timed, then stopped
     with pytest.raises(Stop):
-        run_search(spec, tmp_path, progress=stop_after_first_latency)
+        run_search(spec, tmp_path, progress=stop_after_first_latency_group)
     state = json.loads((tmp_path / "state.json").read_text())
-    assert len(state["latency"]) == 1 and len(state["points"]["dense"]["hyps"]) == 3
+    assert len(state["latency"]) == 2 and len(state["points"]["dense"]["hyps"]) == 3
+    first = list(state["latency"].values())
+    assert first[0]["dense_e2e_ms"] == first[1]["dense_e2e_ms"]  # one dense run served the group
 
     batches = []
     original = grid._grid_batch

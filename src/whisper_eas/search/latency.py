@@ -1,7 +1,8 @@
 """Latency of a prune config measured side by side with the dense model.
 
 Dense and sparse runs alternate on the same windows (batch 1, as a user transcribes a file), after
-one warm-up window, so machine noise hits both alike; medians over repeats. End to end means the whole
+one warm-up window, so machine noise hits both alike; medians over repeats. One dense run serves a
+group of sparse configs timed right after it. End to end means the whole
 window transcription including any dense re-run the quality guard triggers.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import asdict, dataclass
+from typing import Sequence
 
 import torch
 
@@ -58,30 +60,42 @@ def _time_window(runner: Runner, batch: torch.Tensor, options: DecodingOptions, 
     return 1e3 * (encoded_at - start), 1e3 * (end - start)
 
 
-def measure_side_by_side(
+def measure_against_dense(
     dense: Runner,
-    sparse: Runner,
+    sparse: Sequence[Runner],
     windows: list[torch.Tensor],
     options: DecodingOptions,
     guard: GuardOptions,
     repeats: int = 3,
-) -> SideBySide:
-    """Alternate dense and sparse transcriptions of `windows` ([n_mels, 3000] each).
+) -> list[SideBySide | Exception]:
+    """Time dense, then each sparse runner, on every window in turn: one dense run serves the
+    group (the search times 8 configs per dense run; timing dense beside every config had been
+    half of the latency phase), and each config is still timed within seconds of its dense run.
 
     Each window is timed `repeats` times (at least once); only the first window gets an untimed
-    warm-up round, since after it both runners' kernels and buffers are warm for every window.
+    warm-up round, since after it every runner's kernels and buffers are warm for every window.
     The encoder time is read inside the end-to-end run rather than from runs of its own, which
-    had cost a third of the latency phase.
+    had cost a third of the latency phase. A runner that fails gets its exception, the others go on.
     """
-    times: dict[str, list[float]] = {"de": [], "dx": [], "se": [], "sx": []}
+    dense_times: dict[str, list[float]] = {"encoder": [], "e2e": []}
+    times = [{"encoder": [], "e2e": []} for _ in sparse]
+    failed: dict[int, Exception] = {}
     for i, mel in enumerate(windows):
         batch = mel.unsqueeze(0)
         warm_up = 1 if i == 0 else 0
         for rep in range(max(repeats, 1) + warm_up):
-            sample = dict(zip(("de", "dx"), _time_window(dense, batch, options, guard)))
-            sample.update(zip(("se", "sx"), _time_window(sparse, batch, options, guard)))
+            samples = [(dense_times, _time_window(dense, batch, options, guard))]
+            for j, runner in enumerate(sparse):
+                if j in failed:
+                    continue
+                try:
+                    samples.append((times[j], _time_window(runner, batch, options, guard)))
+                except Exception as error:  # noqa: BLE001 - reported per config by the caller
+                    failed[j] = error
             if rep >= warm_up:
-                for key, value in sample.items():
-                    times[key].append(value)
-    med = {k: statistics.median(v) for k, v in times.items()}
-    return SideBySide(med["de"], med["dx"], med["se"], med["sx"])
+                for target, (encoder_ms, e2e_ms) in samples:
+                    target["encoder"].append(encoder_ms)
+                    target["e2e"].append(e2e_ms)
+    de, dx = statistics.median(dense_times["encoder"]), statistics.median(dense_times["e2e"])
+    return [failed[j] if j in failed else SideBySide(de, dx, statistics.median(t["encoder"]), statistics.median(t["e2e"]))
+            for j, t in enumerate(times)]

@@ -21,7 +21,7 @@ from whisper_eas.io_utils import atomic_write_json
 from whisper_eas.runners.torch_runner import TorchRunner
 from whisper_eas.evaluation.evaluate import load_window
 from whisper_eas.search.grid import GridPoint, config_key, evaluate_grid
-from whisper_eas.search.latency import measure_side_by_side
+from whisper_eas.search.latency import measure_against_dense
 from whisper_eas.search.pareto import choose, pareto_front
 from whisper_eas.search.report import write_reports
 
@@ -135,18 +135,24 @@ def run_search(spec: SearchSpec, out_dir: str | Path, progress: Callable[[str], 
     return results
 
 
+LATENCY_GROUP = 8  # sparse configs timed per dense run
+
+
 def _measure_latencies(spec, runner, utterances, configs, state, save, options, guard, progress) -> None:
     windows = [load_window(u, runner.n_mels) for u in utterances if u.id not in state.failed][: spec.latency_windows]
     todo = [c for c in configs if config_key(c) not in state.latency and config_key(c) not in state.errors]
     started = time.perf_counter()
-    for done, config in enumerate(todo, start=1):
-        key = config_key(config)
-        try:
-            sparse = TorchRunner(spec.model, prune=config, device=spec.device, hf_model=runner.model)
-            state.latency[key] = measure_side_by_side(runner, sparse, windows, options, guard, spec.latency_repeats).to_dict()
-        except Exception as error:  # record, go on: one failing point must not end the search
-            state.errors[key] = f"{type(error).__name__}: {error}"
+    for first in range(0, len(todo), LATENCY_GROUP):
+        group = todo[first : first + LATENCY_GROUP]
+        sparse = [TorchRunner(spec.model, prune=config, device=spec.device, hf_model=runner.model) for config in group]
+        measured = measure_against_dense(runner, sparse, windows, options, guard, spec.latency_repeats)
+        for config, result in zip(group, measured):  # a failing point is recorded; the search goes on
+            if isinstance(result, Exception):
+                state.errors[config_key(config)] = f"{type(result).__name__}: {result}"
+            else:
+                state.latency[config_key(config)] = result.to_dict()
         save()
+        done = first + len(group)
         eta = (time.perf_counter() - started) / done * (len(todo) - done)
         progress(f"latency: {done}/{len(todo)} points, ETA {eta:.0f}s")
 
