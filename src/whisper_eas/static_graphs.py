@@ -37,7 +37,7 @@ class EncoderHeadCopy(nn.Module):
     to swap 1-2% of the kept frames, which moved single configs' WER by up to 0.5 points either way
     on the dev set. Running the few layers up to the pruning point in float32 keeps the float32
     reference's frames, at a price: float32 matmuls run at a fraction of the FP16 rate, so on an
-    H200 this head took a third of turbo's pruned encoder time (docs/benchmarks.md). `tf32`: the
+    H200 this head took 40% of turbo's pruned encoder time (docs/benchmarks.md). `tf32`: the
     head's matmuls round their inputs to TF32 (float32 range and accumulation, FP16's mantissa).
     """
 

@@ -5,7 +5,7 @@ One captured encoder graph per (batch, dense|pruned) and one decoder-step graph 
 (64, 128, 256, 448) so a short transcript never pays attention over 448 masked positions.
 Optionally the encoder up to the pruning layer runs from float32 copies, so an FP16 model keeps the
 frames the float32 reference keeps (docs/benchmarks.md: FP16 WER moves were all swapped frames);
-off by default, since on an H200 it cost a third of the pruned encoder's time.
+off by default, since on an H200 it took 40% of the pruned encoder's time.
 Runs eagerly (no graphs) on the CPU, which is how tests check it against the reference runner.
 """
 
