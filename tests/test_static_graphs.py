@@ -39,16 +39,17 @@ def test_static_path_matches_the_reference_runner(tiny_runner, static_runner, de
 
 
 def test_cache_grows_through_buckets_without_changing_logits(tiny_runner, static_runner, dev_mels):
+    """3 windows, so the session runs padded to 4 rows while its cache grows."""
     mel, _ = dev_mels
-    encoded = static_runner.encode(mel[:1], dense=True)
+    encoded = static_runner.encode(mel[:3], dense=True)
     static = static_runner.decoder(encoded)
     reference = tiny_runner.decoder(encoded)
-    tokens = torch.tensor([[50257] + [50362] + list(range(400, 400 + CACHE_BUCKETS[0] + 6))])
+    tokens = torch.tensor([[50257] + [50362] + list(range(400, 400 + CACHE_BUCKETS[0] + 6))]).repeat(3, 1)
     with torch.inference_mode():
         a = static.step(tokens)
         b = reference.step(tokens)
     assert static.graph.positions == CACHE_BUCKETS[1]  # crossed the first bucket
-    first = static_runner.step_graph(1, encoded.n_kept, CACHE_BUCKETS[0])
+    first = static_runner.step_graph(row_bucket(3), encoded.n_kept, CACHE_BUCKETS[0])
     assert static.graph.cross_k is first.cross_k and static.graph.cross_v is first.cross_v  # one cross cache
     torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
 

@@ -84,7 +84,7 @@ class CudaGraphSession:
 
     def _grow(self) -> None:
         bigger = next(b for b in CACHE_BUCKETS if b > self.graph.positions)
-        new = self.runner.step_graph(self.rows, self.frames, bigger)
+        new = self.runner.step_graph(self.padded, self.frames, bigger)
         for src, dst in ((self.graph.self_k, new.self_k), (self.graph.self_v, new.self_v)):
             dst[:, :, :, : src.shape[3]].copy_(src)
         self.graph = new
