@@ -39,13 +39,10 @@ def parse_config(text: str) -> PruneConfig | None:
 
 
 def score(utts, hyps: dict[str, str]) -> dict:
-    from whisper_eas.evaluation.wer import word_errors
+    from whisper_eas.evaluation.wer import corpus_wer
 
-    errors = words = 0
-    for utt in utts:
-        e, n = word_errors(utt.text, hyps[utt.id])
-        errors, words = errors + e, words + n
-    return {"wer": 100.0 * errors / max(words, 1), "errors": errors, "n_words": words}
+    wer, words = corpus_wer([(utt.text, hyps[utt.id]) for utt in utts])
+    return {"wer": wer, "errors": round(wer * words / 100), "n_words": words}
 
 
 def main() -> None:
