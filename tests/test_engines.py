@@ -18,7 +18,7 @@ from conftest import DATA
 from prune_configs import ADAPTIVE, K, SHIPPED, TINY
 from whisper_eas.config import PruneConfig
 from whisper_eas.engines.builder import build_engines, engine_file, engine_profiles, uses_plugin
-from whisper_eas.engines.deps import TensorRTMissingError
+from whisper_eas.deps import TensorRTMissingError
 from whisper_eas.engines.manifest import (
     ENGINE_MANIFEST,
     EngineEntry,

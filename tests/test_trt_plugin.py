@@ -15,7 +15,7 @@ from onnx import helper
 
 from prune_configs import ADAPTIVE, K, SHIPPED, TINY
 from whisper_eas.config import PruneConfig
-from whisper_eas.engines.deps import TensorRTMissingError
+from whisper_eas.deps import TensorRTMissingError
 from whisper_eas.exporter.graph_specs import PRUNE_PLUGIN_DOMAIN, PRUNE_PLUGIN_OP, ModelDims, prune
 from whisper_eas.exporter.manifest import ExportError
 from whisper_eas.plugins.attributes import (

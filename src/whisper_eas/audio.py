@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from whisper_eas.errors import WhisperEasError
+
 SAMPLE_RATE = 16000
 # Extensions picked up when a directory is given (explicitly named files are always tried).
 AUDIO_EXTENSIONS = frozenset(
@@ -25,7 +27,7 @@ AUDIO_EXTENSIONS = frozenset(
 _BLOCK_FRAMES = 1 << 20  # downmix in blocks: a long multichannel file never sits in memory whole
 
 
-class AudioError(ValueError):
+class AudioError(WhisperEasError, ValueError):
     """An input file that cannot be used as audio."""
 
     def __init__(self, path: str | Path, problem: str):

@@ -16,13 +16,14 @@ import numpy as np
 import torch
 
 from whisper_eas.checkpoints.ct2_reader import read_ct2_model
+from whisper_eas.errors import WhisperEasError
 from whisper_eas.tokenizer import is_multilingual
 
 CT2_FILES = ("model.bin", "config.json", "tokenizer.json")
 N_TIMESTAMPS = 1501  # <|0.00|> ... <|30.00|>
 
 
-class ConversionError(ValueError):
+class ConversionError(WhisperEasError, ValueError):
     """The source folder is not a convertible CTranslate2 Whisper model."""
 
 

@@ -13,11 +13,13 @@ from typing import BinaryIO
 
 import numpy as np
 
+from whisper_eas.errors import WhisperEasError
+
 # Order matches the DataType enum in ctranslate2/types.h.
 _DTYPES = (np.float32, np.int8, np.int16, np.int32, np.float16, None)  # None: bfloat16
 
 
-class CT2FormatError(ValueError):
+class CT2FormatError(WhisperEasError, ValueError):
     """A model.bin that is not a CTranslate2 model we can read."""
 
 

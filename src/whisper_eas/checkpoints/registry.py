@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from whisper_eas.checkpoints.convert import ConversionError, convert_ct2_to_hf
+from whisper_eas.errors import WhisperEasError
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
 DEFAULT_MODEL = "tiny.en"
 
 
-class ModelNotFoundError(FileNotFoundError):
+class ModelNotFoundError(WhisperEasError, FileNotFoundError):
     """A model name or folder that does not resolve to a usable checkpoint."""
 
 

@@ -53,7 +53,7 @@ def command(model, dense, layer, keep_ratio, mass, strategy, scoring, query_stri
 
 def _engine_config(max_batch: int, prune_plugin: bool, aot_plugin: bool):
     """Checked before the ONNX export runs, so a machine without TensorRT fails in a second."""
-    from whisper_eas.engines.deps import require_cuda, require_tensorrt
+    from whisper_eas.deps import require_cuda, require_tensorrt
     from whisper_eas.engines.profiles import EngineConfig
 
     require_tensorrt("whisper-eas export --engines")

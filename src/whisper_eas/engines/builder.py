@@ -19,7 +19,7 @@ import json
 from importlib import metadata
 from pathlib import Path
 
-from whisper_eas.engines.deps import require_cuda, require_tensorrt
+from whisper_eas.deps import require_cuda, require_tensorrt
 from whisper_eas.engines.manifest import ENGINE_MANIFEST, EngineEntry, EngineManifest, Platform
 from whisper_eas.engines.profiles import EngineConfig, Shapes, axis_ranges, profile_shapes
 from whisper_eas.exporter.export import library_versions

@@ -37,7 +37,7 @@ class Platform:
         """This process's TensorRT and GPU (raises `TensorRTMissingError` without them)."""
         import torch
 
-        from whisper_eas.engines.deps import require_cuda, require_tensorrt
+        from whisper_eas.deps import require_cuda, require_tensorrt
 
         trt = require_tensorrt()
         require_cuda()

@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from whisper_eas.engines.deps import require_cuda, require_tensorrt
+from whisper_eas.deps import require_cuda, require_tensorrt
 from whisper_eas.engines.manifest import ENGINE_MANIFEST, EngineManifest, Platform
 from whisper_eas.exporter.manifest import ExportManifest
 from whisper_eas.plugins.attributes import plugin_applies

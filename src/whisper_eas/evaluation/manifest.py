@@ -6,10 +6,12 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+from whisper_eas.errors import WhisperEasError
+
 REQUIRED_COLUMNS = ("id", "path", "duration_s", "text")
 
 
-class ManifestError(ValueError):
+class ManifestError(WhisperEasError, ValueError):
     """A manifest that cannot be read; the message names the file and line."""
 
 

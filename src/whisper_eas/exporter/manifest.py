@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from whisper_eas.config import PruneConfig
+from whisper_eas.errors import WhisperEasError
 from whisper_eas.exporter.graph_specs import BATCH, GraphSpec, ModelDims, export_specs, split_layer
 
 MANIFEST = "manifest.json"
@@ -22,7 +23,7 @@ FORMAT_VERSION = 1
 TOKENIZER = "tokenizer.json"
 
 
-class ExportError(ValueError):
+class ExportError(WhisperEasError, ValueError):
     """An export folder that cannot be used as it is; the message names the file."""
 
 

@@ -18,6 +18,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
+from whisper_eas.errors import WhisperEasError
 from whisper_eas.exporter.manifest import ExportError, ExportManifest
 from whisper_eas.exporter.reference import Case, Feed, decoder_cases, encoder_cases
 
@@ -59,7 +60,7 @@ def family(output: str) -> str:
     return output if output in FP32 else output.rsplit("_", 1)[0]
 
 
-class ParityError(RuntimeError):
+class ParityError(WhisperEasError, RuntimeError):
     """Some graph output differs from the PyTorch reference beyond its tolerance."""
 
     def __init__(self, report: "ValidationReport"):
@@ -223,7 +224,7 @@ def validate_export(
     from whisper_eas.exporter.graph_specs import ModelDims
 
     if trt:  # one clear line before any reference is computed
-        from whisper_eas.engines.deps import require_cuda, require_tensorrt
+        from whisper_eas.deps import require_cuda, require_tensorrt
 
         require_tensorrt("whisper-eas validate --trt")
         require_cuda("whisper-eas validate --trt")

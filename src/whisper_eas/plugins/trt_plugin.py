@@ -102,7 +102,7 @@ def register_plugin() -> bool:
     attributes from their signatures; `ATTRIBUTE_TYPES` is checked against them.
     """
     global _registered
-    from whisper_eas.engines.deps import require_tensorrt
+    from whisper_eas.deps import require_tensorrt
 
     trt = require_tensorrt(f"the {PLUGIN_ID} plugin")
     import tensorrt.plugin as trtp

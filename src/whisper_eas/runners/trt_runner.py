@@ -19,7 +19,7 @@ from typing import Callable
 
 import torch
 
-from whisper_eas.engines.deps import require_cuda, require_tensorrt
+from whisper_eas.deps import require_cuda, require_tensorrt
 from whisper_eas.engines.manifest import EngineManifest, Platform
 from whisper_eas.exporter.manifest import TOKENIZER, ExportManifest
 from whisper_eas.runners.base import EncodedBatch, Runner

@@ -15,6 +15,7 @@ from typing import Callable
 
 from whisper_eas.config import PruneConfig
 from whisper_eas.decoding import DecodingOptions
+from whisper_eas.errors import WhisperEasError
 from whisper_eas.evaluation.manifest import read_manifest
 from whisper_eas.guard import GuardOptions
 from whisper_eas.io_utils import atomic_write_json
@@ -87,7 +88,7 @@ class SearchState:
     failed: dict[str, str] = field(default_factory=dict)  # utterance id -> error
 
 
-class SearchMismatchError(ValueError):
+class SearchMismatchError(WhisperEasError, ValueError):
     """OUT already holds a different search."""
 
 
