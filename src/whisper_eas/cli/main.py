@@ -19,6 +19,9 @@ def _register() -> None:
 
     for module in (bench_cmd, convert_cmd, eval_cmd, search_cmd, export_cmd, validate_cmd):
         cli.add_command(module.command)
+    from whisper_eas.cli import dataset_cmd  # transcribe-dataset (Ray, imported only when it runs)
+
+    cli.add_command(dataset_cmd.command)
 
 
 _register()
