@@ -15,7 +15,7 @@ def exported(tmp_path_factory, model, config: PruneConfig | None) -> Path:
     """Export folder for `config` (None: dense); the decoder graphs come from the model's cache."""
     from whisper_eas.exporter.export import export_model
 
-    key = config.label().replace(" ", "-") if config else "dense"
+    key = config.format().replace(" ", "-") if config else "dense"
     if key not in _EXPORTS:
         out = tmp_path_factory.mktemp(f"onnx-{key}")
         export_model("tiny.en", config, out, hf_model=model)

@@ -25,7 +25,6 @@ from whisper_eas.engines.manifest import (
     EngineError,
     EngineManifest,
     Platform,
-    prune_flags,
     rebuild_hint,
 )
 from whisper_eas.engines.profiles import EngineConfig, axis_ranges
@@ -136,7 +135,8 @@ def test_engines_for_another_tensorrt_or_gpu_say_how_to_rebuild(tmp_path, change
         manifest.check(export, replace(BUILT_ON, **change))
     message = str(error.value)
     assert message.startswith(f"{export.directory / ENGINE_MANIFEST}: engines were built for")
-    assert message.endswith(f"rebuild with `whisper-eas export --model tiny.en --out {export.directory} --engines`")
+    assert message.endswith(f"rebuild with `whisper-eas export --model tiny.en --prune '{SHIPPED.format()}' "
+                            f"--out {export.directory} --engines`")
     assert "\n" not in message
 
 
@@ -152,8 +152,8 @@ def test_engines_built_from_other_onnx_files_are_stale(tmp_path):
 def test_engines_of_another_config_do_not_fit(tmp_path):
     manifest = _engines(_export(tmp_path))
     dense = _export(tmp_path, None)  # the folder was re-exported dense over the sparse engines
-    expected = (rf"engines are for tiny.en \[{re.escape(SHIPPED.label())}\], the export is tiny.en \[dense\]; "
-                r"rebuild with `whisper-eas export --model tiny.en --dense")
+    expected = (rf"engines are for tiny.en \[{re.escape(SHIPPED.format())}\], the export is tiny.en \[dense\]; "
+                r"rebuild with `whisper-eas export --model tiny.en --prune 'dense'")
     with pytest.raises(EngineError, match=expected):
         manifest.check_sources(dense)
     manifest.config = None
@@ -194,19 +194,29 @@ def test_unreadable_engine_manifests(tmp_path):
         EngineManifest.load(tmp_path)
 
 
-def test_rebuild_command_reproduces_the_config():
-    from whisper_eas.cli.common import resolve_prune
+@pytest.mark.parametrize("config", [SHIPPED, None, PruneConfig(layer=2, keep_ratio=None, mass=0.95,
+                                    strategy="coverage", query_stride=8, merge=True, scoring="max_head")],
+                         ids=["shipped", "dense", "adaptive"])
+def test_rebuild_command_reproduces_the_config(config, tmp_path):
+    """The hint's command, run through the export command's own option parser, names the same config."""
+    import shlex
 
-    assert prune_flags("tiny.en", SHIPPED) == ""  # the shipped default needs no flags
-    assert prune_flags("tiny.en", None) == "--dense"
-    hint = rebuild_hint("tiny.en", None, "out")
-    assert hint == "rebuild with `whisper-eas export --model tiny.en --dense --out out --engines`"
-    config = PruneConfig(layer=2, keep_ratio=None, mass=0.95, strategy="coverage", query_stride=8, merge=True)
-    flags = prune_flags("tiny.en", config).split()
-    values = dict(zip(flags[::2], flags[1::2]))
-    parsed = resolve_prune("tiny.en", False, int(values["--layer"]), None, float(values["--mass"]),
-                           values["--strategy"], values["--scoring"], int(values["--query-stride"]), "--merge" in flags)
-    assert parsed == config
+    import click
+
+    from whisper_eas.cli.common import prune_options, resolve_prune
+
+    hint = rebuild_hint("tiny.en", config, "out")
+    words = shlex.split(hint.removeprefix("rebuild with `").removesuffix("`"))
+    assert words[:4] == ["whisper-eas", "export", "--model", "tiny.en"] and words[-3:] == ["--out", "out", "--engines"]
+    seen = []
+
+    @click.command()
+    @prune_options
+    def parse(**flags):
+        seen.append(resolve_prune("tiny.en", **flags))
+
+    parse.main(words[4:-3], standalone_mode=False)
+    assert seen == [config]
 
 
 # ---- without TensorRT: one clear error, before anything is written ----
@@ -289,7 +299,7 @@ def test_tensorrt_transcripts_match_pytorch(shipped_engines, dev_mels, tiny_mode
     from whisper_eas.evaluation.wer import corpus_wer
     from whisper_eas.runners.factory import make_runner
     from whisper_eas.runners.torch_runner import TorchRunner
-    from whisper_eas.windows import decode_encoded
+    from whisper_eas.window_decode import decode_encoded
 
     mels, references = dev_mels
     trt_runner = make_runner("tensorrt", "tiny.en", None, "cuda", shipped_engines)

@@ -13,7 +13,7 @@ from whisper_eas.exporter.manifest import ExportError
 from whisper_eas.runners.factory import make_runner
 from whisper_eas.runners.ort_runner import OrtDecoderSession, OrtRunner
 from whisper_eas.runners.torch_runner import TorchRunner
-from whisper_eas.windows import decode_encoded
+from whisper_eas.window_decode import decode_encoded
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +101,7 @@ def test_missing_graph_is_named(sparse_dir, tmp_path):
     broken = linked_copy(sparse_dir, tmp_path / "e")
     (broken / "encoder_tail.onnx").unlink()
     with pytest.raises(ExportError, match=r"encoder_tail\.onnx: missing"):
-        OrtRunner(broken)
+        OrtRunner(broken).load()
 
 
 def test_not_an_export_folder_is_named(tmp_path):
@@ -113,7 +113,7 @@ def test_corrupted_manifest_is_named(sparse_dir, tmp_path):
     broken = linked_copy(sparse_dir, tmp_path / "e")
     (broken / "manifest.json").write_text('{"format": "whisper-eas-onnx", ')
     with pytest.raises(ExportError, match=r"manifest\.json: not valid JSON"):
-        OrtRunner(broken)
+        OrtRunner(broken).load()
 
 
 def test_manifest_config_that_does_not_match_the_graphs(sparse_dir, tmp_path):
@@ -122,7 +122,7 @@ def test_manifest_config_that_does_not_match_the_graphs(sparse_dir, tmp_path):
     data["config"]["keep_ratio"] = 0.3  # prune.onnx keeps 750 frames, not 450
     (broken / "manifest.json").write_text(json.dumps(data))
     with pytest.raises(ExportError, match=r"prune\.onnx does not match"):
-        OrtRunner(broken)
+        OrtRunner(broken).load()
 
 
 def test_changed_graph_fails_its_checksum(sparse_dir, tmp_path):
@@ -130,4 +130,4 @@ def test_changed_graph_fails_its_checksum(sparse_dir, tmp_path):
     with open(broken / "prune.onnx", "ab") as f:
         f.write(b"\0")
     with pytest.raises(ExportError, match=r"prune\.onnx: sha256 differs"):
-        OrtRunner(broken)
+        OrtRunner(broken).load()

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from whisper_eas.cli.inputs import discover
 from whisper_eas.cli.transcribe_cmd import command
-from whisper_eas.runners.auto import choose_backend
+from whisper_eas.runners.factory import choose_backend
 
 from conftest import AUDIO
 from subtitles import check_srt, check_vtt

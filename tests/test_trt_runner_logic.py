@@ -1,46 +1,30 @@
-"""The TensorRT runner's own logic, driven by ONNX Runtime sessions of the same ONNX files.
+"""The graph runner's own logic (TensorRT's runner), driven by ONNX Runtime sessions of the same files.
 
 TensorRT cannot be installed here, so its engines cannot run; but an engine built from these ONNX
-files takes and returns the same named tensors. Feeding the runner ORT sessions in their place
-checks what the runner adds on top of TensorRT — graph and tensor names, head -> prune -> tail,
-the self-attention cache handed from step to step, beam reordering, dropping finished rows —
-against the ONNX Runtime runner, token for token. Engine loading and TensorRT itself stay untested
-(`requires_tensorrt` tests in test_engines.py / test_validate.py).
+files takes and returns the same named tensors. `GraphRunner` is the whole TensorRT runner except
+its loader; fed the ONNX Runtime loader's calls, it checks what the runner adds on top of TensorRT
+— graph and tensor names, head -> prune -> tail, the self-attention cache handed from step to
+step, beam reordering, dropping finished rows — against the ONNX Runtime runner and its IO-binding
+decoder, token for token. Engine loading and TensorRT itself stay untested (`requires_tensorrt`
+tests in test_engines.py / test_validate.py).
 """
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
 from whisper_eas.decoding import DecodingOptions
 from whisper_eas.exporter.manifest import ExportManifest
-from whisper_eas.runners.ort_runner import OrtRunner, load_session, session_options
-from whisper_eas.runners.trt_runner import TensorRTRunner
-from whisper_eas.windows import decode_encoded
+from whisper_eas.runners.graphs import GraphRunner
+from whisper_eas.runners.onnx_graphs import load_onnx_graphs
+from whisper_eas.runners.ort_runner import OrtRunner
+from whisper_eas.window_decode import decode_encoded
 
 
-class OrtEngineCall:
-    """An ORT session behind `EngineCall`'s interface: dict of torch tensors in and out."""
-
-    def __init__(self, manifest: ExportManifest, graph: str):
-        self.session = load_session(manifest, graph, session_options(), ["CPUExecutionProvider"])
-        self.outputs = [o.name for o in self.session.get_outputs()]
-        self.calls = 0
-
-    def __call__(self, feed: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        self.calls += 1
-        values = self.session.run(None, {name: np.ascontiguousarray(t.cpu().numpy()) for name, t in feed.items()})
-        return {name: torch.from_numpy(value) for name, value in zip(self.outputs, values)}
-
-    def close(self) -> None:
-        pass
-
-
-def _over_ort(directory) -> TensorRTRunner:
+def _over_ort(directory) -> GraphRunner:
     manifest = ExportManifest.load(directory)
-    return TensorRTRunner.over_calls(manifest, {g: OrtEngineCall(manifest, g) for g in manifest.graphs}, "cpu")
+    return GraphRunner(manifest, load_onnx_graphs(manifest))
 
 
 @pytest.mark.parametrize("options", [DecodingOptions(), DecodingOptions(beam_size=3), DecodingOptions(without_timestamps=False)],
@@ -53,7 +37,7 @@ def test_trt_runner_logic_decodes_what_the_ort_runner_decodes(sparse_dir, dev_me
     torch.testing.assert_close(ours.hidden, torch.as_tensor(theirs.hidden), atol=1e-5, rtol=1e-5)
     tokens = [r.tokens for r in decode_encoded(trt_logic, ours, options, ["en"] * len(mel))]
     assert tokens == [r.tokens for r in decode_encoded(ort, theirs, options, ["en"] * len(mel))]
-    assert trt_logic.engines["decoder_step"].calls > 1
+    assert trt_logic.graphs["decoder_step"].calls > 1
     assert trt_logic.describe()["prune"]["keep_ratio"] == 0.5
 
 
@@ -62,7 +46,7 @@ def test_trt_runner_logic_dense_skips_the_prune_engine(sparse_dir, dense_dir, de
     sparse = _over_ort(sparse_dir)
     encoded = sparse.encode(mel[:2], dense=True)  # the guard's dense re-run
     assert encoded.kept is None and encoded.hidden.shape[1] == 1500
-    assert sparse.engines["prune"].calls == 0
+    assert sparse.graphs["prune"].calls == 0
     dense = _over_ort(dense_dir)
-    assert "prune" not in dense.engines and dense.prune is None
+    assert "prune" not in dense.graphs and dense.prune is None
     torch.testing.assert_close(dense.encode(mel[:2]).hidden, encoded.hidden, atol=1e-5, rtol=1e-5)

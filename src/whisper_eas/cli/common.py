@@ -5,12 +5,13 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from typing import Callable
+from typing import Any, Callable
 
 import click
+from click.core import ParameterSource
 
 from whisper_eas.checkpoints.registry import DEFAULT_MODEL
-from whisper_eas.config import SCORINGS, STRATEGIES, PruneConfig
+from whisper_eas.config import DEFAULT_PRUNE, GRAMMAR, SCORINGS, STRATEGIES, PruneConfig, parse_prune
 from whisper_eas.defaults import shipped_config
 
 # Errors whose message already says what is wrong with which file: print it, no traceback.
@@ -27,9 +28,16 @@ def model_option(f: Callable) -> Callable:
     )(f)
 
 
+def _remember_prune_text(ctx: click.Context, _param, value: str | None) -> None:
+    ctx.meta["whisper_eas.prune"] = value
+
+
 def prune_options(f: Callable) -> Callable:
-    """--dense | --layer L (--keep-ratio K | --mass M) [--strategy S] [--scoring S] [--query-stride N] [--merge]."""
+    """--prune TEXT | --dense | --layer L (--keep-ratio K | --mass M) [--strategy S] [--scoring S]
+    [--query-stride N] [--merge]. `--prune` takes the one text form (`PruneConfig.format`)."""
     options = [
+        click.option("--prune", "prune_text", expose_value=False, callback=_remember_prune_text,
+                     help=f"The whole config as text: {GRAMMAR} (e.g. 'coverage@4+merge L1 k0.4')."),
         click.option("--dense", is_flag=True, help="Run the dense model (no sparsification)."),
         click.option("--layer", type=int, help="Encoder block (1-based) whose output is pruned."),
         click.option("--keep-ratio", type=float, help="Share of encoder frames kept (fixed)."),
@@ -44,26 +52,58 @@ def prune_options(f: Callable) -> Callable:
     return f
 
 
-def resolve_prune(model: str, dense: bool, layer, keep_ratio, mass, strategy, scoring, query_stride, merge) -> PruneConfig | None:
-    """The config the flags name; with none named, the model's shipped default (or dense)."""
-    named = [x for x in (layer, keep_ratio, mass, strategy, scoring, query_stride, merge) if x is not None]
+def named(parameter: str) -> bool:
+    """Whether the running command's `parameter` was given on the command line (not its default)."""
+    ctx = click.get_current_context(silent=True)
+    source = ctx.get_parameter_source(parameter) if ctx is not None else None
+    return source is not None and source not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
+
+
+def resolve_model(model: str, engine_dir=None) -> str | None:
+    """The model to run: None (the folder's) when a folder is given and --model is not."""
+    return None if engine_dir is not None and not named("model") else model
+
+
+def resolve_prune(model: str | None, dense: bool, layer, keep_ratio, mass, strategy, scoring, query_stride, merge,
+                  engine_dir=None) -> PruneConfig | None | Any:
+    """The config the flags name; with none named, the model's shipped default (or dense), or,
+    beside a folder (`engine_dir`), `DEFAULT_PRUNE`: the folder's own config."""
+    ctx = click.get_current_context(silent=True)
+    text = ctx.meta.get("whisper_eas.prune") if ctx is not None else None
+    named_flags = [x for x in (layer, keep_ratio, mass, strategy, scoring, query_stride, merge) if x is not None]
+    if text is not None:
+        if named_flags or dense:
+            raise click.UsageError("--prune cannot be combined with --dense/--layer/--keep-ratio/--mass/--strategy")
+        try:
+            return parse_prune(text)
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="--prune") from None
     if dense:
-        if named:
+        if named_flags:
             raise click.UsageError("--dense cannot be combined with --layer/--keep-ratio/--mass/--strategy")
         return None
+    if engine_dir is not None and not named_flags:
+        return DEFAULT_PRUNE
     extra = dict(strategy=strategy, scoring=scoring, query_stride=query_stride, merge=merge)
     extra = {k: v for k, v in extra.items() if v is not None}
     try:
         if layer is None:
             if keep_ratio is not None or mass is not None:
                 raise click.UsageError("--keep-ratio/--mass need --layer")
-            base = shipped_config(model)
+            base = shipped_config(model or DEFAULT_MODEL)
+            if base is None and extra:
+                raise click.UsageError(f"{model} has no shipped config to change: give --layer and --keep-ratio")
             return base.with_(**extra) if base is not None else None
         if keep_ratio is None and mass is None:
             raise click.UsageError("--layer needs --keep-ratio K (fixed) or --mass M (adaptive)")
         return PruneConfig(layer=layer, keep_ratio=keep_ratio, mass=mass, **extra)
     except ValueError as error:
         raise click.BadParameter(str(error)) from None
+
+
+def describe_prune(prune: PruneConfig | None) -> str:
+    """How the CLI prints a config: `dense` or `sparse <PruneConfig.format()>`."""
+    return "dense" if prune is None else f"sparse {prune.format()}"
 
 
 def friendly_errors(f: Callable) -> Callable:

@@ -20,7 +20,8 @@ def _ints(text: str | None) -> tuple[int, ...] | None:
 
 @click.command("search")
 @model_option
-@click.option("--manifest", required=True, type=click.Path(path_type=Path))
+@click.option("--manifest", "manifests", required=True, multiple=True,
+              help="TSV of utterances; repeatable as NAME=PATH, each searched into OUT/NAME.")
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Results folder (resumable).")
 @click.option("--layers", help="Comma-separated 1-based layers (default: all).")
 @click.option("--keep-ratios", default="0.7,0.6,0.5,0.4,0.3", show_default=True)
@@ -38,25 +39,46 @@ def _ints(text: str | None) -> tuple[int, ...] | None:
 @click.option("--latency-windows", default=6, show_default=True, help="Windows timed per point (batch 1).")
 @click.option("--latency-repeats", default=2, show_default=True)
 @click.option("--no-guard", is_flag=True, help="Do not re-run degenerate sparse windows dense.")
+@click.option("--no-latency", is_flag=True, help="WER only: skip the timing phase (no speedups, no Pareto by speed).")
 @friendly_errors
-def command(model, manifest, out_dir, layers, keep_ratios, strategies, masses, min_keep, max_keep, max_wer_increase, scoring,
-            query_stride, backend, device, limit, latency_windows, latency_repeats, no_guard) -> None:
+def command(model, manifests, out_dir, layers, keep_ratios, strategies, masses, min_keep, max_keep, max_wer_increase,
+            scoring, query_stride, backend, device, limit, latency_windows, latency_repeats, no_guard, no_latency) -> None:
     """Evaluate dense and every point on MANIFEST; write results.json, results.csv and pareto.png to OUT."""
-    from whisper_eas.search.run import SearchSpec, run_search
+    from whisper_eas.search.run import SearchSpec
 
-    spec = SearchSpec(
-        model=model, manifest=str(Path(manifest).resolve()), layers=_ints(layers), keep_ratios=_floats(keep_ratios),
-        strategies=tuple(s.strip() for s in strategies.split(",") if s.strip()), masses=_floats(masses),
-        min_keep=min_keep, max_keep=max_keep,
-        max_wer_increase=max_wer_increase, limit=limit, device=device, query_stride=query_stride, scoring=scoring,
-        latency_windows=latency_windows, latency_repeats=latency_repeats, guard=not no_guard,
-    )
+    named = _named_manifests(manifests)
+    for name, manifest in named.items():
+        spec = SearchSpec(
+            model=model, manifest=str(Path(manifest).resolve()), layers=_ints(layers), keep_ratios=_floats(keep_ratios),
+            strategies=tuple(s.strip() for s in strategies.split(",") if s.strip()), masses=_floats(masses),
+            min_keep=min_keep, max_keep=max_keep,
+            max_wer_increase=max_wer_increase, limit=limit, device=device, query_stride=query_stride, scoring=scoring,
+            latency_windows=latency_windows, latency_repeats=latency_repeats, guard=not no_guard, latency=not no_latency,
+        )
+        if len(named) > 1 or name:
+            click.echo(f"## {name}: {manifest}")
+        _search(spec, out_dir / name if name else out_dir, max_wer_increase)
+
+
+def _named_manifests(values: tuple[str, ...]) -> dict[str, str]:
+    """`PATH` (one search into OUT) or `NAME=PATH` pairs (one search each, into OUT/NAME)."""
+    named = dict(v.split("=", 1) if "=" in v else ("", v) for v in values)
+    if len(named) != len(values) or (len(values) > 1 and "" in named):
+        raise click.BadParameter("several manifests need distinct names: --manifest short=A.tsv --manifest full=B.tsv",
+                                 param_hint="--manifest")
+    return named
+
+
+def _search(spec, out_dir: Path, max_wer_increase: float) -> None:
+    from whisper_eas.search.run import run_search
+
     results = run_search(spec, out_dir, progress=lambda line: click.echo(line, err=True))
     chosen = results["chosen"]
     click.echo(f"dense WER {results['dense']['wer']:.2f}% on {results['n_utterances']} utterances")
     if chosen:
+        speed = f", end-to-end {chosen['e2e_speedup']:.2f}x" if chosen.get("e2e_speedup") is not None else ""
         click.echo(f"chosen: {chosen['key']}: WER {chosen['wer']:.2f}% ({chosen['wer_delta']:+.2f}), "
-                   f"sparsity {100 * chosen['sparsity']:.0f}%, end-to-end {chosen['e2e_speedup']:.2f}x")
+                   f"sparsity {100 * chosen['sparsity']:.0f}%{speed}")
     else:
         click.echo(f"no point within +{max_wer_increase} WER points")
     click.echo(f"wrote {out_dir}/results.json, results.csv, pareto.png")

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from whisper_eas.config import PruneConfig
+from whisper_eas.config import PruneConfig, format_prune
 from whisper_eas.exporter.manifest import ExportError, ExportManifest, read_manifest_json, sha256_file
 
 ENGINE_MANIFEST = "engines.json"
@@ -150,7 +150,7 @@ class EngineManifest:
     def check_sources(self, export: ExportManifest) -> None:
         """Every engine was built from the ONNX files, and for the config, the export folder holds now."""
         if (self.model, self.config) != (export.model, export.config):
-            built, exported = (c.label() if c else "dense" for c in (self.config, export.config))
+            built, exported = (format_prune(c) for c in (self.config, export.config))
             hint = rebuild_hint(export.model, export.config, self.directory)
             raise EngineError(f"{self.path}: engines are for {self.model} [{built}], the export is "
                               f"{export.model} [{exported}]; {hint}")
@@ -187,22 +187,7 @@ def _hash_if_present(path: Path) -> str | None:
     return sha256_file(path) if path.is_file() else None
 
 
-def prune_flags(model: str, config: PruneConfig | None) -> str:
-    """The `whisper-eas export` flags that reproduce `config` for `model` ('' for its shipped default)."""
-    from whisper_eas.defaults import shipped_config
-
-    if config is None:
-        return "--dense"
-    if config == shipped_config(model):
-        return ""
-    amount = f"--keep-ratio {config.keep_ratio:g}" if config.keep_ratio is not None else f"--mass {config.mass:g}"
-    flags = [f"--layer {config.layer}", amount, f"--strategy {config.strategy}", f"--scoring {config.scoring}",
-             f"--query-stride {config.query_stride}", "--merge" if config.merge else "--no-merge"]
-    return " ".join(flags)
-
-
 def rebuild_hint(model: str, config: PruneConfig | None, directory: str | Path) -> str:
-    flags = prune_flags(model, config)
-    parts = ("whisper-eas export --model", model, flags, f"--out {directory} --engines")
-    command = " ".join(part for part in parts if part)
+    """The `whisper-eas export` command that rebuilds these engines: `--prune` takes `format_prune`'s text."""
+    command = f"whisper-eas export --model {model} --prune '{format_prune(config)}' --out {directory} --engines"
     return f"rebuild with `{command}`"

@@ -18,6 +18,7 @@ from typing import Any
 
 from whisper_eas.config import PruneConfig
 from whisper_eas.decoding import N_TEXT_CTX
+from whisper_eas.errors import ConfigError
 from whisper_eas.exporter.graph_specs import GraphSpec, ModelDims
 from whisper_eas.plugins.attributes import count_bounds, optimum_count
 
@@ -40,13 +41,13 @@ class EngineConfig:
 
     def __post_init__(self) -> None:
         if not (1 <= self.opt_batch <= self.max_batch):
-            raise ValueError(f"need 1 <= opt_batch <= max_batch, got {self.opt_batch}, {self.max_batch}")
+            raise ConfigError(f"need 1 <= opt_batch <= max_batch, got {self.opt_batch}, {self.max_batch}")
         if self.max_beam < 1:
-            raise ValueError(f"max_beam must be >= 1, got {self.max_beam}")
+            raise ConfigError(f"max_beam must be >= 1, got {self.max_beam}")
         if not (1 <= self.max_prompt < N_TEXT_CTX):
-            raise ValueError(f"max_prompt must be in 1..{N_TEXT_CTX - 1}, got {self.max_prompt}")
+            raise ConfigError(f"max_prompt must be in 1..{N_TEXT_CTX - 1}, got {self.max_prompt}")
         if not (0 <= self.opt_past < N_TEXT_CTX):
-            raise ValueError(f"opt_past must be in 0..{N_TEXT_CTX - 1}, got {self.opt_past}")
+            raise ConfigError(f"opt_past must be in 0..{N_TEXT_CTX - 1}, got {self.opt_past}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,7 +84,7 @@ def profile_shapes(spec: GraphSpec, ranges: dict[str, Range]) -> dict[str, Shape
             continue
         missing = set(tensor.dynamic_axes().values()) - set(ranges)
         if missing:
-            raise ValueError(f"{spec.file}: no profile range for axis {sorted(missing)} of input {tensor.name}")
+            raise ConfigError(f"{spec.file}: no profile range for axis {sorted(missing)} of input {tensor.name}")
         profile[tensor.name] = tuple(
             tuple(ranges[d][i] if isinstance(d, str) else d for d in tensor.shape) for i in range(3)
         )

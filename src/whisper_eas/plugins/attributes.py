@@ -14,6 +14,7 @@ import math
 from typing import Any
 
 from whisper_eas.config import PruneConfig
+from whisper_eas.errors import ConfigError
 from whisper_eas.exporter.graph_specs import PRUNE_PLUGIN_DOMAIN, PRUNE_PLUGIN_OP, PRUNE_PLUGIN_VERSION, ModelDims
 from whisper_eas.plugins.prune_onnx import plugin_attributes
 
@@ -51,13 +52,13 @@ def plugin_applies(config: PruneConfig | None) -> bool:
 def node_attributes(config: PruneConfig, dims: ModelDims) -> dict[str, Any]:
     """`plugin_attributes()` completed to the plugin's fixed attribute set (ints, floats, strings)."""
     if not plugin_applies(config):
-        raise ValueError(f"{PLUGIN_ID} handles strategies {', '.join(PLUGIN_STRATEGIES)}; "
+        raise ConfigError(f"{PLUGIN_ID} handles strategies {', '.join(PLUGIN_STRATEGIES)}; "
                          f"{config.strategy!r} exports as the standard-op prune graph")
     attributes = {**_FILLERS, **plugin_attributes(config, dims)}
     attributes["merge"] = int(attributes["merge"])
     unknown = set(attributes) - set(ATTRIBUTE_TYPES)
     if unknown:
-        raise ValueError(f"plugin_attributes() has entries the plugin does not register: {sorted(unknown)}")
+        raise ConfigError(f"plugin_attributes() has entries the plugin does not register: {sorted(unknown)}")
     return {name: kind(attributes[name]) for name, kind in ATTRIBUTE_TYPES.items()}
 
 
@@ -89,7 +90,7 @@ def config_from_attributes(attributes: dict[str, Any]) -> tuple[PruneConfig, int
     )
     n_frames = values["n_frames"]
     if not adaptive and config.keep_count(n_frames) != values["keep_count"]:
-        raise ValueError(f"{PLUGIN_ID}: keep_count {values['keep_count']} does not follow from keep_ratio "
+        raise ConfigError(f"{PLUGIN_ID}: keep_count {values['keep_count']} does not follow from keep_ratio "
                          f"{config.keep_ratio} over {n_frames} frames")
     return config, n_frames
 

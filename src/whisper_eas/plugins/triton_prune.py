@@ -33,6 +33,7 @@ import triton
 import triton.language as tl
 
 from whisper_eas.config import PruneConfig
+from whisper_eas.errors import ConfigError
 from whisper_eas.plugins.ptx import strip_implicit_params
 
 BLOCK_J = 32  # kept frames per program
@@ -133,7 +134,7 @@ class KernelPlan:
     @classmethod
     def for_config(cls, config: PruneConfig, n_frames: int) -> "KernelPlan":
         if config.adaptive or config.strategy not in ("attentive", "coverage"):
-            raise ValueError(f"the Triton prune kernel handles fixed attentive/coverage configs, not {config.label()}")
+            raise ConfigError(f"the Triton prune kernel handles fixed attentive/coverage configs, not {config.format()}")
         floor = config.uniform_floor
         return cls(config.strategy == "coverage", config.merge, floor / n_frames, 1.0 - floor,
                    triton.next_power_of_2(n_frames), config.keep_count(n_frames))

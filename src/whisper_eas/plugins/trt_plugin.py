@@ -21,6 +21,7 @@ from typing import Any, Tuple, Union
 
 import torch
 
+from whisper_eas.errors import ConfigError
 from whisper_eas.plugins.attributes import (
     ATTRIBUTE_TYPES,
     PLUGIN_ID,
@@ -37,7 +38,7 @@ def plugin_compute(hidden: torch.Tensor, scores: torch.Tensor, attributes: dict[
     """What the JIT implementation computes from its inputs and attributes: (kept, index, count)."""
     config, n_frames = config_from_attributes(attributes)
     if hidden.shape[1] != n_frames:
-        raise ValueError(f"{PLUGIN_ID}: built for {n_frames} frames, got hidden of shape {tuple(hidden.shape)}")
+        raise ConfigError(f"{PLUGIN_ID}: built for {n_frames} frames, got hidden of shape {tuple(hidden.shape)}")
     kept, index = prune_hidden(hidden, scores, config)
     return kept, index, torch.tensor(index.shape[1], dtype=torch.int32, device=hidden.device)
 

@@ -13,15 +13,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from whisper_eas.config import PruneConfig
+from whisper_eas.config import SCORINGS, PruneConfig, format_prune, parse_strategy
 from whisper_eas.decoding import DecodingOptions
-from whisper_eas.errors import WhisperEasError
+from whisper_eas.errors import ConfigError, WhisperEasError
 from whisper_eas.evaluation.manifest import read_manifest
 from whisper_eas.guard import GuardOptions
 from whisper_eas.io_utils import atomic_write_json
 from whisper_eas.runners.torch_runner import TorchRunner
 from whisper_eas.evaluation.evaluate import load_window
-from whisper_eas.search.grid import GridPoint, config_key, evaluate_grid
+from whisper_eas.search.grid import GridPoint, evaluate_grid
 from whisper_eas.search.latency import measure_against_dense
 from whisper_eas.search.pareto import choose, pareto_front
 from whisper_eas.search.report import write_reports
@@ -48,17 +48,39 @@ class SearchSpec:
     latency_repeats: int = 2
     batch_size: int = 8
     guard: bool = True
+    latency: bool = True  # False: WER only (no timing phase)
+
+    def __post_init__(self) -> None:
+        for token in self.strategies:
+            strategy_fields(token)  # ConfigError naming the token and the grammar
+        if not self.keep_ratios and not self.masses:
+            raise ConfigError("a search needs keep ratios or masses")
+        for value in (*self.keep_ratios, *self.masses):
+            if not 0.0 < value <= 1.0:
+                raise ConfigError(f"keep ratios and masses are shares in (0, 1], got {value!r}")
+        if self.layers is not None and any(layer < 1 for layer in self.layers):
+            raise ConfigError(f"layers are 1-based, got {self.layers}")
+        if self.scoring not in SCORINGS:
+            raise ConfigError(f"scoring must be one of {', '.join(SCORINGS)}, got {self.scoring!r}")
+        positive = dict(batch_size=self.batch_size, latency_windows=self.latency_windows,
+                        latency_repeats=self.latency_repeats, query_stride=self.query_stride)
+        for name, value in positive.items():
+            if value < 1:
+                raise ConfigError(f"{name} must be >= 1, got {value}")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"limit must be >= 1, got {self.limit}")
 
     def configs(self, n_layers: int) -> list[PruneConfig]:
         """Every point: fixed ratios for each strategy, adaptive masses for attention strategies.
 
-        A strategy token is `name[@stride][+merge]`, e.g. `coverage@4+merge`.
+        A strategy token is the strategy part of the prune grammar, `name[@stride][+merge]`, e.g.
+        `coverage@4+merge`; every point's key is its `PruneConfig.format()`.
         """
         layers = self.layers or tuple(range(1, n_layers + 1))
         out = []
         for layer in layers:
             for token in self.strategies:
-                common = dict(layer=layer, **parse_strategy(token, self.scoring, self.query_stride))
+                common = dict(layer=layer, **strategy_fields(token, self.scoring, self.query_stride))
                 out += [PruneConfig(keep_ratio=k, **common) for k in self.keep_ratios]
                 if common["strategy"] in ("attentive", "coverage"):
                     out += [PruneConfig(keep_ratio=None, mass=m, min_keep=self.min_keep, max_keep=self.max_keep, **common)
@@ -66,17 +88,13 @@ class SearchSpec:
         return out
 
 
-def parse_strategy(token: str, scoring: str = "mean", query_stride: int = 1) -> dict:
-    """`coverage@4+merge` -> dict(strategy="coverage", query_stride=4, merge=True, scoring=...)."""
-    merge = token.endswith("+merge")
-    name = token.removesuffix("+merge")
-    stride = query_stride
-    if "@" in name:
-        name, stride_text = name.split("@", 1)
-        stride = int(stride_text)
-    if name in ("uniform", "truncate"):
-        return dict(strategy=name, merge=merge)
-    return dict(strategy=name, merge=merge, scoring=scoring, query_stride=stride)
+def strategy_fields(token: str, scoring: str = "mean", query_stride: int = 1) -> dict:
+    """A strategy token of the prune grammar (`config.parse_strategy`), with the search-wide scoring
+    and query stride where the token names none; strategies without attention take neither."""
+    fields = {"scoring": scoring, "query_stride": query_stride, **parse_strategy(token)}
+    if fields["strategy"] in ("uniform", "truncate"):
+        return {k: v for k, v in fields.items() if k not in ("scoring", "query_stride")}
+    return fields
 
 
 @dataclass
@@ -119,7 +137,7 @@ def run_search(spec: SearchSpec, out_dir: str | Path, progress: Callable[[str], 
 
     points = {"dense": GridPoint.from_state(None, state.points["dense"]) if "dense" in state.points else GridPoint(None)}
     for config in configs:
-        key = config_key(config)
+        key = format_prune(config)
         points[key] = GridPoint.from_state(config, state.points[key]) if key in state.points else GridPoint(config)
     started = time.perf_counter()
 
@@ -130,7 +148,8 @@ def run_search(spec: SearchSpec, out_dir: str | Path, progress: Callable[[str], 
         progress(f"WER: {done}/{total} utterances x {len(points)} points, {elapsed:.0f}s")
 
     evaluate_grid(runner, utterances, points, options, guard, spec.batch_size, state.failed, after_batch)
-    _measure_latencies(spec, runner, utterances, configs, state, save, options, guard, progress)
+    if spec.latency:
+        _measure_latencies(spec, runner, utterances, configs, state, save, options, guard, progress)
     results = summarize(spec, runner.model_name, utterances, points, state)
     write_reports(results, out)
     return results
@@ -141,7 +160,7 @@ LATENCY_GROUP = 8  # sparse configs timed per dense run
 
 def _measure_latencies(spec, runner, utterances, configs, state, save, options, guard, progress) -> None:
     windows = [load_window(u, runner.n_mels) for u in utterances if u.id not in state.failed][: spec.latency_windows]
-    todo = [c for c in configs if config_key(c) not in state.latency and config_key(c) not in state.errors]
+    todo = [c for c in configs if format_prune(c) not in state.latency and format_prune(c) not in state.errors]
     started = time.perf_counter()
     for first in range(0, len(todo), LATENCY_GROUP):
         group = todo[first : first + LATENCY_GROUP]
@@ -149,9 +168,9 @@ def _measure_latencies(spec, runner, utterances, configs, state, save, options, 
         measured = measure_against_dense(runner, sparse, windows, options, guard, spec.latency_repeats)
         for config, result in zip(group, measured):  # a failing point is recorded; the search goes on
             if isinstance(result, Exception):
-                state.errors[config_key(config)] = f"{type(result).__name__}: {result}"
+                state.errors[format_prune(config)] = f"{type(result).__name__}: {result}"
             else:
-                state.latency[config_key(config)] = result.to_dict()
+                state.latency[format_prune(config)] = result.to_dict()
         save()
         done = first + len(group)
         eta = (time.perf_counter() - started) / done * (len(todo) - done)

@@ -1,0 +1,80 @@
+"""Loader: an export folder's ONNX graphs as ONNX Runtime sessions behind `GraphCall`.
+
+Each call takes and returns torch tensors; on the CPU the conversions to and from NumPy share
+memory (no copies).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from whisper_eas.deps import require
+from whisper_eas.exporter.manifest import ExportError, ExportManifest
+from whisper_eas.runners.graphs import LoadedGraphs
+
+
+def _ort():
+    return require("onnxruntime", "the onnxruntime backend")
+
+
+def session_options(threads: int | None = None, spin: bool = False) -> Any:
+    """CPU defaults: all graph optimizations, sequential execution, `threads` intra-op threads.
+
+    Each graph has its own thread pool and the runner alternates between five of them (and Python
+    decoding steps): idle pools that spin steal the cores the running one needs (measured 20%
+    slower end to end on a shared 2-core machine), so spinning is off unless asked for.
+    """
+    ort = _ort()
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.inter_op_num_threads = 1
+    if threads:
+        options.intra_op_num_threads = threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    options.log_severity_level = 3
+    return options
+
+
+def load_session(manifest: ExportManifest, graph: str, options: Any, providers: list[str]) -> Any:
+    """An InferenceSession for one graph, its I/O names checked against the manifest."""
+    ort = _ort()
+    path = manifest.path(graph)
+    try:
+        session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+    except Exception as error:  # ORT raises its own Fail/InvalidGraph types
+        raise ExportError(f"{path}: ONNX Runtime cannot load it ({str(error).splitlines()[0]})") from None
+    spec = manifest.graphs[graph]
+    names = ([i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()])
+    if names != (spec.input_names, spec.output_names):
+        expected = (spec.input_names, spec.output_names)
+        raise ExportError(f"{path}: inputs/outputs {names} do not match manifest.json {expected}")
+    return session
+
+
+class OrtGraph:
+    """One ONNX Runtime session: a dict of torch tensors in, a dict of torch tensors out."""
+
+    def __init__(self, session: Any):
+        self.session = session
+        self.outputs = [o.name for o in session.get_outputs()]
+        self.calls = 0
+
+    def infer(self, feed: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        self.calls += 1
+        arrays = {name: np.ascontiguousarray(value.detach().cpu().numpy()) for name, value in feed.items()}
+        return {name: torch.from_numpy(value) for name, value in zip(self.outputs, self.session.run(None, arrays))}
+
+
+def load_onnx_graphs(manifest: ExportManifest, threads: int | None = None, providers: list[str] | None = None,
+                     spin: bool = False, verify: bool = True) -> LoadedGraphs:
+    """One `OrtGraph` per graph of the folder; `verify` first checks every file's sha256."""
+    if verify:
+        manifest.check_files(hashes=True)
+    options = session_options(threads, spin)
+    providers = providers or ["CPUExecutionProvider"]
+    calls = {name: OrtGraph(load_session(manifest, name, options, providers)) for name in manifest.graphs}
+    return LoadedGraphs(manifest, calls, "cpu", {"providers": providers})
