@@ -8,27 +8,23 @@ across files (`scheduler.py`); every file's result is the same as when it is tra
 
 from __future__ import annotations
 
-import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 
-from whisper_eas.audio import SAMPLE_RATE, array_stream, check_samples, display_path, load_audio, open_audio
-from whisper_eas.batched_longform import BatchedOptions, batched_result, transcribe_batched
+from whisper_eas.audio import check_samples, load_audio
 from whisper_eas.config import PruneConfig
 from whisper_eas.decoding import DecodingOptions
 from whisper_eas.guard import GuardOptions
-from whisper_eas.features import HOP_LENGTH
 from whisper_eas.longform import LongformFile, LongformOptions
 from whisper_eas.results import Segment, TranscriptionResult, WindowInfo
 from whisper_eas.runners.base import Runner
 from whisper_eas.scheduler import Finished, run_lockstep
-from whisper_eas.vad import model_path
-from whisper_eas.window_decode import decode_windows
+from whisper_eas.window_decode import decode_requests
 
 AudioInput = str | Path | np.ndarray
 
@@ -57,8 +53,6 @@ class Transcriber:
         guard: GuardOptions | None = None,
         batch_size: int = 8,
         longform: LongformOptions | None = None,
-        batched: BatchedOptions | None = None,
-        allow_partial: bool = False,
     ):
         self.runner = runner
         self.options = options or DecodingOptions(without_timestamps=False)
@@ -70,11 +64,6 @@ class Transcriber:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size
-        self.allow_partial = allow_partial  # transcribe what a truncated/corrupt file yields, with a warning
-        self.batched = batched  # None: sequential, conditioned long-form (the default; batched_longform.py)
-        if batched is not None:
-            batched.check()
-            model_path()  # the optional VAD: one clear error up front, not one per file
         self.backend_reason: str | None = None  # why `backend="auto"` picked this runner
 
     @classmethod
@@ -102,67 +91,32 @@ class Transcriber:
         transcriber.backend_reason = runner.reason
         return transcriber
 
-    def transcribe(self, audio: AudioInput, sample_rate: int = SAMPLE_RATE) -> TranscriptionResult:
-        """Transcribe one file or mono array (`sample_rate`: the array's rate; int16 is scaled);
-        raises `AudioError` for unusable audio."""
-        outcome = next(self.transcribe_many([audio], sample_rate=sample_rate))
+    def transcribe(self, audio: AudioInput) -> TranscriptionResult:
+        """Transcribe one file or 16 kHz mono array; raises `AudioError` for unusable audio."""
+        outcome = next(self.transcribe_many([audio]))
         if outcome.error is not None:
             raise outcome.error
         return outcome.result  # type: ignore[return-value]
 
-    def transcribe_many(self, inputs: Iterable[AudioInput], sample_rate: int = SAMPLE_RATE,
-                        progress: Callable[[float], None] | None = None) -> Iterator[FileOutcome]:
-        """Transcribe inputs with windows batched across files; yields each as it finishes.
-
-        `progress(seconds)`, after every decoded round: audio seconds done in files still open.
-        """
-        if self.batched is not None:
-            yield from (self._batched(index, audio) for index, audio in enumerate(inputs))
-            return
+    def transcribe_many(self, inputs: Iterable[AudioInput]) -> Iterator[FileOutcome]:
+        """Transcribe inputs with windows batched across files; yields each as it finishes."""
         sources: dict[int, str] = {}
 
         def jobs():
             for index, audio in enumerate(inputs):
                 sources[index] = _source(audio)
-                yield index, partial(opened, index, audio)
+                yield index, partial(self._open, audio)
 
-        live: dict[int, LongformFile] = {}
-
-        def opened(index: int, audio: AudioInput) -> LongformFile:
-            live[index] = state = self._open(audio, sample_rate)
-            return state
-
-        def decode(requests):
-            outcomes = decode_windows(self.runner, requests, options=self.options, longform=self.longform,
-                                      guard=self.guard)
-            if progress is not None:
-                progress(sum(min(s.seek, s.content_frames) for s in live.values()) * HOP_LENGTH / SAMPLE_RATE)
-            return outcomes
-
+        decode = partial(decode_requests, self.runner, options=self.options, longform=self.longform, guard=self.guard)
         for finished in run_lockstep(jobs(), decode, self.batch_size):
-            live.pop(finished.key, None)
             yield self._outcome(finished, sources.pop(finished.key))
 
-    def _batched(self, index: int, audio: AudioInput) -> FileOutcome:
-        """One file in batched mode: its VAD chunks decoded `batch_size` windows at a time."""
-        source, started = _source(audio), time.perf_counter()
-        try:
-            samples = load_audio(audio) if isinstance(audio, (str, Path)) else check_samples(source, audio)
-            load_s = time.perf_counter() - started
-            part = transcribe_batched(self.runner, samples, replace(self.options, language=self._fixed_language()),
-                                      self.longform, self.guard, self.batch_size, self.batched)
-        except Exception as error:  # one bad input never stops the batch
-            return FileOutcome(index, source, None, _name_file(error, source))
-        result = batched_result(self.runner, source, samples, part, time.perf_counter() - started, load_s,
-                                self.batch_size)
-        return FileOutcome(index, source, result, None)
-
-    def _open(self, audio: AudioInput, sample_rate: int = SAMPLE_RATE) -> LongformFile:
+    def _open(self, audio: AudioInput) -> LongformFile:
+        source = _source(audio)
         started = time.perf_counter()
-        stream = (open_audio(audio, self.allow_partial) if isinstance(audio, (str, os.PathLike))
-                  else array_stream(_source(audio), audio, sample_rate))
-        state = LongformFile.from_stream(
-            stream, self.runner.n_mels, self.runner.tokenizer, self.longform,
+        samples = load_audio(audio) if isinstance(audio, (str, Path)) else check_samples(source, audio)
+        state = LongformFile.from_samples(
+            source, samples, self.runner.n_mels, self.runner.tokenizer, self.longform,
             language=self._fixed_language(), initial_prompt=tuple(self.options.prompt or ()),
         )
         state.load_s = time.perf_counter() - started  # audio decoding included
@@ -185,9 +139,8 @@ class Transcriber:
                   "windows": len(state.windows), "batch_size": self.batch_size}
         return TranscriptionResult(
             source=state.source, text=state.text, segments=state.segments, language=state.language,
-            language_prob=state.language_prob,
             duration_s=state.duration_s, model=info["model"], backend=info["backend"], device=info["device"],
-            prune=info["prune"], windows=state.windows, timing=timing, warnings=list(state.warnings),
+            prune=info["prune"], windows=state.windows, timing=timing,
         )
 
 
@@ -203,7 +156,7 @@ def _check_model_fits(runner: Runner, options: DecodingOptions) -> None:
 
 
 def _source(audio: AudioInput) -> str:
-    return display_path(audio) if isinstance(audio, (str, os.PathLike)) else "<array>"
+    return "<array>" if isinstance(audio, np.ndarray) else str(audio)
 
 
 def _name_file(error: Exception, source: str) -> Exception:
