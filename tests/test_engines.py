@@ -286,7 +286,7 @@ def test_engines_build_for_the_shipped_config(shipped_engines):
 
 @pytest.mark.requires_tensorrt
 def test_validate_trt_passes_with_fp16_tolerances(shipped_engines):
-    from whisper_eas.exporter.validate import validate_export
+    from whisper_eas.validation.parity import validate_export
 
     report = validate_export(shipped_engines, DATA / "manifest.tsv", limit=2, batch=2, trt=True)
     assert {r.runner for r in report.rows} == {"onnxruntime", "tensorrt-fp16"}

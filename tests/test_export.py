@@ -15,7 +15,7 @@ from whisper_eas.config import PruneConfig
 from whisper_eas.exporter.graph_specs import ModelDims, export_specs
 from whisper_eas.exporter.manifest import ExportManifest, sha256_file
 from whisper_eas.exporter.reference import encoder_cases
-from whisper_eas.plugins.prune_onnx import export_prune
+from whisper_eas.exporter.prune_graph import export_prune
 from whisper_eas.selection import prune_hidden
 
 
@@ -74,7 +74,7 @@ def test_encoder_graphs_match_pytorch(sparse_dir, reference):
     np.testing.assert_array_equal(kept, prune_ref["kept_hidden"])
     tail_feed, tail_ref = reference["encoder_tail"]
     out = _session(sparse_dir / "encoder_tail.onnx").run(None, tail_feed)[0]
-    # 1e-4 absolute, relative 1e-4 for Whisper's large outlier channel (see exporter/validate.py)
+    # 1e-4 absolute, relative 1e-4 for Whisper's large outlier channel (see validation/parity.py)
     np.testing.assert_allclose(out, tail_ref["encoder_hidden"], atol=1e-4, rtol=1e-4)
 
 
@@ -96,7 +96,7 @@ def test_dense_export_reuses_the_decoder_and_has_no_prune(dense_dir, sparse_dir)
         PruneConfig(layer=1, keep_ratio=0.4, merge=True),
         PruneConfig(layer=1, keep_ratio=0.4, strategy="uniform"),
     ],
-    ids=lambda c: c.label(),
+    ids=lambda c: c.format(),
 )
 def test_prune_graph_implements_every_strategy(config, reference, tiny_model, tmp_path):
     dims = ModelDims.from_hf_config(tiny_model.config)

@@ -32,7 +32,7 @@ from whisper_eas.plugins.onnx_plugin_node import (
     check_plugin_graph,
     export_prune_plugin,
 )
-from whisper_eas.plugins.prune_onnx import export_prune
+from whisper_eas.exporter.prune_graph import export_prune
 from whisper_eas.plugins.trt_plugin import plugin_compute
 from whisper_eas.selection import prune_hidden
 
@@ -118,7 +118,7 @@ def test_check_names_the_file_when_an_attribute_differs(tmp_path):
         check_plugin_graph(static, SHIPPED, TINY)  # checked against the dynamic-batch spec
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.label().replace(" ", "-"))
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.format().replace(" ", "-"))
 def test_attributes_survive_float32(config):
     attributes = _float32(node_attributes(config, TINY))
     assert config_from_attributes(attributes) == (config, TINY.n_frames)
@@ -139,7 +139,7 @@ def test_keep_count_must_follow_from_the_ratio():
         config_from_attributes(attributes)
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.label().replace(" ", "-"))
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.format().replace(" ", "-"))
 def test_plugin_computes_what_prune_hidden_computes(config, dev_mels):
     """The JIT implementation's math on real-looking scores (peaked softmax), from float32 attributes."""
     generator = torch.Generator().manual_seed(0)

@@ -34,7 +34,7 @@ def command(directory, manifest, limit, batch_size, graphs, trt, json_out) -> No
     """Compare each graph's outputs with PyTorch's; exit non-zero on a mismatch."""
     from dataclasses import asdict
 
-    from whisper_eas.exporter.validate import ParityError, validate_export
+    from whisper_eas.validation.parity import ParityError, validate_export
     from whisper_eas.io_utils import atomic_write_json
 
     manifest = manifest or _default_manifest()

@@ -1,7 +1,7 @@
 """Export a Whisper model (dense or with a prune config) to ONNX graphs plus `manifest.json`.
 
 The TorchScript exporter (`dynamo=False`) traces the small modules of `exporter.modules`, the
-prune step (`plugins.prune_onnx`) and the explicit-cache decoder (`decoder_step`). Names, shapes
+prune step (`exporter.prune_graph`) and the explicit-cache decoder (`decoder_step`). Names, shapes
 and dynamic axes come from `graph_specs`.
 
 Decoder graphs do not depend on the prune config, so one decoder export serves every (layer,
@@ -25,6 +25,7 @@ from torch import nn
 
 from whisper_eas.config import PruneConfig
 from whisper_eas.decoder_step import DecoderCrossKV
+from whisper_eas.errors import ConfigError
 from whisper_eas.exporter.graph_specs import (
     BATCH,
     DECODER_GRAPHS,
@@ -35,9 +36,9 @@ from whisper_eas.exporter.graph_specs import (
 )
 from whisper_eas.exporter.manifest import MANIFEST, TOKENIZER, ExportManifest, sha256_file
 from whisper_eas.exporter.modules import EncoderHead, EncoderTail, LayerwiseDecoderStep
+from whisper_eas.exporter.prune_graph import export_prune
 from whisper_eas.exporter.tracing import trace_to_onnx
 from whisper_eas.io_utils import link_or_copy, publish_folder
-from whisper_eas.plugins.prune_onnx import export_prune
 
 MIN_OPSET = 17  # LayerNormalization; ScatterElements(reduction=add) for merged frames needs 16
 DECODER_EXPORT_VERSION = "2"  # bump when the decoder graphs change for the same weights
@@ -151,9 +152,9 @@ def export_model(
     from whisper_eas.checkpoints.registry import EMBEDDED_MODELS, resolve_model
 
     if opset < MIN_OPSET:
-        raise ValueError(f"opset {opset} is too old: the graphs need opset >= {MIN_OPSET}")
+        raise ConfigError(f"opset {opset} is too old: the graphs need opset >= {MIN_OPSET}")
     if batch is not None and batch < 1:
-        raise ValueError(f"batch must be >= 1 or dynamic, got {batch}")
+        raise ConfigError(f"batch must be >= 1 or dynamic, got {batch}")
     model = hf_model if hf_model is not None else load_whisper(model_name)
     weight = next(model.parameters())
     if weight.dtype != torch.float32 or weight.device.type != "cpu":  # trace a float32 CPU copy

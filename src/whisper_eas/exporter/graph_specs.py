@@ -29,7 +29,7 @@ BATCH = "batch"
 
 # The frame-pruning op as a single custom node, for runtimes that take a plugin (TensorRT): the
 # node's op type is the plugin name and its domain the plugin namespace (`whisper_eas::AttentivePrune`).
-# `plugins/prune_onnx.py` builds the standard-op form; `plugins/onnx_plugin_node.py` the plugin form.
+# `exporter/prune_graph.py` builds the standard-op form; `plugins/onnx_plugin_node.py` the plugin form.
 PRUNE_PLUGIN_OP = "AttentivePrune"
 PRUNE_PLUGIN_DOMAIN = "whisper_eas"
 PRUNE_PLUGIN_VERSION = 1

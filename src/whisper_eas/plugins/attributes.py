@@ -16,7 +16,6 @@ from typing import Any
 from whisper_eas.config import PruneConfig
 from whisper_eas.errors import ConfigError
 from whisper_eas.exporter.graph_specs import PRUNE_PLUGIN_DOMAIN, PRUNE_PLUGIN_OP, PRUNE_PLUGIN_VERSION, ModelDims
-from whisper_eas.plugins.prune_onnx import plugin_attributes
 
 PLUGIN_ID = f"{PRUNE_PLUGIN_DOMAIN}::{PRUNE_PLUGIN_OP}"  # tensorrt.plugin's "{namespace}::{name}"
 PLUGIN_VERSION = str(PRUNE_PLUGIN_VERSION)  # QDP plugins register as version "1"
@@ -47,6 +46,15 @@ def plugin_applies(config: PruneConfig | None) -> bool:
     Gather that TensorRT runs as it is, so they need no plugin.
     """
     return config is not None and config.strategy in PLUGIN_STRATEGIES
+
+
+def plugin_attributes(config: PruneConfig, dims: ModelDims) -> dict[str, Any]:
+    """What a single-node plugin form needs to reproduce the selection (its node attributes)."""
+    attributes: dict[str, Any] = {k: v for k, v in config.to_dict().items() if v is not None}
+    attributes["n_frames"] = dims.n_frames
+    if config.keep_ratio is not None:
+        attributes["keep_count"] = config.keep_count(dims.n_frames)
+    return attributes
 
 
 def node_attributes(config: PruneConfig, dims: ModelDims) -> dict[str, Any]:

@@ -3,14 +3,13 @@
 Traced from `whisper_eas.selection.prune_hidden`, the same code the PyTorch hooks run, so every
 strategy a `PruneConfig` names (fixed or adaptive counts, attentive/uniform/truncate/coverage,
 merge) exports as it is. Any ONNX runtime executes the result. The TensorRT plugin form of the same
-step (one `AttentivePrune` node, see `graph_specs.PRUNE_PLUGIN_*`) is `plugins/onnx_plugin_node.py`;
-it keeps the I/O names of `graph_specs.prune`.
+step (one `AttentivePrune` node, see `graph_specs.PRUNE_PLUGIN_*`) is `plugins/onnx_plugin_node.py`,
+above this package; it keeps the I/O names of `graph_specs.prune`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -37,12 +36,3 @@ def export_prune(
     spec = prune(dims, config, batch)
     args = example_inputs(dims, config, batch if isinstance(batch, int) else 2)
     return trace_to_onnx(PruneStep(config), args, spec, Path(path), opset)
-
-
-def plugin_attributes(config: PruneConfig, dims: ModelDims) -> dict[str, Any]:
-    """What a single-node plugin form needs to reproduce the selection (its node attributes)."""
-    attributes: dict[str, Any] = {k: v for k, v in config.to_dict().items() if v is not None}
-    attributes["n_frames"] = dims.n_frames
-    if config.keep_ratio is not None:
-        attributes["keep_count"] = config.keep_count(dims.n_frames)
-    return attributes

@@ -4,7 +4,7 @@ Real log-mel features (a manifest's audio) go through a Polygraphy data loader i
 (`OnnxrtRunner(SessionFromOnnx(...))`); the PyTorch backend's outputs for the same feeds
 (`exporter.reference`) are wrapped as Polygraphy `RunResults`, and `Comparator.compare_accuracy`
 checks each output against its own tolerance. With `trt=True`, TensorRT (FP16) joins the
-comparison (`engines.validation`: the folder's engines when `engines.json` exists, else engines
+comparison (`validation.tensorrt`: the folder's engines when `engines.json` exists, else engines
 built for the feeds, the prune step as the AttentivePrune plugin) with the FP16 tolerances below.
 A mismatch raises `ParityError` carrying the per-output table.
 """
@@ -148,7 +148,7 @@ def _reference_cases(manifest: ExportManifest, model, mels: Iterable[torch.Tenso
 
 def _trt_runner(manifest: ExportManifest, graph: str, feeds: list[Feed]):
     """TensorRT FP16 runner for one graph: the folder's engines if built, else one built now (lazy import)."""
-    from whisper_eas.engines.validation import validation_runner
+    from whisper_eas.validation.tensorrt import validation_runner
 
     return validation_runner(manifest, graph, feeds)
 
