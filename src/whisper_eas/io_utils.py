@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -58,3 +60,37 @@ def publish_folder(folder: Path, files: dict[str, Path], texts: dict[str, str] |
         (tmp / name).write_text(text)
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)
+
+
+_TMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")  # what atomic_write_bytes's mkstemp names look like
+
+
+def clean_orphans(folder: str | Path, older_than_s: float = 600.0) -> list[Path]:
+    """Remove temporary files `atomic_write_bytes` left when killed mid-write.
+
+    A write holds its temporary file for milliseconds; one older than `older_than_s` belongs to no
+    running writer (a concurrent run into the same folder keeps its fresh ones).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed, cutoff = [], time.time() - older_than_s
+    for path in folder.rglob(".*.tmp"):
+        try:
+            if _TMP_NAME.match(path.name) and path.is_file() and path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed.append(path)
+        except OSError:  # gone meanwhile, or not ours to remove
+            continue
+    return removed
+
+
+def check_writable(folder: str | Path) -> None:
+    """Create `folder` if needed and prove a file can be written there; `OSError` naming it if not."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".whisper-eas-probe.", suffix=".tmp"):
+            pass
+    except OSError as error:
+        raise PermissionError(f"{folder}: output folder is not writable ({error.strerror or error})") from None

@@ -13,6 +13,7 @@ from whisper_eas.audio import AUDIO_EXTENSIONS
 class InputFile:
     path: Path
     name: str  # output name without extension: the stem, or a relative path for directory inputs
+    renamed: bool = False  # changed from the plain stem because another input would have the same name
 
 
 def _walk(folder: Path) -> list[Path]:
@@ -47,13 +48,19 @@ def discover(arguments: list[Path]) -> list[InputFile]:
 
 def _disambiguate(candidates: list[tuple[Path, Path]]) -> list[InputFile]:
     """x.wav and x.mp3 (or two folders' x.flac) would overwrite each other's outputs: keep the
-    extension in the name, then number what still collides."""
+    extension in the name, then number what still collides, skipping every name another input
+    already has. Deterministic for the same inputs; `InputFile.renamed` says which were changed."""
     counts = Counter(name.as_posix() for _, name in candidates)
     named = [(path, name.as_posix() if counts[name.as_posix()] == 1 else f"{name.as_posix()}{path.suffix}")
              for path, name in candidates]
-    used: Counter[str] = Counter()
+    taken = {name for _, name in named}
+    seen: set[str] = set()
     out = []
-    for path, name in named:
-        used[name] += 1
-        out.append(InputFile(path, name if used[name] == 1 else f"{name}-{used[name]}"))
+    for (path, name), (_, plain) in zip(named, candidates):
+        final, n = name, 1
+        while final in seen or (n > 1 and final in taken):
+            n += 1
+            final = f"{name}-{n}"
+        seen.add(final)
+        out.append(InputFile(path, final, renamed=final != plain.as_posix()))
     return out
