@@ -39,7 +39,7 @@ class CompactingSession(DecoderSession, Protocol):
 
 @dataclass(frozen=True)
 class DecodingOptions:
-    """How to decode one 30 s window. Frozen: verified once in `check()`."""
+    """How to decode one 30 s window. Frozen: verified on construction (`check()`)."""
 
     task: str = "transcribe"
     language: str | None = None  # None: English for .en models, detected for multilingual ones
@@ -53,6 +53,9 @@ class DecodingOptions:
     suppress_blank: bool = True
     suppress_tokens: tuple[int, ...] | None = None  # None: Whisper's non-speech symbols
     prompt: tuple[int, ...] | None = None  # previous text tokens (conditioning)
+
+    def __post_init__(self) -> None:
+        self.check()
 
     def check(self) -> None:
         if self.task not in ("transcribe", "translate"):

@@ -28,7 +28,7 @@ FRAME_S = HOP_LENGTH / SAMPLE_RATE  # seconds per mel frame
 
 @dataclass(frozen=True)
 class LongformOptions:
-    """openai/whisper's fallback and conditioning settings. Frozen: verified once in `check()`."""
+    """openai/whisper's fallback and conditioning settings. Frozen: verified on construction (`check()`)."""
 
     temperatures: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
     compression_ratio_threshold: float | None = 2.4  # above: too repetitive, retry hotter
@@ -36,6 +36,9 @@ class LongformOptions:
     no_speech_threshold: float | None = 0.6  # above (and unsure): silence, skip the window
     condition_on_previous_text: bool = True  # prompt each window with the text so far
     seed: int = 0  # sampling at T > 0 is seeded per window, so reruns and batch sizes agree
+
+    def __post_init__(self) -> None:
+        self.check()
 
     def check(self) -> None:
         temps = self.temperatures

@@ -13,9 +13,11 @@ from click.core import ParameterSource
 from whisper_eas.checkpoints.registry import DEFAULT_MODEL
 from whisper_eas.config import DEFAULT_PRUNE, GRAMMAR, SCORINGS, STRATEGIES, PruneConfig, parse_prune
 from whisper_eas.defaults import shipped_config
+from whisper_eas.errors import DEBUG_ENV, WhisperEasError
 
-# Errors whose message already says what is wrong with which file: print it, no traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, PermissionError, RuntimeError)
+# Errors whose message already says what is wrong with which file: printed as they are.
+USER_ERRORS: tuple[type[BaseException], ...] = (WhisperEasError, FileNotFoundError, PermissionError,
+                                                IsADirectoryError, NotADirectoryError, FileExistsError)
 
 
 def model_option(f: Callable) -> Callable:
@@ -107,7 +109,9 @@ def describe_prune(prune: PruneConfig | None) -> str:
 
 
 def friendly_errors(f: Callable) -> Callable:
-    """Turn expected failures into one-line messages (set WHISPER_EAS_DEBUG=1 for tracebacks)."""
+    """User errors (`WhisperEasError`, a file that cannot be read or written) as one line; anything
+    else, a bug or a library failure, as one line with the hint to set WHISPER_EAS_DEBUG=1, which
+    shows the traceback instead."""
 
     @functools.wraps(f)
     def wrapper(*args, **kwargs):
@@ -115,15 +119,23 @@ def friendly_errors(f: Callable) -> Callable:
             return f(*args, **kwargs)
         except click.ClickException:
             raise
-        except USER_ERRORS as error:
-            if os.environ.get("WHISPER_EAS_DEBUG"):
-                raise
-            raise click.ClickException(str(error)) from None
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except Exception as error:
+            if os.environ.get(DEBUG_ENV):
+                raise
+            raise click.ClickException(error_line(error)) from None
 
     return wrapper
+
+
+def error_line(error: BaseException) -> str:
+    """The one line the CLI prints for `error`."""
+    message = " ".join(str(error).split()) or type(error).__name__
+    if isinstance(error, USER_ERRORS):
+        return message
+    return f"{message} (unexpected {type(error).__name__}; set {DEBUG_ENV}=1 to see the traceback)"
 
 
 def quiet_libraries() -> None:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from whisper_eas.cli.common import friendly_errors, model_option, prune_options, quiet_libraries, resolve_prune
+from whisper_eas.cli.common import (friendly_errors, model_option, prune_options, quiet_libraries, resolve_model,
+                                     resolve_prune)
 from whisper_eas.cli.inputs import InputFile, discover
 from whisper_eas.cli.progress import Progress, RunStats
 from whisper_eas.outputs import FORMATS, expand_formats, outputs_exist, render, write_outputs
@@ -47,7 +48,9 @@ def command(inputs, model, engine_dir, backend, device, dense, layer, keep_ratio
     if not todo:
         click.echo(stats.summary(), err=True)
         return
-    prune = resolve_prune(model, dense, layer, keep_ratio, mass, strategy, scoring, query_stride, merge)
+    # beside --engine-dir, an unnamed model / config is the folder's, a named one must match it
+    prune = resolve_prune(model, dense, layer, keep_ratio, mass, strategy, scoring, query_stride, merge, engine_dir)
+    model = resolve_model(model, engine_dir)
     transcriber = Transcriber.from_model(model, prune, backend, device, engine_dir, language=language, task=task,
                                          beam_size=beam_size, batch_size=batch_size)
     info = transcriber.runner.describe()
