@@ -1,0 +1,309 @@
+"""Batched long-form transcription of one file: VAD chunks decoded as independent windows.
+
+The mode of faster-whisper's `BatchedInferencePipeline` and WhisperX: Silero VAD finds the speech
+(`vad.py`), consecutive speech spans are concatenated into chunks of at most 30 s (silence between
+them left out), and the chunks are decoded together, `batch_size` windows per batch, each with no
+previous text. Times in a chunk are mapped back to the original recording span by span.
+
+Against the sequential mode (`longform.py`, the default) it trades the previous-text conditioning
+and openai/whisper's seek for batching within a file: much faster on a CPU or GPU with a long
+recording, usually a little less accurate (see docs/benchmarks.md).
+
+EAS and padding: a chunk shorter than 30 s is zero-padded to a full window. With a prune config,
+the selection runs over the chunk's speech region only and the padding after it is dropped
+wholesale (`PruneConfig(padding="drop")`, `selection.prune_hidden`), so `keep_ratio` applies to
+the speech. Regions are rounded up to a 5 s grid and chunks of equal region are batched together,
+so a batch's windows keep equal frame counts (the ONNX Runtime decoder has no cross-attention mask)
+and each window's kept frames still depend on that window alone.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+
+from whisper_eas.audio import SAMPLE_RATE
+from whisper_eas.config import ENCODER_FRAMES_PER_SECOND, PruneConfig
+from whisper_eas.decoding import DecodingOptions
+from whisper_eas.features import N_FRAMES, N_SAMPLES, TIME_PRECISION, log_mel
+from whisper_eas.guard import GuardOptions
+from whisper_eas.longform import LongformOptions, WindowOutcome, WindowRequest, is_silence, split_segments
+from whisper_eas.results import Segment, TranscriptionResult, WindowInfo
+from whisper_eas.runners.base import EncodedBatch, Runner
+from whisper_eas.vad import SileroVad, SpeechSpan, VadOptions, speech_spans
+from whisper_eas.window_decode import decode_windows
+
+SAMPLES_PER_FRAME = SAMPLE_RATE // ENCODER_FRAMES_PER_SECOND  # 320 samples per encoder frame
+
+
+@dataclass(frozen=True)
+class BatchedOptions:
+    """How a file is cut into chunks and how padded chunks are pruned."""
+
+    vad: VadOptions = field(default_factory=VadOptions)
+    chunk_s: float = 30.0  # longest chunk (a Whisper window)
+    timestamps: bool = False  # decode timestamp tokens: segments within chunks (default: one per chunk)
+    region_grid_s: float = 5.0  # speech regions of padded chunks are rounded up to this grid
+    speech_floor_s: float = 10.0  # prune configs without padding="drop": region floor (issue 13)
+
+    def check(self) -> None:
+        self.vad.check()
+        if not 1.0 <= self.chunk_s <= 30.0:
+            raise ValueError(f"chunk_s must be in [1, 30] seconds, got {self.chunk_s}")
+        if not 0.0 < self.region_grid_s <= 30.0:
+            raise ValueError(f"region_grid_s must be in (0, 30], got {self.region_grid_s}")
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A speech span inside a chunk: chunk sample `at` is original sample `start`."""
+
+    at: int
+    start: int
+    end: int
+
+
+@dataclass
+class Chunk:
+    """Speech spans concatenated into at most one window."""
+
+    index: int
+    pieces: list[Piece]
+    samples: np.ndarray
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.samples) / SAMPLE_RATE
+
+    @property
+    def content_frames(self) -> int:
+        return math.ceil(len(self.samples) / SAMPLES_PER_FRAME)
+
+    def original_time(self, t: float, is_end: bool = False) -> float:
+        """Seconds into the chunk -> seconds into the recording (an end maps into the span it closes)."""
+        sample = int(round(t * SAMPLE_RATE))
+        piece = self.pieces[-1]
+        for candidate in self.pieces:
+            if sample < candidate.at + (candidate.end - candidate.start) + (1 if is_end else 0):
+                piece = candidate
+                break
+        inside = min(max(sample - piece.at, 0), piece.end - piece.start)
+        return (piece.start + inside) / SAMPLE_RATE
+
+
+def make_chunks(audio: np.ndarray, spans: list[SpeechSpan], max_s: float = 30.0) -> list[Chunk]:
+    """Concatenate consecutive spans while the chunk stays within `max_s` (faster-whisper's
+    `collect_chunks`); a span longer than that is cut (the VAD already splits at `max_speech_s`)."""
+    limit = int(max_s * SAMPLE_RATE)
+    groups: list[list[SpeechSpan]] = []
+    length = 0
+    for span in spans:
+        span = SpeechSpan(span.start, min(span.end, span.start + limit))
+        if groups and length + span.samples <= limit:
+            groups[-1].append(span)
+            length += span.samples
+        else:
+            groups.append([span])
+            length = span.samples
+    chunks = []
+    for index, group in enumerate(groups):
+        pieces, at = [], 0
+        for span in group:
+            pieces.append(Piece(at, span.start, span.end))
+            at += span.samples
+        samples = np.concatenate([audio[s.start : s.end] for s in group]).astype(np.float32)
+        chunks.append(Chunk(index, pieces, samples))
+    return chunks
+
+
+def region_config(prune: PruneConfig, options: BatchedOptions) -> PruneConfig:
+    """The prune config for padded chunks: the padding dropped, the kept share over the speech."""
+    if prune.padding == "drop":
+        return prune
+    return prune.with_(padding="drop", speech_floor=options.speech_floor_s)
+
+
+def region_content(content_frames: int, options: BatchedOptions) -> int:
+    """Content frames rounded up to the region grid (a window's frame count depends on it alone)."""
+    grid = max(1, int(round(options.region_grid_s * ENCODER_FRAMES_PER_SECOND)))
+    return min(N_FRAMES // 2, math.ceil(content_frames / grid) * grid)
+
+
+def encode_speech(runner: Runner, mel: torch.Tensor, content: list[int], config: PruneConfig) -> EncodedBatch:
+    """Encode windows pruned within their speech regions (`content`: frames of audio per row).
+
+    Rows must share the region (equal kept counts). Graph runners (ONNX Runtime, TensorRT) run
+    head -> selection -> tail here (their prune graph has a static count), the PyTorch runner the
+    same steps as its hooks. Other runners prune whole windows with their own config.
+    """
+    from whisper_eas.runners.graphs import GraphRunner
+    from whisper_eas.runners.torch_runner import TorchRunner
+
+    contents = torch.as_tensor(content, dtype=torch.long)
+    if isinstance(runner, GraphRunner):
+        return _encode_graphs(runner, mel, contents, config)
+    if type(runner) is TorchRunner:  # the CUDA-graph runner has static shapes: whole windows
+        return _encode_torch(runner, mel, contents, config)
+    return runner.encode(mel)
+
+
+def _bounds(mel: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
+    """`selection.speech_bounds` (speech onset, content end) with the end given: the grid region."""
+    from whisper_eas.selection import speech_bounds
+
+    bounds = speech_bounds(mel).clone()
+    bounds[:, 1] = content
+    return bounds
+
+
+@torch.inference_mode()
+def _encode_graphs(runner, mel: torch.Tensor, content: torch.Tensor, config: PruneConfig) -> EncodedBatch:
+    from whisper_eas.selection import prune_hidden
+
+    graphs, hidden, kept = runner.graphs, [], []
+    for row in range(mel.shape[0]):  # one window at a time is faster on a CPU (`encode_in_chunks`)
+        head = graphs["encoder_head"].infer({"mel": mel[row : row + 1].to(runner.device, torch.float32)})
+        scores = head.get("frame_scores")
+        bounds = _bounds(mel[row : row + 1], content[row : row + 1]).to(runner.device)
+        part, index = prune_hidden(head["head_hidden"], scores, config, bounds)
+        hidden.append(graphs["encoder_tail"].infer({"tail_input": part.contiguous()})["encoder_hidden"])
+        kept.append(index.cpu())
+    return EncodedBatch(torch.cat(hidden), torch.cat(kept), n_frames=N_FRAMES // 2)
+
+
+@torch.inference_mode()
+def _encode_torch(runner, mel: torch.Tensor, content: torch.Tensor, config: PruneConfig) -> EncodedBatch:
+    """The hooks' computation (`sparsify.py`) with the region given, not read from the features."""
+    from whisper_eas.selection import attention_scores, prune_hidden
+    from whisper_eas.sparsify import encoder_stem, find_encoder, run_blocks
+
+    encoder = find_encoder(runner.model)
+    attn, seen = encoder.layers[config.layer - 1].self_attn, {}
+    hooks = [attn.q_proj.register_forward_hook(lambda _m, _i, out: seen.__setitem__("q", out)),
+             attn.k_proj.register_forward_hook(lambda _m, _i, out: seen.__setitem__("k", out))]
+    try:
+        hidden = run_blocks(encoder.layers[: config.layer], encoder_stem(encoder, mel.to(runner.device, runner.dtype)))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    scores = None
+    if config.uses_attention:
+        scores = attention_scores(seen["q"], seen["k"], attn.num_heads, config.scoring, config.query_stride)
+    kept, index = prune_hidden(hidden, scores, config, _bounds(mel, content).to(hidden.device))
+    hidden = encoder.layer_norm(run_blocks(encoder.layers[config.layer :], kept))
+    return EncodedBatch(hidden, index.cpu(), n_frames=N_FRAMES // 2)
+
+
+@dataclass
+class BatchedTranscript:
+    """One file's batched result, before it becomes a `TranscriptionResult`."""
+
+    segments: list[Segment]
+    windows: list[WindowInfo]
+    language: str | None
+    language_prob: float | None
+    chunks: int
+    speech_s: float  # seconds of audio the VAD kept
+
+
+def transcribe_batched(
+    runner: Runner,
+    audio: np.ndarray,
+    options: DecodingOptions,
+    longform: LongformOptions,
+    guard: GuardOptions,
+    batch_size: int,
+    batched: BatchedOptions,
+    vad: SileroVad | None = None,
+) -> BatchedTranscript:
+    """VAD -> chunks -> windows decoded `batch_size` at a time -> segments in recording time."""
+    batched.check()
+    chunks = make_chunks(audio, speech_spans(audio, batched.vad, vad), batched.chunk_s)
+    decoding = replace(options, without_timestamps=not batched.timestamps)
+    config = region_config(runner.prune, batched) if runner.prune is not None else None
+    outcomes: dict[int, WindowOutcome] = {}
+    for group in _batches(chunks, batch_size, batched, config is not None):
+        requests = [_request(runner, chunk, options, longform) for chunk in group]
+        encoded = None
+        if config is not None:
+            mel = torch.stack([r.mel for r in requests])
+            encoded = encode_speech(runner, mel, [region_content(c.content_frames, batched) for c in group], config)
+        for chunk, outcome in zip(group, decode_windows(runner, requests, decoding, longform, guard, encoded=encoded)):
+            outcomes[chunk.index] = outcome
+    return _assemble(runner, chunks, outcomes, longform, batched, duration_s=len(audio) / SAMPLE_RATE)
+
+
+def _batches(chunks: list[Chunk], batch_size: int, batched: BatchedOptions, by_region: bool) -> list[list[Chunk]]:
+    """Chunks in batches of `batch_size`; pruned, only chunks of equal region share a batch."""
+    if not by_region:
+        return [chunks[i : i + batch_size] for i in range(0, len(chunks), batch_size)]
+    groups: dict[int, list[Chunk]] = {}
+    for chunk in chunks:
+        groups.setdefault(region_content(chunk.content_frames, batched), []).append(chunk)
+    return [g[i : i + batch_size] for _, g in sorted(groups.items(), reverse=True) for i in range(0, len(g), batch_size)]
+
+
+def _request(runner: Runner, chunk: Chunk, options: DecodingOptions, longform: LongformOptions) -> WindowRequest:
+    mel = log_mel(chunk.samples, runner.n_mels, padding=N_SAMPLES)[:, :N_FRAMES]  # padded as Whisper pads
+    seed = longform.seed * 1_000_003 + chunk.pieces[0].start // 160
+    return WindowRequest(mel, tuple(options.prompt or ()), options.language, seed=seed)
+
+
+def _assemble(runner: Runner, chunks: list[Chunk], outcomes: dict[int, WindowOutcome], longform: LongformOptions,
+              batched: BatchedOptions, duration_s: float) -> BatchedTranscript:
+    segments: list[Segment] = []
+    windows: list[WindowInfo] = []
+    language = language_prob = None
+    for chunk in chunks:
+        outcome = outcomes[chunk.index]
+        result = outcome.result
+        if language is None:
+            language, language_prob = result.language, outcome.language_prob
+        skipped = is_silence(result, longform)
+        start = chunk.pieces[0].start / SAMPLE_RATE
+        windows.append(WindowInfo(start, chunk.duration_s, outcome.kept_frames, outcome.n_frames, result.temperature,
+                                  outcome.fallback, skipped))
+        if not skipped:
+            segments += _chunk_segments(runner, chunk, outcome, len(segments), duration_s)
+    return BatchedTranscript(segments, windows, language, language_prob, len(chunks),
+                             sum(c.duration_s for c in chunks))
+
+
+def _chunk_segments(runner: Runner, chunk: Chunk, outcome: WindowOutcome, first_id: int,
+                    duration_s: float) -> list[Segment]:
+    """A chunk's tokens cut at timestamp pairs (one span without timestamps), in recording time."""
+    tokenizer, result = runner.tokenizer, outcome.result
+    size = min(N_FRAMES, math.ceil(chunk.duration_s / TIME_PRECISION) * 2)  # mel frames of audio
+    spans, _ = split_segments(result.tokens, tokenizer.timestamp_begin, size)
+    chunk_end = min(chunk.pieces[-1].end / SAMPLE_RATE, math.floor(duration_s * 1000) / 1000)  # no time past the audio
+    segments = []
+    for span in spans:
+        text = tokenizer.decode(span.tokens)
+        start = round(min(chunk.original_time(span.start), chunk_end), 3)
+        end = round(min(chunk.original_time(min(span.end, chunk.duration_s), is_end=True), chunk_end), 3)
+        if end <= start or not text.strip():
+            continue
+        segments.append(Segment(
+            start=start, end=end, text=text, tokens=list(span.tokens), avg_logprob=result.avg_logprob,
+            no_speech_prob=result.no_speech_prob, compression_ratio=result.compression_ratio,
+            temperature=result.temperature, kept_frames=outcome.kept_frames, fallback=outcome.fallback,
+            id=first_id + len(segments), seek=chunk.pieces[0].start // 160,
+        ))
+    return segments
+
+
+def batched_result(runner: Runner, source: str, samples: np.ndarray, part: BatchedTranscript, wall_s: float,
+                   load_s: float, batch_size: int) -> TranscriptionResult:
+    """The `TranscriptionResult` of one batched file (`timing` says it was batched, and how)."""
+    info = runner.describe()
+    timing = {"wall_s": round(wall_s, 4), "load_s": round(load_s, 4), "windows": len(part.windows),
+              "batch_size": batch_size, "mode": "batched", "speech_s": round(part.speech_s, 3)}
+    return TranscriptionResult(
+        source=source, text="".join(s.text for s in part.segments).strip(), segments=part.segments,
+        language=part.language, language_prob=part.language_prob, duration_s=len(samples) / SAMPLE_RATE,
+        model=info["model"], backend=info["backend"], device=info["device"], prune=info["prune"],
+        windows=part.windows, timing=timing,
+    )

@@ -1,0 +1,197 @@
+"""Speech regions by Silero VAD (ONNX), for batched long-form transcription.
+
+The model is Silero VAD v6 (MIT, snakers4/silero-vad) in the sequence form that takes the whole
+file in one ONNX Runtime call: rows of 512 samples with the previous row's last 64 samples in
+front, one probability per 32 ms. It comes from a PyPI package, never from the network: the
+`silero-vad` package's `silero_vad_16k_sequence.onnx` (its only hard dependencies, torch and
+packaging, are ours already; `pip install 'whisper-eas[vad]'`), or faster-whisper's copy of the
+same graph when that package is installed instead. The rule that turns probabilities into speech
+spans is silero-vad's `get_speech_timestamps` as faster-whisper adapted it, with faster-whisper's
+batched-pipeline settings as defaults, so both cut a recording into the same chunks.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from whisper_eas.audio import SAMPLE_RATE
+
+WINDOW = 512  # samples per VAD probability (32 ms)
+CONTEXT = 64  # samples of the previous row the model sees in front of each row
+VAD_MISSING = ("batched transcription needs Silero VAD's ONNX model and ONNX Runtime: "
+               "pip install 'whisper-eas[vad]' (silero-vad and onnxruntime)")
+
+
+class VadUnavailable(RuntimeError):
+    """The optional VAD dependencies are not installed."""
+
+
+@dataclass(frozen=True)
+class VadOptions:
+    """When a stretch of audio counts as speech (faster-whisper's batched defaults)."""
+
+    threshold: float = 0.5  # probability at or above which a 32 ms window is speech
+    neg_threshold: float | None = None  # below it speech ends (default: threshold - 0.15)
+    min_speech_ms: int = 0  # shorter spans are dropped
+    max_speech_s: float = 30.0  # longer spans are split, at a silence if there is one
+    min_silence_ms: int = 160  # silence shorter than this does not end a span
+    speech_pad_ms: int = 400  # each span grows by this much on both sides
+
+    def check(self) -> None:
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"VAD threshold must be in (0, 1), got {self.threshold}")
+        if self.neg_threshold is not None and not 0.0 < self.neg_threshold <= self.threshold:
+            raise ValueError(f"VAD neg_threshold must be in (0, threshold], got {self.neg_threshold}")
+        if self.max_speech_s <= 2 * self.speech_pad_ms / 1000 + WINDOW / SAMPLE_RATE:
+            raise ValueError(f"VAD max_speech_s {self.max_speech_s} leaves no room inside its padding")
+        if min(self.min_speech_ms, self.min_silence_ms, self.speech_pad_ms) < 0:
+            raise ValueError("VAD durations must be >= 0")
+
+
+@dataclass(frozen=True)
+class SpeechSpan:
+    """Speech from sample `start` to sample `end` (exclusive) of the original audio."""
+
+    start: int
+    end: int
+
+    @property
+    def samples(self) -> int:
+        return self.end - self.start
+
+
+def model_path() -> Path:
+    """The Silero VAD ONNX file shipped by an installed package; `VadUnavailable` if none is."""
+    if importlib.util.find_spec("onnxruntime") is None:
+        raise VadUnavailable(VAD_MISSING)
+    candidates = [("silero_vad", "data/silero_vad_16k_sequence.onnx"), ("faster_whisper", "assets/silero_vad_v6.onnx")]
+    for package, relative in candidates:
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        path = Path(list(spec.submodule_search_locations)[0]) / relative
+        if path.is_file():
+            return path
+    raise VadUnavailable(VAD_MISSING)
+
+
+class SileroVad:
+    """Speech probability per 32 ms window of a 16 kHz file, in one ONNX Runtime call."""
+
+    def __init__(self, path: str | Path | None = None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.inter_op_num_threads = options.intra_op_num_threads = 1  # a small LSTM: threads only wait
+        options.log_severity_level = 3
+        self.path = Path(path) if path is not None else model_path()
+        self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=["CPUExecutionProvider"])
+
+    def probabilities(self, audio: np.ndarray) -> np.ndarray:
+        """[len // 512 + 1] speech probabilities; the last window is zero-padded (as faster-whisper pads)."""
+        audio = np.asarray(audio, dtype=np.float32)
+        rows = np.pad(audio, (0, WINDOW - len(audio) % WINDOW)).reshape(-1, WINDOW)
+        context = np.roll(rows[:, -CONTEXT:], 1, axis=0)
+        context[0] = 0.0
+        state = np.zeros((1, 1, 128), dtype=np.float32)
+        feed = {"input": np.concatenate([context, rows], axis=1), "h": state, "c": state}
+        return self.session.run(None, feed)[0].reshape(-1)
+
+
+@lru_cache(maxsize=1)
+def default_vad() -> SileroVad:
+    """One VAD session per process (loading it costs more than running it on a minute of audio)."""
+    return SileroVad()
+
+
+def speech_spans(audio: np.ndarray, options: VadOptions | None = None, vad: SileroVad | None = None) -> list[SpeechSpan]:
+    """Speech regions of 16 kHz `audio`, in time order, padded and non-overlapping."""
+    options = options or VadOptions()
+    options.check()
+    probs = (vad or default_vad()).probabilities(audio)
+    raw = _threshold_spans(probs, len(audio), options)
+    return _pad_spans(raw, len(audio), int(SAMPLE_RATE * options.speech_pad_ms / 1000))
+
+
+class _Tracker:
+    """The state of silero-vad's hysteresis loop (sample positions)."""
+
+    def __init__(self) -> None:
+        self.triggered = False
+        self.start = 0
+        self.temp_end = 0  # where the current silence began (0: none)
+        self.prev_end = 0  # a silence long enough to split at, if the span grows too long
+        self.next_start = 0  # where speech resumed after that silence
+
+
+def _threshold_spans(probs: np.ndarray, n_samples: int, o: VadOptions) -> list[list[int]]:
+    """silero-vad's hysteresis: start at `threshold`, end after `min_silence_ms` below `neg_threshold`."""
+    neg = o.neg_threshold if o.neg_threshold is not None else max(o.threshold - 0.15, 0.01)
+    pad = SAMPLE_RATE * o.speech_pad_ms / 1000
+    max_speech = SAMPLE_RATE * o.max_speech_s - WINDOW - 2 * pad
+    min_silence, split_silence = SAMPLE_RATE * o.min_silence_ms / 1000, SAMPLE_RATE * 98 / 1000
+    min_speech = SAMPLE_RATE * o.min_speech_ms / 1000
+    spans: list[list[int]] = []
+    s = _Tracker()
+    for i, p in enumerate(probs.tolist()):
+        at = WINDOW * i
+        if p >= o.threshold and s.temp_end:
+            s.temp_end = 0
+            if s.next_start < s.prev_end:
+                s.next_start = at
+        if p >= o.threshold and not s.triggered:
+            s.triggered, s.start = True, at
+            continue
+        if s.triggered and at - s.start > max_speech:
+            _split_long(s, spans, at)
+            if not s.triggered:
+                continue
+        if p < neg and s.triggered:
+            s.temp_end = s.temp_end or at
+            if at - s.temp_end > split_silence:
+                s.prev_end = s.temp_end
+            if at - s.temp_end < min_silence:
+                continue
+            if s.temp_end - s.start > min_speech:
+                spans.append([s.start, s.temp_end])
+            s.triggered, s.prev_end, s.next_start, s.temp_end = False, 0, 0, 0
+    if s.triggered and n_samples - s.start > min_speech:
+        spans.append([s.start, n_samples])
+    return spans
+
+
+def _split_long(s: _Tracker, spans: list[list[int]], at: int) -> None:
+    """A span reached `max_speech_s`: end it at the last long-enough silence, else right here."""
+    if s.prev_end:
+        spans.append([s.start, s.prev_end])
+        if s.next_start < s.prev_end:  # still in that silence: wait for speech to resume
+            s.triggered = False
+        else:
+            s.start = s.next_start
+    else:
+        spans.append([s.start, at])
+        s.triggered = False
+    s.prev_end = s.next_start = s.temp_end = 0
+
+
+def _pad_spans(spans: list[list[int]], n_samples: int, pad: int) -> list[SpeechSpan]:
+    """Grow spans by `pad` each side; a gap shorter than two pads is split between its neighbours."""
+    for i, span in enumerate(spans):
+        if i == 0:
+            span[0] = max(0, span[0] - pad)
+        if i == len(spans) - 1:
+            span[1] = min(n_samples, span[1] + pad)
+            continue
+        gap = spans[i + 1][0] - span[1]
+        if gap < 2 * pad:
+            span[1] += gap // 2
+            spans[i + 1][0] = max(0, spans[i + 1][0] - gap // 2)
+        else:
+            span[1] = min(n_samples, span[1] + pad)
+            spans[i + 1][0] = max(0, spans[i + 1][0] - pad)
+    return [SpeechSpan(int(a), int(b)) for a, b in spans]
