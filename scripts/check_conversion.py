@@ -26,7 +26,7 @@ from whisper_eas.decoding import DecodingOptions, initial_tokens
 from whisper_eas.evaluation.manifest import read_manifest
 from whisper_eas.features import window_features
 from whisper_eas.runners.torch_runner import TorchRunner
-from whisper_eas.windows import decode_encoded
+from whisper_eas.window_decode import decode_encoded
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ from whisper_eas.features import window_features
 from whisper_eas.guard import GuardOptions
 from whisper_eas.runners.cuda_runner import CudaGraphRunner
 from whisper_eas.static_graphs import HEAD_PRECISIONS
-from whisper_eas.windows import decode_windows
+from whisper_eas.window_decode import decode_windows, window_requests
 
 
 def parse_config(text: str) -> PruneConfig | None:
@@ -78,7 +78,8 @@ def main() -> None:
         for first in range(0, len(utts), args.batch_size):
             batch_utts = utts[first : first + args.batch_size]
             batch = torch.stack(mels[first : first + args.batch_size])
-            for utt, window in zip(batch_utts, decode_windows(runner, batch, DecodingOptions(language="en"), GuardOptions())):
+            options = DecodingOptions(language="en")
+            for utt, window in zip(batch_utts, decode_windows(runner, window_requests(batch, options), options, guard=GuardOptions())):
                 hyps[utt.id] = window.result.text
                 fallbacks += window.fallback is not None
                 if window.kept is not None:

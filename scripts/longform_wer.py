@@ -34,7 +34,7 @@ from whisper_eas.guard import GuardOptions
 from whisper_eas.longform import LongformOptions, WindowRequest
 from whisper_eas.runners.auto import build_runner
 from whisper_eas.transcribe import Transcriber
-from whisper_eas.window_decode import decode_requests
+from whisper_eas.window_decode import decode_windows
 
 DEFAULT_MANIFEST = Path(__file__).resolve().parents[2] / "shared/data/speech-dev/manifest-long.tsv"
 
@@ -106,7 +106,7 @@ def run_throughput(runner, windows: list[torch.Tensor], batch_size: int, repeats
     options = DecodingOptions(without_timestamps=False)
     language = None if runner.tokenizer.multilingual else "en"
     requests = [WindowRequest(w, (), language, seed=i) for i, w in enumerate(windows)]
-    decode = lambda rs: decode_requests(runner, rs, options, LongformOptions(), GuardOptions())  # noqa: E731
+    decode = lambda rs: decode_windows(runner, rs, options, LongformOptions(), GuardOptions())  # noqa: E731
     decode(requests[:1])  # warm-up
     rates = []
     for _ in range(repeats):

@@ -18,7 +18,7 @@ def test_converted_model_matches_ctranslate2(tiny_runner, dev_mels):
     pytest.importorskip("ctranslate2")
     from whisper_eas.checkpoints.ct2_reference import CT2Reference
     from whisper_eas.decoding import DecodingOptions, initial_tokens
-    from whisper_eas.windows import decode_encoded
+    from whisper_eas.window_decode import decode_encoded
 
     mel, _ = dev_mels
     ref = CT2Reference(_tiny_ct2_dir())

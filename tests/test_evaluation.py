@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -88,3 +89,57 @@ def test_eval_rejects_bad_flags_without_traceback():
     assert result.exit_code != 0 and "outside this encoder" in result.output
     result = CliRunner().invoke(cli, ["eval", "--manifest", str(DATA / "manifest.tsv"), "--layer", "1", "--keep-ratio", "1.5"])
     assert result.exit_code != 0 and "keep_ratio must be in (0, 1]" in result.output
+
+
+def _manifest(tmp_path, rows: str):
+    (tmp_path / "audio").mkdir(exist_ok=True)
+    manifest = tmp_path / "m.tsv"
+    manifest.write_text(HEADER + rows)
+    return manifest
+
+
+def test_eval_fails_loudly_when_nothing_is_scored(tmp_path):
+    """Every row failed, a header-only manifest, an empty reference, and a --limit below 1:
+    never "WER 0.00%" with exit 0."""
+    from whisper_eas.cli.main import cli
+
+    (tmp_path / "audio").mkdir()
+    (tmp_path / "audio" / "broken.flac").write_bytes(b"not audio at all")
+    failed = _manifest(tmp_path, "b\taudio/broken.flac\t1.0\tsomething\nc\taudio/missing.flac\t1.0\tsomething\n")
+    result = CliRunner().invoke(cli, ["eval", "--manifest", str(failed), "--dense"])
+    assert result.exit_code == 1 and "all 2 utterance(s) failed" in result.output and "WER 0.00" not in result.output
+    assert "Traceback" not in result.output
+    header_only = tmp_path / "h.tsv"
+    header_only.write_text(HEADER)
+    result = CliRunner().invoke(cli, ["eval", "--manifest", str(header_only), "--dense"])
+    assert result.exit_code == 1 and "no utterances" in result.output and "h.tsv" in result.output
+    for bad in ("0", "-5"):
+        result = CliRunner().invoke(cli, ["eval", "--manifest", str(DATA / "manifest.tsv"), "--limit", bad, "--dense"])
+        assert result.exit_code == 2 and "--limit" in result.output
+    with pytest.raises(ManifestError, match="limit must be >= 1"):
+        read_manifest(DATA / "manifest.tsv", limit=0)
+
+
+def test_eval_scores_long_files_and_empty_references_explicitly(tmp_path):
+    """A 60 s recording is decoded long-form (several windows) and scored whole; an empty reference
+    has no per-utterance WER, its words count as insertions, and the report says so."""
+    from whisper_eas.cli.main import cli
+
+    dev = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "speech-dev"
+    long_id, long_path, _, long_text = next(
+        line.split("\t") for line in (dev / "manifest-long.tsv").read_text().splitlines()[1:] if "cathy" in line)
+    shutil.copy(dev / long_path, tmp_path / "long.flac")
+    shutil.copy(AUDIO / "ls-test-clean-1089-134691-0000.flac", tmp_path / "short.flac")
+    manifest = tmp_path / "m.tsv"
+    manifest.write_text(HEADER + f"{long_id}\tlong.flac\t60.3\t{long_text}\nempty\tshort.flac\t2.0\t\n")
+    out = tmp_path / "r.json"
+    result = CliRunner().invoke(cli, ["eval", "--manifest", str(manifest), "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    long, empty = report["utterances"]
+    assert long["windows"] >= 2 and long["wer"] < 15 and long["error"] is None
+    assert empty["wer"] is None and empty["note"] == "empty reference" and empty["n_words"] == 0
+    assert empty["errors"] == len(empty["hyp"].split()) > 0
+    assert report["n_empty_references"] == 1 and report["n_errors"] == long["errors"] + empty["errors"]
+    assert abs(report["wer"] - 100 * report["n_errors"] / report["n_words"]) < 1e-9
+    assert "1 empty reference" in result.output

@@ -51,7 +51,7 @@ def test_configs_decoded_together_match_each_decoded_alone(tiny_runner, dev_mels
     from whisper_eas.guard import GuardOptions
     from whisper_eas.runners.torch_runner import TorchRunner
     from whisper_eas.search.grid import GridPoint, evaluate_grid
-    from whisper_eas.windows import decode_windows
+    from whisper_eas.window_decode import decode_windows, window_requests
 
     configs = [PruneConfig(layer=1, keep_ratio=0.5, strategy="coverage", merge=True, query_stride=4),
                PruneConfig(layer=2, keep_ratio=0.3),
@@ -62,9 +62,10 @@ def test_configs_decoded_together_match_each_decoded_alone(tiny_runner, dev_mels
     evaluate_grid(tiny_runner, utterances, points, DecodingOptions(language="en"), GuardOptions(), batch_size=4)
     mel, _ = dev_mels
     for i, config in enumerate(configs):
-        alone = decode_windows(TorchRunner("tiny.en", prune=config, hf_model=tiny_runner.model), mel,
-                               DecodingOptions(language="en"), GuardOptions())
-        assert [points[str(i)].hyps[u.id] for u in utterances] == [w.result.text for w in alone], config.label()
+        options = DecodingOptions(language="en")
+        alone = decode_windows(TorchRunner("tiny.en", prune=config, hf_model=tiny_runner.model),
+                               window_requests(mel, options), options, guard=GuardOptions())
+        assert [points[str(i)].hyps[u.id] for u in utterances] == [w.result.text for w in alone], config.format()
         assert [points[str(i)].kept[u.id] for u in utterances] == [w.kept_frames for w in alone]
 
 
@@ -87,14 +88,15 @@ def test_guard_reruns_a_real_degenerate_window_dense(tiny_runner, dev_mels):
     from whisper_eas.decoding import DecodingOptions
     from whisper_eas.guard import GuardOptions
     from whisper_eas.runners.torch_runner import TorchRunner
-    from whisper_eas.windows import decode_windows
+    from whisper_eas.window_decode import decode_windows, window_requests
 
     mel, _ = dev_mels
     broken = TorchRunner("tiny.en", prune=PruneConfig(layer=1, keep_ratio=0.02, strategy="truncate"), hf_model=tiny_runner.model)
     options = DecodingOptions(language="en", sample_len=64)  # loops are caught long before 64 tokens
-    unguarded = decode_windows(broken, mel, options, GuardOptions(enabled=False))
-    guarded = decode_windows(broken, mel, options, GuardOptions())
-    dense = decode_windows(tiny_runner, mel, options)
+    requests = window_requests(mel, options)
+    unguarded = decode_windows(broken, requests, options, guard=GuardOptions(enabled=False))
+    guarded = decode_windows(broken, requests, options, guard=GuardOptions())
+    dense = decode_windows(tiny_runner, requests, options)
     fell_back = [i for i, w in enumerate(guarded) if w.fallback]
     assert fell_back, [w.result.text for w in unguarded]
     for i in fell_back:

@@ -114,7 +114,7 @@ def test_generate_greedy_and_beam_with_sparsification(tiny_model, dev_mels):
 
 def test_own_decoder_matches_hf_generate(tiny_runner, dev_mels):
     from whisper_eas.decoding import DecodingOptions
-    from whisper_eas.windows import decode_encoded
+    from whisper_eas.window_decode import decode_encoded
 
     mel, _ = dev_mels
     config = PruneConfig(layer=2, keep_ratio=0.5)

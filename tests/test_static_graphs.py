@@ -12,7 +12,7 @@ import torch
 from whisper_eas.config import PruneConfig
 from whisper_eas.decoding import DecodingOptions
 from whisper_eas.runners.cuda_runner import CACHE_BUCKETS, CudaGraphRunner, row_bucket
-from whisper_eas.windows import decode_encoded
+from whisper_eas.window_decode import decode_encoded
 
 
 @pytest.fixture(scope="module")

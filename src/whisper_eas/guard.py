@@ -22,6 +22,20 @@ class GuardOptions:
     max_ngram: int = 10  # longest n-gram checked for loops
     min_repeats: int = 4  # an n-gram repeated this many times in a row...
     min_loop_tokens: int = 8  # ...and spanning at least this many tokens is a loop
+    # A language detected on a pruned encoding with a top probability below this is detected again
+    # on the dense encoding (multilingual models; docs/results.md, "Language identification").
+    language_min_prob: float = 0.8
+
+    def __post_init__(self) -> None:
+        for name in ("compression_ratio_threshold", "logprob_threshold"):
+            value = getattr(self, name)
+            if value is not None and value != value:
+                raise ValueError(f"guard {name} must be a number or None, got {value}")
+        if self.max_ngram < 1 or self.min_repeats < 2 or self.min_loop_tokens < 1:
+            raise ValueError(f"guard loop check needs max_ngram >= 1, min_repeats >= 2, min_loop_tokens >= 1; "
+                             f"got {self.max_ngram}, {self.min_repeats}, {self.min_loop_tokens}")
+        if not 0.0 <= self.language_min_prob <= 1.0:
+            raise ValueError(f"guard language_min_prob must be within [0, 1], got {self.language_min_prob}")
 
 
 def repeated_ngram_loop(tokens: list[int], max_ngram: int = 10, min_repeats: int = 4, min_span: int = 8) -> bool:

@@ -127,6 +127,13 @@ class WindowOutcome:
     kept_frames: int
     n_frames: int
     fallback: str | None = None  # guard reason for the dense re-run
+    kept: list[int] | None = None  # which encoder frames were kept, in time order (None: all)
+    language_prob: float | None = None  # top language's probability, when detected on this window
+    unguarded: "WindowOutcome | None" = None  # the sparse outcome the guard replaced
+
+    @property
+    def sparsity(self) -> float:
+        return 1.0 - self.kept_frames / self.n_frames
 
 
 @dataclass
@@ -146,6 +153,7 @@ class LongformFile:
     segments: list[Segment] = field(default_factory=list)
     windows: list[WindowInfo] = field(default_factory=list)
     load_s: float = 0.0  # decoding the audio and computing its log-mel
+    language_prob: float | None = None  # top language's probability where it was detected
 
     @classmethod
     def from_samples(cls, source: str, samples: np.ndarray, n_mels: int, tokenizer: WhisperTokenizer,
@@ -181,7 +189,8 @@ class LongformFile:
     def accept(self, outcome: WindowOutcome) -> None:
         """Turn a decoded window into segments and advance the seek."""
         result, size, offset = outcome.result, self.segment_size, self.seek * FRAME_S
-        self.language = self.language or result.language
+        if self.language is None:
+            self.language, self.language_prob = result.language, outcome.language_prob
         skipped = is_silence(result, self.options)
         self.windows.append(WindowInfo(offset, size * FRAME_S, outcome.kept_frames, outcome.n_frames,
                                        result.temperature, outcome.fallback, skipped))

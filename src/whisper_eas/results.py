@@ -51,6 +51,7 @@ class TranscriptionResult:
     prune: dict | None
     windows: list[WindowInfo] = field(default_factory=list)
     timing: dict = field(default_factory=dict)
+    language_prob: float | None = None  # top language's probability where it was detected (None: fixed)
 
     def to_dict(self) -> dict:
         return asdict(self)

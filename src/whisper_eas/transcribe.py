@@ -24,7 +24,7 @@ from whisper_eas.longform import LongformFile, LongformOptions
 from whisper_eas.results import Segment, TranscriptionResult, WindowInfo
 from whisper_eas.runners.base import Runner
 from whisper_eas.scheduler import Finished, run_lockstep
-from whisper_eas.window_decode import decode_requests
+from whisper_eas.window_decode import decode_windows
 
 AudioInput = str | Path | np.ndarray
 
@@ -107,7 +107,7 @@ class Transcriber:
                 sources[index] = _source(audio)
                 yield index, partial(self._open, audio)
 
-        decode = partial(decode_requests, self.runner, options=self.options, longform=self.longform, guard=self.guard)
+        decode = partial(decode_windows, self.runner, options=self.options, longform=self.longform, guard=self.guard)
         for finished in run_lockstep(jobs(), decode, self.batch_size):
             yield self._outcome(finished, sources.pop(finished.key))
 
@@ -139,6 +139,7 @@ class Transcriber:
                   "windows": len(state.windows), "batch_size": self.batch_size}
         return TranscriptionResult(
             source=state.source, text=state.text, segments=state.segments, language=state.language,
+            language_prob=state.language_prob,
             duration_s=state.duration_s, model=info["model"], backend=info["backend"], device=info["device"],
             prune=info["prune"], windows=state.windows, timing=timing,
         )

@@ -1,19 +1,31 @@
-"""Decode a batch of long-form windows: sparse first, the guard's dense re-run, then hotter sampling.
+"""The one window-decoding pipeline: every path from log-mel windows to text goes through it.
 
-Per window the order is openai/whisper's fallback with the quality guard slotted in before it:
-1. greedy (or beam) decoding at temperature 0 on the sparsified encoder output;
-2. a window the guard calls degenerate is encoded dense and decoded again at temperature 0;
-3. while openai's rule still asks for a fallback, decode at the next temperature (sampling).
+`decode_windows` decodes a batch of 30 s windows (possibly from different files) and is used by
+the Transcriber (long-form, batched across files), `eval` (through the Transcriber), `bench`, the
+search's latency phase and its WER grid (which brings its own shared-prefix encoding). Short-form
+decoding is long-form with one window, no previous text and one temperature (`SHORT_FORM`).
 
-Each window's outcome depends only on that window, never on its batch neighbours: windows are
-batched only with windows whose prompts have the same length, adaptive configs (whose kept-frame
-count follows the batch) are encoded one window at a time, and sampling uses a per-window seed.
+Per window, in order:
+1. language: the request's (fixed by the user or by an earlier window of the file), English for
+   English-only models, else detected; on a pruned encoding a detection whose top probability is
+   below `GuardOptions.language_min_prob` is redone on the dense encoding, so pruning does not
+   change the language a confident dense model would pick;
+2. greedy (or beam) decoding at temperature 0 on the (sparsified) encoder output;
+3. a window the guard calls degenerate is decoded again as a clean dense decode: dense encoder,
+   language re-detected on it unless it was fixed, temperature 0;
+4. while openai/whisper's rule still asks for a fallback, decode at the next temperature
+   (sampling), on the dense encoding if step 3 ran.
+
+Each window's outcome depends only on that window, never on its batch neighbours: rows are
+decoded in groups of equal prompt length, per-input configs (adaptive mass, dropped padding:
+kept counts differ per window) are encoded one window at a time, and sampling uses a per-window seed.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import replace
+from typing import Callable, Sequence
 
 import torch
 
@@ -21,55 +33,137 @@ from whisper_eas.decoding import N_TEXT_CTX, DecodingOptions, DecodingResult, de
 from whisper_eas.guard import GuardOptions, degenerate_reason
 from whisper_eas.longform import LongformOptions, WindowOutcome, WindowRequest, needs_fallback
 from whisper_eas.runners.base import EncodedBatch, Runner
+from whisper_eas.runners.host_threads import with_host_threads
 
 MAX_PROMPT = N_TEXT_CTX // 2 - 1  # previous-text tokens kept by `initial_tokens`: longer prompts are cut
+SHORT_FORM = LongformOptions(temperatures=(0.0,))  # one window, one temperature: eval-free timing, search
+
+DenseEncoder = Callable[[list[int]], EncodedBatch]  # request rows -> their dense encoding, in that order
 
 
-def decode_requests(
+def window_requests(mel: torch.Tensor, options: DecodingOptions) -> list[WindowRequest]:
+    """Independent windows mel [B, n_mels, 3000] as requests: no previous text beyond
+    `options.prompt`, the options' language (None: detect), seeds by position."""
+    prompt = tuple(options.prompt or ())
+    return [WindowRequest(mel[i], prompt, options.language, seed=i) for i in range(mel.shape[0])]
+
+
+@with_host_threads  # the runner's threads for the host-side logits work
+def decode_windows(
     runner: Runner,
-    requests: list[WindowRequest],
+    requests: Sequence[WindowRequest],
     options: DecodingOptions,
-    longform: LongformOptions,
-    guard: GuardOptions,
+    longform: LongformOptions = SHORT_FORM,
+    guard: GuardOptions | None = None,
+    *,
+    encoded: EncodedBatch | None = None,
+    encode_dense: DenseEncoder | None = None,
 ) -> list[WindowOutcome]:
-    """Decode windows (possibly from different files) and return one outcome per request, in order."""
+    """Decode windows and return one outcome per request, in order.
+
+    `encoded`: the requests' encoding when the caller already has it (timing the encoder apart,
+    the search's shared prefix); `encode_dense`: how to get dense encodings of some rows (default:
+    `runner.encode(mel[rows], dense=True)` when the runner prunes; None with a dense runner, whose
+    own encoding is already dense).
+    """
+    guard = guard or GuardOptions()
     if not requests:
         return []
-    if runner.prune is not None and runner.prune.adaptive and len(requests) > 1:
-        return [decode_requests(runner, [r], options, longform, guard)[0] for r in requests]
-    mel = torch.stack([r.mel for r in requests])
-    encoded = runner.encode(mel)
-    languages = _languages(runner, encoded, requests)
+    if encoded is None and runner.prune is not None and runner.prune.per_input and len(requests) > 1:
+        return [decode_windows(runner, [r], options, longform, guard)[0] for r in requests]
+    if encoded is None:
+        encoded = runner.encode(torch.stack([r.mel for r in requests]))
+    if encode_dense is None and runner.prune is not None:
+        encode_dense = lambda rows: runner.encode(torch.stack([requests[i].mel for i in rows]), dense=True)  # noqa: E731
+    dense = _DenseCache(encode_dense)
+    languages, probs = _languages(runner, encoded, requests, dense, guard)
     greedy = replace(options, temperature=0.0)
     results = _decode_grouped(runner, encoded, requests, greedy, languages)
-    outcomes = [WindowOutcome(r, encoded.n_kept, encoded.n_frames) for r in results]
-    dense = _guard_rerun(runner, mel, requests, greedy, languages, outcomes, guard)
+    kept = encoded.kept.tolist() if encoded.kept is not None else [None] * len(requests)
+    outcomes = [WindowOutcome(r, _n_kept(encoded, i), encoded.n_frames, kept=_real(k, encoded, i),
+                              language_prob=probs[i]) for i, (r, k) in enumerate(zip(results, kept))]
+    rerun = _guard_rerun(runner, requests, greedy, languages, outcomes, guard, dense)
     for i, request in enumerate(requests):
-        if needs_fallback(outcomes[i].result, longform) and len(longform.temperatures) > 1:
-            source, row = dense.get(i, (encoded, i))
-            outcomes[i].result = _sample_fallback(runner, source.select([row]), request, options, longform,
-                                                  languages[i], outcomes[i].result)
+        if len(longform.temperatures) > 1 and needs_fallback(outcomes[i].result, longform):
+            source = dense.get([i]) if i in rerun else encoded.select([i])
+            outcomes[i].result = _sample_fallback(runner, source, request, options, longform,
+                                                  outcomes[i].result.language or languages[i], outcomes[i].result)
     return outcomes
 
 
-def _languages(runner: Runner, encoded: EncodedBatch, requests: list[WindowRequest]) -> list[str]:
-    """The request's language, English for English-only models, else detected on this window."""
-    if not runner.tokenizer.multilingual:
-        return [r.language or "en" for r in requests]
-    unknown = [i for i, r in enumerate(requests) if r.language is None]
-    languages = [r.language for r in requests]
-    if unknown:
-        sub = encoded.select(unknown)
-        detected = detect_language(lambda group: runner.decoder(sub, group), len(unknown), runner.tokenizer,
-                                   runner.device)
-        for i, (code, _) in zip(unknown, detected):
-            languages[i] = code
-    return languages  # type: ignore[return-value]
-
-
-def _decode_grouped(
-    runner: Runner, encoded: EncodedBatch, requests: list[WindowRequest], options: DecodingOptions, languages: list[str]
+def decode_encoded(
+    runner: Runner, encoded: EncodedBatch, options: DecodingOptions, languages: Sequence[str | None] | None = None
 ) -> list[DecodingResult]:
+    """Decode already-encoded windows once, no guard and no fallback: the building block the
+    pipeline and the runners' parity tests share. `languages`: per window (default: the options'
+    language, English for English-only models, else detected on `encoded`)."""
+    if languages is None:
+        if options.language is not None or not runner.tokenizer.multilingual:
+            languages = [options.language or "en"] * encoded.batch
+        else:
+            languages = [code for code, _ in _detect(runner, encoded)]
+    session = runner.decoder(encoded, options.beam_size or 1)
+    return decode_batch(session, encoded.batch, runner.tokenizer, options, list(languages), device=runner.device)
+
+
+class _DenseCache:
+    """Dense encodings of single rows, computed at most once per call (language fall-back, guard)."""
+
+    def __init__(self, encode: DenseEncoder | None):
+        self.encode = encode
+        self.rows: dict[int, EncodedBatch] = {}
+
+    @property
+    def available(self) -> bool:
+        return self.encode is not None
+
+    def get(self, rows: list[int]) -> EncodedBatch:
+        missing = [i for i in rows if i not in self.rows]
+        if missing:
+            fresh = self.encode(missing)  # type: ignore[misc]
+            for j, i in enumerate(missing):
+                self.rows[i] = fresh.select([j])
+            if missing == rows:
+                return fresh
+        return EncodedBatch.concat([self.rows[i] for i in rows])
+
+
+def _n_kept(encoded: EncodedBatch, row: int) -> int:
+    """Real (unpadded) frames of one row."""
+    if encoded.frame_mask is None:
+        return encoded.n_kept
+    return int(encoded.frame_mask[row].sum())
+
+
+def _real(kept: list[int] | None, encoded: EncodedBatch, row: int) -> list[int] | None:
+    return None if kept is None else kept[: _n_kept(encoded, row)]
+
+
+def _detect(runner: Runner, encoded: EncodedBatch) -> list[tuple[str, dict]]:
+    return detect_language(lambda group: runner.decoder(encoded, group), encoded.batch, runner.tokenizer, runner.device)
+
+
+def _languages(runner: Runner, encoded: EncodedBatch, requests: Sequence[WindowRequest], dense: _DenseCache,
+               guard: GuardOptions) -> tuple[list[str], list[float | None]]:
+    """Each request's language and, where it was detected here, the top language's probability."""
+    languages = [r.language for r in requests]
+    probs: list[float | None] = [None] * len(requests)
+    if not runner.tokenizer.multilingual:
+        return [code or "en" for code in languages], probs  # type: ignore[misc]
+    unknown = [i for i, code in enumerate(languages) if code is None]
+    if not unknown:
+        return languages, probs  # type: ignore[return-value]
+    for i, (code, values) in zip(unknown, _detect(runner, encoded.select(unknown))):
+        languages[i], probs[i] = code, values[code]
+    unsure = [i for i in unknown if dense.available and probs[i] < guard.language_min_prob]  # type: ignore[operator]
+    if unsure:
+        for i, (code, values) in zip(unsure, _detect(runner, dense.get(unsure))):
+            languages[i], probs[i] = code, values[code]
+    return languages, probs  # type: ignore[return-value]
+
+
+def _decode_grouped(runner: Runner, encoded: EncodedBatch, requests: Sequence[WindowRequest],
+                    options: DecodingOptions, languages: list[str]) -> list[DecodingResult]:
     """Decode rows in groups of equal prompt length (the decoder has no padding mask)."""
     groups: dict[int, list[int]] = defaultdict(list)
     for i, request in enumerate(requests):
@@ -85,19 +179,26 @@ def _decode_grouped(
     return results  # type: ignore[return-value]
 
 
-def _guard_rerun(runner, mel, requests, options, languages, outcomes, guard) -> dict[int, tuple[EncodedBatch, int]]:
-    """Re-run degenerate sparse windows dense; returns {request index: (dense encoding, its row)}."""
-    if runner.prune is None or not guard.enabled:
-        return {}
+def _guard_rerun(runner, requests, options, languages, outcomes, guard, dense: _DenseCache) -> set[int]:
+    """Re-run degenerate sparse windows as clean dense decodes; returns the rows re-run."""
+    if not dense.available or not guard.enabled:
+        return set()
     reasons = {i: degenerate_reason(o.result, guard) for i, o in enumerate(outcomes)}
     redo = [i for i, reason in reasons.items() if reason]
     if not redo:
-        return {}
-    dense = runner.encode(mel[redo], dense=True)
-    results = _decode_grouped(runner, dense, [requests[i] for i in redo], options, [languages[i] for i in redo])
-    for row, (i, result) in enumerate(zip(redo, results)):
-        outcomes[i] = WindowOutcome(result, dense.n_kept, dense.n_frames, fallback=reasons[i])
-    return {i: (dense, row) for row, i in enumerate(redo)}
+        return set()
+    encoded = dense.get(redo)
+    redo_languages = [languages[i] for i in redo]
+    probs: list[float | None] = [outcomes[i].language_prob for i in redo]
+    detect = [j for j, i in enumerate(redo) if requests[i].language is None and runner.tokenizer.multilingual]
+    if detect:
+        for j, (code, values) in zip(detect, _detect(runner, encoded.select(detect))):
+            redo_languages[j], probs[j] = code, values[code]
+    results = _decode_grouped(runner, encoded, [requests[i] for i in redo], options, redo_languages)
+    for j, (i, result) in enumerate(zip(redo, results)):
+        outcomes[i] = WindowOutcome(result, encoded.n_kept, encoded.n_frames, fallback=reasons[i],
+                                    language_prob=probs[j], unguarded=outcomes[i])
+    return set(redo)
 
 
 def _sample_fallback(runner, encoded, request, options, longform, language, result) -> DecodingResult:
@@ -107,7 +208,7 @@ def _sample_fallback(runner, encoded, request, options, longform, language, resu
             continue
         hot = replace(options, temperature=temperature, beam_size=None, patience=None)
         generator = torch.Generator().manual_seed(request.seed * 31 + step)
-        session = runner.decoder(encoded, 1)
+        session = runner.decoder(encoded, hot.group)  # `best_of` samples per window
         result = decode_batch(session, 1, runner.tokenizer, hot, [language], device=runner.device,
                               generator=generator, previous=[request.prompt])[0]
         if not needs_fallback(result, longform):

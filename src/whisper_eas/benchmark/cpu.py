@@ -37,7 +37,7 @@ from whisper_eas.evaluation.manifest import read_manifest
 from whisper_eas.evaluation.wer import corpus_wer
 from whisper_eas.features import N_SAMPLES, window_features
 from whisper_eas.io_utils import atomic_write_json, atomic_write_text
-from whisper_eas.windows import decode_windows
+from whisper_eas.window_decode import decode_windows, window_requests
 
 # 60% sparsity at layer 1 (the 2x encoder target): the published selection, and ours as shipped
 ENCODER_CONFIGS = {
@@ -71,7 +71,7 @@ def ours(runner, options: DecodingOptions, batch: int) -> Callable[[list[np.ndar
         texts, fallbacks = [], 0
         for group in _batches(audios, batch):
             mel = torch.stack([window_features(a, runner.n_mels) for a in group])
-            for window in decode_windows(runner, mel, options):
+            for window in decode_windows(runner, window_requests(mel, options), options):
                 texts.append(window.result.text)
                 fallbacks += window.fallback is not None
         return texts, fallbacks

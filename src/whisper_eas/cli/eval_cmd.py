@@ -1,10 +1,8 @@
-"""`whisper-eas eval`: WER of a model (dense or sparsified) on a manifest."""
+"""`whisper-eas eval`: WER of the text `trt-transcribe` produces, over a manifest of files of any length."""
 
 from __future__ import annotations
 
 from pathlib import Path
-
-import sys
 
 import click
 
@@ -14,35 +12,51 @@ from whisper_eas.cli.common import friendly_errors, model_option, prune_options,
 @click.command("eval")
 @model_option
 @click.option("--manifest", required=True, type=click.Path(path_type=Path), help="TSV: id path duration_s text.")
-@click.option("--limit", type=int, help="Only the first N utterances.")
+@click.option("--limit", type=click.IntRange(min=1), help="Only the first N utterances (N >= 1).")
 @prune_options
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @click.option("--backend", default="pytorch", show_default=True, help="Runner backend.")
+@click.option("--engine-dir", type=click.Path(path_type=Path), help="Export or engine folder (onnxruntime, tensorrt).")
 @click.option("--beam-size", type=int, help="Beam search width (default: greedy).")
-@click.option("--batch-size", default=8, show_default=True, help="Windows decoded together.")
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1),
+              help="Windows decoded together (across files).")
 @click.option("--no-guard", is_flag=True, help="Do not re-run degenerate sparse windows dense.")
-@click.option("--language", help="Language code for multilingual models (default: detect).")
-@click.option("--json", "json_out", type=click.Path(path_type=Path), help="Write the full report here.")
+@click.option("--language", help="Language code for multilingual models (default: detect per file).")
+@click.option("--json", "json_out", type=click.Path(path_type=Path),
+              help="Write the full report here (per-utterance errors, words, language, windows).")
 @friendly_errors
 def command(model, manifest, limit, dense, layer, keep_ratio, mass, strategy, scoring, query_stride, merge,
-            device, backend, beam_size, batch_size, no_guard, language, json_out) -> None:
-    """Transcribe a manifest and score WER (Whisper English normalizer + jiwer)."""
+            device, backend, engine_dir, beam_size, batch_size, no_guard, language, json_out) -> None:
+    """Transcribe a manifest as trt-transcribe does (timestamps, fallback, long files in 30 s
+    windows) and score WER (Whisper English normalizer + jiwer). Exits 1 when nothing was scored."""
+    from whisper_eas.cli.progress import Progress
     from whisper_eas.decoding import DecodingOptions
-    from whisper_eas.evaluation.evaluate import evaluate
+    from whisper_eas.evaluation.evaluate import EvalError, check_scored, evaluate
     from whisper_eas.evaluation.manifest import read_manifest
     from whisper_eas.guard import GuardOptions
     from whisper_eas.io_utils import atomic_write_json
     from whisper_eas.runners.factory import make_runner
+    from whisper_eas.transcribe import Transcriber
 
     prune = resolve_prune(model, dense, layer, keep_ratio, mass, strategy, scoring, query_stride, merge)
     utterances = read_manifest(manifest, limit)
-    runner = make_runner(backend=backend, model=model, prune=prune, device=device)
-    options = DecodingOptions(beam_size=beam_size, language=language)
-    with click.progressbar(length=len(utterances), label="eval", file=sys.stderr) as bar:
-        report = evaluate(runner, utterances, options, GuardOptions(enabled=not no_guard), batch_size,
-                          progress=lambda done, total: bar.update(done - bar.pos))
+    if not utterances:
+        raise click.ClickException(f"{manifest}: no utterances (only a header?): nothing to evaluate")
+    runner = make_runner(backend=backend, model=model, prune=prune, device=device, engine_dir=engine_dir)
+    options = DecodingOptions(beam_size=beam_size, language=language, without_timestamps=False)
+    transcriber = Transcriber(runner, options=options, guard=GuardOptions(enabled=not no_guard), batch_size=batch_size)
+    progress = Progress(len(utterances), sum(u.duration_s for u in utterances))
+    try:
+        report = evaluate(transcriber, utterances,
+                          progress=lambda done, total: progress.advance(utterances[done - 1].duration_s))
+    finally:
+        progress.close()
     for failed in (u for u in report.utterances if u.error):
         click.echo(f"failed: {failed.error}", err=True)
-    click.echo(report.summary())
     if json_out:
         atomic_write_json(json_out, report.to_dict())
+    try:
+        check_scored(report)
+    except EvalError as error:
+        raise click.ClickException(f"{manifest}: {error}") from None
+    click.echo(report.summary())

@@ -1,4 +1,10 @@
-"""WER evaluation of one runner (model + prune config) over a manifest."""
+"""WER of a Transcriber over a manifest: the text users get, files of any length.
+
+Each utterance is transcribed exactly as `trt-transcribe` would (timestamps, temperature
+fallback, quality guard, long-form windows for audio over 30 s, batched across files), then
+scored against its reference. Per-utterance word errors and reference words are kept so paired
+statistics between two reports can be computed.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +15,17 @@ from typing import Callable
 import torch
 
 from whisper_eas.audio import AudioError, load_audio
-from whisper_eas.decoding import DecodingOptions
 from whisper_eas.evaluation.manifest import Utterance
-from whisper_eas.evaluation.wer import corpus_wer, word_errors
+from whisper_eas.evaluation.wer import word_errors
 from whisper_eas.features import N_SAMPLES, window_features
-from whisper_eas.guard import GuardOptions
-from whisper_eas.runners.base import Runner
-from whisper_eas.windows import decode_windows
+from whisper_eas.results import TranscriptionResult
+from whisper_eas.transcribe import Transcriber
+
+EMPTY_REFERENCE = "empty reference"
+
+
+class EvalError(ValueError):
+    """An evaluation that scored nothing (no utterance transcribed, or no reference words)."""
 
 
 @dataclass
@@ -23,11 +33,18 @@ class UtteranceScore:
     id: str
     ref: str
     hyp: str | None
-    wer: float | None  # percent; None when the file failed
-    n_words: int
+    wer: float | None  # percent; None when the file failed or its reference is empty
+    n_words: int  # reference words after normalization
     error: str | None = None
-    kept_frames: int | None = None
-    fallback: str | None = None
+    kept_frames: int | None = None  # mean over the file's decoded windows
+    fallback: str | None = None  # the first guard reason among its windows, if any
+    errors: int | None = None  # word errors (substitutions + deletions + insertions)
+    note: str | None = None  # EMPTY_REFERENCE: scored as insertions only, no per-utterance WER
+    duration_s: float | None = None
+    windows: int = 0  # 30 s windows decoded (long-form: more than one)
+    fallbacks: int = 0  # windows the guard re-ran dense
+    language: str | None = None
+    language_prob: float | None = None  # where the language was detected
 
 
 @dataclass
@@ -36,13 +53,16 @@ class EvalReport:
     config: dict | None
     backend: str
     device: str
-    wer: float
-    n_utterances: int
+    wer: float | None  # None when there were no reference words
+    n_utterances: int  # transcribed (failed ones are not counted)
     n_words: int
     n_failed: int
     wall_s: float
-    sparsity: float  # mean share of encoder frames dropped
+    sparsity: float  # mean share of encoder frames dropped, over decoded windows
     fallbacks: int  # windows the guard re-ran dense
+    n_errors: int = 0
+    n_windows: int = 0
+    n_empty_references: int = 0
     utterances: list[UtteranceScore] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -52,72 +72,80 @@ class EvalReport:
         cfg = "dense" if self.config is None else f"layer {self.config['layer']} " + (
             f"keep {self.config['keep_ratio']}" if self.config.get("keep_ratio") is not None else f"mass {self.config['mass']}"
         )
+        wer = "WER n/a" if self.wer is None else f"WER {self.wer:.2f}%"
+        empty = f", {self.n_empty_references} empty reference(s)" if self.n_empty_references else ""
         return (
-            f"{self.model} [{cfg}] WER {self.wer:.2f}% on {self.n_utterances} utterances ({self.n_words} words), "
-            f"sparsity {100 * self.sparsity:.0f}%, {self.fallbacks} dense re-runs, {self.n_failed} failed, "
-            f"{self.wall_s:.1f}s"
+            f"{self.model} [{cfg}] {wer} on {self.n_utterances} utterances ({self.n_words} words, "
+            f"{self.n_windows} windows{empty}), sparsity {100 * self.sparsity:.0f}%, {self.fallbacks} dense re-runs, "
+            f"{self.n_failed} failed, {self.wall_s:.1f}s"
         )
 
 
 def load_window(utt: Utterance, n_mels: int) -> torch.Tensor:
-    """One utterance as a padded 30 s window; longer audio is an error for a single-window eval."""
+    """One utterance as a padded 30 s window (the search's single-window grid); longer audio is an
+    error there, since cutting it would score a transcript against text it does not cover."""
     audio = load_audio(utt.path)
     if audio.shape[0] > N_SAMPLES:
-        raise AudioError(utt.path, f"{audio.shape[0] / 16000:.1f}s is longer than one 30 s window (use trt-transcribe)")
+        raise AudioError(utt.path, f"{audio.shape[0] / 16000:.1f}s is longer than one 30 s window "
+                                   "(the search scores single windows; `whisper-eas eval` takes any length)")
     return window_features(audio, n_mels)
 
 
+def score(utt: Utterance, result: TranscriptionResult) -> UtteranceScore:
+    """One transcribed utterance against its reference."""
+    errors, n_words = word_errors(utt.text, result.text)
+    decoded = [w for w in result.windows if not w.skipped] or result.windows
+    kept = round(sum(w.kept_frames for w in decoded) / len(decoded)) if decoded else None
+    reasons = [w.fallback for w in result.windows if w.fallback]
+    return UtteranceScore(
+        utt.id, utt.text, result.text, 100.0 * errors / n_words if n_words else None, n_words,
+        kept_frames=kept, fallback=reasons[0] if reasons else None, errors=errors,
+        note=None if n_words else EMPTY_REFERENCE, duration_s=round(result.duration_s, 3),
+        windows=len(result.windows), fallbacks=len(reasons), language=result.language,
+        language_prob=result.language_prob,
+    )
+
+
 def evaluate(
-    runner: Runner,
+    transcriber: Transcriber,
     utterances: list[Utterance],
-    options: DecodingOptions | None = None,
-    guard: GuardOptions | None = None,
-    batch_size: int = 8,
     progress: Callable[[int, int], None] | None = None,
 ) -> EvalReport:
-    """Transcribe every utterance (batched windows), score WER; failed files are reported, not fatal."""
-    options = options or DecodingOptions()
+    """Transcribe every utterance with `transcriber` and score WER; a failed file is reported, not fatal.
+    Raises `EvalError` when there is nothing to evaluate."""
+    if not utterances:
+        raise EvalError("the manifest lists no utterances: nothing to evaluate")
     start = time.perf_counter()
-    scores: list[UtteranceScore] = []
-    pending: list[tuple[Utterance, torch.Tensor]] = []
-
-    def flush() -> None:
-        if not pending:
-            return
-        mel = torch.stack([m for _, m in pending])
-        for (utt, _), window in zip(pending, decode_windows(runner, mel, options, guard)):
-            errors, n_words = word_errors(utt.text, window.result.text)
-            wer = 100.0 * errors / n_words if n_words else 0.0
-            scores.append(UtteranceScore(utt.id, utt.text, window.result.text, wer, n_words, None, window.kept_frames, window.fallback))
-        pending.clear()
-
-    for done, utt in enumerate(utterances, start=1):
-        try:
-            pending.append((utt, load_window(utt, runner.n_mels)))
-        except AudioError as error:
-            scores.append(UtteranceScore(utt.id, utt.text, None, None, 0, str(error)))
-        if len(pending) >= batch_size:
-            flush()
+    scores: dict[int, UtteranceScore] = {}
+    sparsities: list[float] = []
+    for done, outcome in enumerate(transcriber.transcribe_many([u.path for u in utterances]), start=1):
+        utt = utterances[outcome.index]
+        if outcome.error is not None or outcome.result is None:
+            scores[outcome.index] = UtteranceScore(utt.id, utt.text, None, None, 0, str(outcome.error))
+        else:
+            scores[outcome.index] = score(utt, outcome.result)
+            sparsities += [1 - w.kept_frames / w.n_frames for w in outcome.result.windows if not w.skipped]
         if progress:
             progress(done, len(utterances))
-    flush()
-    order = {u.id: i for i, u in enumerate(utterances)}
-    scores.sort(key=lambda s: order[s.id])
-    ok = [s for s in scores if s.error is None]
-    wer, n_words = corpus_wer([(s.ref, s.hyp or "") for s in ok])
-    n_frames = 1500
-    sparsity = sum(1 - (s.kept_frames or n_frames) / n_frames for s in ok) / max(1, len(ok))
+    ordered = [scores[i] for i in range(len(utterances))]
+    ok = [s for s in ordered if s.error is None]
+    n_errors, n_words = sum(s.errors or 0 for s in ok), sum(s.n_words for s in ok)
+    info = transcriber.runner.describe()
     return EvalReport(
-        model=runner.model_name,
-        config=runner.prune.to_dict() if runner.prune else None,
-        backend=runner.backend,
-        device=runner.device,
-        wer=wer,
-        n_utterances=len(ok),
-        n_words=n_words,
-        n_failed=len(scores) - len(ok),
+        model=info["model"], config=info["prune"], backend=info["backend"], device=info["device"],
+        wer=100.0 * n_errors / n_words if n_words else None,
+        n_utterances=len(ok), n_words=n_words, n_failed=len(ordered) - len(ok),
         wall_s=time.perf_counter() - start,
-        sparsity=sparsity,
-        fallbacks=sum(1 for s in ok if s.fallback),
-        utterances=scores,
+        sparsity=sum(sparsities) / len(sparsities) if sparsities else 0.0,
+        fallbacks=sum(s.fallbacks for s in ok), n_errors=n_errors, n_windows=sum(s.windows for s in ok),
+        n_empty_references=sum(1 for s in ok if s.note == EMPTY_REFERENCE), utterances=ordered,
     )
+
+
+def check_scored(report: EvalReport) -> None:
+    """Raise `EvalError` when the report scored nothing: every file failed, or no reference words."""
+    if report.n_utterances == 0:
+        raise EvalError(f"all {report.n_failed} utterance(s) failed: nothing was scored")
+    if report.n_words == 0:
+        raise EvalError(f"the {report.n_utterances} transcribed utterance(s) have only empty references: "
+                        "WER is undefined")

@@ -25,6 +25,8 @@ class Utterance:
 
 def read_manifest(path: str | Path, limit: int | None = None) -> list[Utterance]:
     path = Path(path)
+    if limit is not None and limit < 1:
+        raise ManifestError(f"{path}: limit must be >= 1, got {limit}")
     if not path.is_file():
         raise ManifestError(f"{path}: no such manifest file")
     with open(path, newline="", encoding="utf-8") as f:

@@ -13,27 +13,15 @@ import torch
 
 from whisper_eas.audio import AudioError
 from whisper_eas.config import PruneConfig
-from whisper_eas.decoding import DecodingOptions, DecodingResult
+from whisper_eas.decoding import DecodingOptions
 from whisper_eas.evaluation.evaluate import load_window
 from whisper_eas.evaluation.manifest import Utterance
 from whisper_eas.evaluation.wer import corpus_wer
-from whisper_eas.guard import GuardOptions, degenerate_reason
+from whisper_eas.guard import GuardOptions
 from whisper_eas.runners.base import EncodedBatch
 from whisper_eas.runners.torch_runner import TorchRunner
 from whisper_eas.search.shared_prefix import DenseStates
-from whisper_eas.windows import decode_encoded
-
-
-def config_key(config: PruneConfig | None) -> str:
-    """A stable, readable key for one point of the grid."""
-    if config is None:
-        return "dense"
-    parts = [config.label(), config.scoring, f"s{config.query_stride}"]
-    if config.strategy == "coverage":
-        parts.append(f"f{config.uniform_floor}")
-    if config.adaptive:
-        parts.append(f"keep{config.min_keep}-{config.max_keep}")
-    return " ".join(parts)
+from whisper_eas.window_decode import SHORT_FORM, decode_windows, window_requests
 
 
 @dataclass
@@ -76,8 +64,10 @@ def evaluate_grid(
     batch_size: int = 8,
     failed: dict[str, str] | None = None,
     after_batch: Callable[[int, int], None] | None = None,
+    group_rows: int = 32,
 ) -> dict[str, str]:
-    """Fill every point's results for every utterance (dense included); returns {id: failure}."""
+    """Fill every point's results for every utterance (dense included); returns {id: failure}.
+    `group_rows`: decoder rows per pass (32 suits a CPU; a GPU takes more)."""
     options = options or DecodingOptions(language="en")
     guard = guard or GuardOptions()
     failed = {} if failed is None else failed
@@ -94,25 +84,23 @@ def evaluate_grid(
                 except AudioError as error:
                     failed[utt.id] = str(error)
             if ok:
-                _grid_batch(runner, ok, torch.stack(mels), points, todo, options, guard)
+                _grid_batch(runner, ok, torch.stack(mels), points, todo, options, guard, group_rows)
         if after_batch:
             after_batch(min(first + batch_size, len(utterances)), len(utterances))
     return failed
 
 
-def _decode(runner, encoded: EncodedBatch, options: DecodingOptions) -> list[DecodingResult]:
-    return decode_encoded(runner, encoded, options, [options.language or "en"] * encoded.batch)
-
-
 def _encode(states: DenseStates, config: PruneConfig) -> list[EncodedBatch]:
-    """Fixed ratios encode as one batch; adaptive counts differ per window, so one part per window."""
-    if not config.adaptive:
+    """Fixed ratios encode as one batch; adaptive counts and speech regions differ per window, so
+    one part per window."""
+    if not config.per_input:
         return [states.encode(config)]
     return [states.select(i).encode(config) for i in range(states.batch)]
 
 
 def _expected_kept(config: PruneConfig) -> float:
-    return config.keep_ratio if config.keep_ratio is not None else config.max_keep
+    share = config.keep_ratio if config.keep_ratio is not None else config.max_keep
+    return share * (0.3 if config.padding == "drop" else 1.0)  # a short clip's region is ~30% of the window
 
 
 def _grid_batch(runner, batch, mel, points, todo, options, guard, group_rows: int = 32) -> None:
@@ -121,34 +109,40 @@ def _grid_batch(runner, batch, mel, points, todo, options, guard, group_rows: in
 
     On a CPU the decoder step reads its weights (80 MB of output projection alone for tiny) once
     per step whatever the rows, so 32 rows decode 1.8x faster than four batches of 8 (tiny.en,
-    2-core EPYC). Configs go in order of kept share, so a group pads little.
+    2-core EPYC). Configs go in order of kept share, so a group pads little. Decoding, language,
+    guard re-runs are the product's pipeline (`window_decode.decode_windows`); only the encoder
+    is the search's own (the shared dense prefix).
     """
     states = DenseStates(runner.model, mel.to(runner.device, runner.dtype))
-    dense = _decode(runner, states.encode(None), options)
-    for utt, result in zip(batch, dense):
-        points["dense"].hyps[utt.id], points["dense"].kept[utt.id] = result.text, states.n_frames
+    requests = window_requests(mel, options)
+    dense_encoded = states.encode(None)
+    dense = decode_windows(runner, requests, options, SHORT_FORM, guard, encoded=dense_encoded)
+    for utt, outcome in zip(batch, dense):
+        points["dense"].hyps[utt.id], points["dense"].kept[utt.id] = outcome.result.text, states.n_frames
     pending = sorted((p for p in todo.values() if p.config is not None), key=lambda p: -_expected_kept(p.config))
     group: list[tuple[GridPoint, list[EncodedBatch]]] = []
     for point in pending:
         if group and (len(group) + 1) * states.batch > group_rows:
-            _decode_group(runner, batch, group, dense, states.n_frames, options, guard)
+            _decode_group(runner, batch, requests, group, dense_encoded, options, guard)
             group = []
         group.append((point, _encode(states, point.config)))
     if group:
-        _decode_group(runner, batch, group, dense, states.n_frames, options, guard)
+        _decode_group(runner, batch, requests, group, dense_encoded, options, guard)
 
 
-def _decode_group(runner, batch, group, dense, n_frames: int, options, guard) -> None:
+def _decode_group(runner, batch, requests, group, dense_encoded: EncodedBatch, options, guard) -> None:
+    """Several configs' encodings of the same windows as one padded batch through the pipeline; a
+    guard re-run decodes the window's shared dense encoding."""
     parts = [part for _, point_parts in group for part in point_parts]
-    results = iter(_decode(runner, EncodedBatch.padded(parts) if len(parts) > 1 else parts[0], options))
-    for point, point_parts in group:
-        kept = [part.n_kept for part in point_parts for _ in range(part.batch)]
-        for i, utt in enumerate(batch):
-            result = next(results)
-            reason = degenerate_reason(result, guard) if guard.enabled else None
-            if reason:  # the guard re-runs the window dense: that result is already known
-                point.fallbacks[utt.id] = reason
-                point.unguarded[utt.id] = (result.text, kept[i])
-                point.hyps[utt.id], point.kept[utt.id] = dense[i].text, n_frames
-            else:
-                point.hyps[utt.id], point.kept[utt.id] = result.text, kept[i]
+    encoded = EncodedBatch.padded(parts) if len(parts) > 1 else parts[0]
+    width = len(batch)
+    outcomes = iter(decode_windows(
+        runner, requests * len(group), options, SHORT_FORM, guard, encoded=encoded,
+        encode_dense=lambda rows: dense_encoded.select([row % width for row in rows])))
+    for point, _ in group:
+        for utt in batch:
+            outcome = next(outcomes)
+            point.hyps[utt.id], point.kept[utt.id] = outcome.result.text, outcome.kept_frames
+            if outcome.fallback and outcome.unguarded is not None:
+                point.fallbacks[utt.id] = outcome.fallback
+                point.unguarded[utt.id] = (outcome.unguarded.result.text, outcome.unguarded.kept_frames)

@@ -18,7 +18,7 @@ import torch
 from whisper_eas.decoding import DecodingOptions
 from whisper_eas.guard import GuardOptions
 from whisper_eas.runners.base import Runner
-from whisper_eas.windows import decode_windows
+from whisper_eas.window_decode import SHORT_FORM, decode_windows, window_requests
 
 
 @dataclass
@@ -54,7 +54,7 @@ def _time_window(runner: Runner, batch: torch.Tensor, options: DecodingOptions, 
     encoded = runner.encode(batch)
     _sync(runner)
     encoded_at = time.perf_counter()
-    decode_windows(runner, batch, options, guard, encoded=encoded)
+    decode_windows(runner, window_requests(batch, options), options, SHORT_FORM, guard, encoded=encoded)
     _sync(runner)
     end = time.perf_counter()
     return 1e3 * (encoded_at - start), 1e3 * (end - start)
