@@ -285,3 +285,155 @@ def test_stream_features_equal_whole_file_features():
         for seek in (0, 1, 2999, 3000, 4567, mel.content_frames - 10):
             stop = min(seek + 3000, mel.content_frames)
             assert torch.equal(mel.frames(seek, stop), whole[:, seek:stop]), (path.name, seek)
+
+
+# ---- bad options, model folders and manifests ---------------------------------------------
+
+
+def _cli(cmd, args: list) -> tuple[int, str]:
+    result = CliRunner().invoke(cmd, [str(a) for a in args])
+    assert "Traceback" not in result.output and "unexpected" not in result.output, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result.exit_code, result.output
+
+
+def test_cuda_device_without_cuda_is_one_line():
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is visible")
+    code, output = _cli(command, [GOOD, "--device", "cuda"])
+    assert code == 2 and "no CUDA GPU" in output and "--device" in output
+
+
+def _hf_copy(tmp_path: Path) -> Path:
+    """A copy of the converted tiny.en checkpoint (links for the big file)."""
+    from whisper_eas.checkpoints.registry import resolve_model
+
+    src, folder = resolve_model("tiny.en"), tmp_path / "model"
+    folder.mkdir()
+    for f in src.iterdir():
+        (folder / f.name).symlink_to(f)
+    return folder
+
+
+@pytest.mark.parametrize("damage", ["corrupt-weights", "pickle-weights", "config-not-json", "config-list"])
+def test_broken_model_folder_is_one_line_naming_it(tmp_path, damage):
+    folder = _hf_copy(tmp_path)
+    if damage == "corrupt-weights":
+        (folder / "model.safetensors").unlink()
+        (folder / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{garbage" + bytes(100))
+    elif damage == "pickle-weights":
+        (folder / "model.safetensors").unlink()
+        torch.save({"x": torch.zeros(2)}, folder / "model.safetensors")  # a pickle under a safetensors name
+    else:
+        (folder / "config.json").unlink()
+        (folder / "config.json").write_text("[]" if damage == "config-list" else "not json {")
+    code, output = _cli(command, [GOOD, "--model", folder, "--dense", "--backend", "pytorch"])
+    errors = [line for line in output.splitlines() if line.startswith("Error")]
+    assert code == 1 and len(errors) == 1 and str(folder) in errors[0], output
+
+
+def test_pickle_only_model_folder_is_refused(tmp_path):
+    folder = tmp_path / "pickled"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    torch.save({"x": torch.zeros(2)}, folder / "pytorch_model.bin")
+    code, output = _cli(command, [GOOD, "--model", folder, "--dense", "--backend", "pytorch"])
+    assert code == 1 and str(folder) in output and "safetensors" in output
+
+
+@pytest.mark.parametrize("file,content", [("tokenizer.json", "{}"), ("config.json", "[]"),
+                                          ("tokenizer.json", "not json"), ("config.json", "[" * 100_000)])
+def test_convert_with_bad_json_names_the_file(tmp_path, file, content):
+    from whisper_eas.checkpoints.registry import embedded_ct2_dir
+    from whisper_eas.cli.convert_cmd import command as convert
+
+    ct2 = embedded_ct2_dir("tiny.en", tmp_path)
+    (ct2 / file).unlink()
+    (ct2 / file).write_text(content)
+    code, output = _cli(convert, ["--ct2", ct2, "--out", tmp_path / "hf"])
+    assert code == 1 and str(ct2 / file) in output, output
+    assert not (tmp_path / "hf").exists()
+
+
+def test_manifests_bad_encoding_and_nesting_name_the_file(tmp_path):
+    from whisper_eas.evaluation.manifest import ManifestError, read_manifest
+    from whisper_eas.exporter.manifest import ExportError, ExportManifest
+
+    tsv = tmp_path / "m.tsv"
+    tsv.write_bytes(b"id\tpath\tduration_s\ttext\nu1\ta.flac\t1.0\tcaf\xe9\n")
+    with pytest.raises(ManifestError, match=f"{tsv}:2: not UTF-8"):
+        read_manifest(tsv)
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "manifest.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ExportError, match="manifest.json: not valid JSON"):
+        ExportManifest.load(export)
+
+
+def test_corrupt_export_manifest_under_auto_is_an_error_not_a_fallback(tmp_path):
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "manifest.json").write_text("{ truncated")
+    (export / "encoder.onnx").write_bytes(b"")
+    code, output = _cli(command, [GOOD, "--engine-dir", export])
+    assert code == 1 and "manifest.json: not valid JSON" in output
+
+
+def test_manifest_file_entries_outside_the_folder_are_refused(tmp_path):
+    from whisper_eas.exporter.manifest import ExportError, file_inside
+
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (tmp_path / "secret").write_text("x")
+    (folder / "link.onnx").symlink_to(tmp_path / "secret")
+    for entry in ("../secret", str(tmp_path / "secret"), "link.onnx", "", 3):
+        with pytest.raises(ExportError, match="manifest file entry"):
+            file_inside(folder, entry, ExportError)
+    assert file_inside(folder, "sub/a.onnx", ExportError) == folder / "sub" / "a.onnx"
+
+
+# ---- several processes ---------------------------------------------------------------------
+
+
+def _python(code: str, env: dict | None = None, **kwargs) -> subprocess.Popen:
+    src = Path(__file__).parent.parent / "src"
+    full = {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", **(env or {})}
+    return subprocess.Popen([sys.executable, "-c", code], env=full, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, **kwargs)
+
+
+@pytest.mark.skipif(not POSIX, reason="the cache lock is POSIX flock")
+def test_four_processes_share_an_empty_model_cache(tmp_path):
+    code = ("from safetensors import safe_open; from whisper_eas.checkpoints.registry import materialize_embedded; "
+            "f = safe_open(str(materialize_embedded('tiny.en') / 'model.safetensors'), 'pt'); print(len(f.keys()))")
+    procs = [_python(code, {"WHISPER_EAS_HOME": str(tmp_path / "home")}) for _ in range(4)]
+    results = [p.communicate(timeout=600) for p in procs]
+    for p, (out, err) in zip(procs, results):
+        assert p.returncode == 0 and int(out.strip()) > 100, err[-2000:]
+    models = tmp_path / "home" / "models"
+    assert [p.name for p in models.iterdir() if not p.name.startswith(".")] == ["tiny.en"]
+    assert not [p for p in models.iterdir() if p.is_dir() and p.name.startswith(".")]  # no leftover temp folders
+
+
+@pytest.mark.skipif(not POSIX, reason="SIGKILL")
+def test_kill_mid_run_then_rerun_completes_without_overwriting(tmp_path):
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    for i, src in enumerate([GOOD, SHORT, GOOD, SHORT, LONG]):
+        shutil.copy(src, folder / f"f{i}.flac")
+    args = [str(folder), "--output-dir", str(out), "--batch-size", "1", "--dense", "--format", "all"]
+    proc = _python(f"import sys; from whisper_eas.cli.transcribe_cmd import main; sys.argv[1:] = {args!r}; main()")
+    deadline = time.time() + 300
+    line = ""
+    while time.time() < deadline and "done" not in line:
+        line = proc.stderr.readline()
+        if not line and proc.poll() is not None:
+            break
+    proc.kill()
+    proc.communicate()
+    finished = {p.name: p.stat().st_mtime_ns for p in out.glob("*.json")}
+    assert finished, "the run was killed before finishing any file"
+    result = _run([folder, "--output-dir", out, "--batch-size", "1", "--format", "all"])
+    assert result.exit_code == 0 and f"{len(finished)} skipped" in result.output
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.json") if p.name in finished} == finished
+    assert len(list(out.glob("*.json"))) == 5 and len(list(out.glob("*.srt"))) == 5

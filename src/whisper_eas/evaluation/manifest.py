@@ -29,8 +29,13 @@ def read_manifest(path: str | Path, limit: int | None = None) -> list[Utterance]
         raise ManifestError(f"{path}: limit must be >= 1, got {limit}")
     if not path.is_file():
         raise ManifestError(f"{path}: no such manifest file")
-    with open(path, newline="", encoding="utf-8") as f:
-        lines = f.read().splitlines()
+    raw = path.read_bytes()
+    try:
+        lines = raw.decode("utf-8").splitlines()
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise ManifestError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[error.start]:02x}); save the manifest "
+                            "as UTF-8") from None
     if not lines:
         raise ManifestError(f"{path}: empty manifest (expected a header: {' '.join(REQUIRED_COLUMNS)})")
     header = lines[0].split("\t")
