@@ -52,6 +52,7 @@ class TranscriptionResult:
     windows: list[WindowInfo] = field(default_factory=list)
     timing: dict = field(default_factory=dict)
     language_prob: float | None = None  # top language's probability where it was detected (None: fixed)
+    warnings: list[str] = field(default_factory=list)  # e.g. "partial decode: ..." (--allow-partial)
 
     def to_dict(self) -> dict:
         return asdict(self)

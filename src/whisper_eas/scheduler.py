@@ -81,12 +81,20 @@ def _open(key: Hashable, opener: Opener) -> _Open | Finished:
 
 def _advance(active: list[_Open], decode: DecodeFn) -> dict[int, Exception]:
     """Decode one window per open file; returns {id(slot): error} for files that failed."""
-    requests = [slot.state.next_window() for slot in active]
+    errors: dict[int, Exception] = {}
+    ready = []
+    for slot in active:  # features are read from the file window by window: a read can fail
+        try:
+            ready.append((slot, slot.state.next_window()))
+        except Exception as error:
+            errors[id(slot)] = error
+    active, requests = [slot for slot, _ in ready], [request for _, request in ready]
+    if not requests:
+        return errors
     try:
         outcomes: list[WindowOutcome | Exception] = list(decode(requests))
     except Exception:  # isolate: retry each window alone
         outcomes = [_decode_one(decode, request) for request in requests]
-    errors: dict[int, Exception] = {}
     for slot, outcome in zip(active, outcomes):
         if isinstance(outcome, Exception):
             errors[id(slot)] = outcome

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from whisper_eas.config import PruneConfig, format_prune
-from whisper_eas.exporter.manifest import ExportError, ExportManifest, read_manifest_json, sha256_file
+from whisper_eas.exporter.manifest import ExportError, ExportManifest, file_inside, read_manifest_json, sha256_file
 
 ENGINE_MANIFEST = "engines.json"
 FORMAT = "whisper-eas-trt"
@@ -169,7 +169,7 @@ class EngineManifest:
 
     def check_files(self, hashes: bool = True) -> None:
         for entry in self.engines.values():
-            path = self.directory / entry.file
+            path = file_inside(self.directory, entry.file, EngineError)
             if not path.is_file():
                 raise EngineError(f"{path}: missing from the engine folder; {self.rebuild()}")
             if hashes and sha256_file(path) != entry.sha256:
