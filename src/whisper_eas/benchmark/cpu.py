@@ -11,12 +11,10 @@ keep 0.4, the published selection and ours (target >= 2x). Writes a markdown tab
 
     whisper-eas bench --manifest ../shared/data/speech-dev/manifest-short.tsv \\
         --json bench.json --markdown bench.md             # shipped config; --limit 4 for a smoke run
-    (the same as `python scripts/bench_cpu.py ...`)
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import statistics
@@ -33,6 +31,7 @@ from whisper_eas.audio import load_audio
 from whisper_eas.config import PruneConfig
 from whisper_eas.decoding import DecodingOptions
 from whisper_eas.defaults import shipped_config
+from whisper_eas.errors import ConfigError
 from whisper_eas.evaluation.manifest import read_manifest
 from whisper_eas.evaluation.wer import corpus_wer
 from whisper_eas.features import N_SAMPLES, window_features
@@ -156,7 +155,7 @@ def build(args, config: PruneConfig) -> tuple[Backends, Backends, int]:
     torch_dense = TorchRunner(args.model, hf_model=torch_sparse.model)
     language = "en" if torch_sparse.tokenizer.multilingual else None
     options = DecodingOptions(language=language)
-    label = config.label()
+    label = config.format()
     backends = {
         "onnxruntime dense": ("dense", ours(ort_dense, options, args.batch_size)),
         "onnxruntime sparse": (label, ours(ort_sparse, options, args.batch_size)),
@@ -168,7 +167,7 @@ def build(args, config: PruneConfig) -> tuple[Backends, Backends, int]:
     encoders = {"encoder onnxruntime dense": ("dense", encoder_only(ort_dense, dense=True))}
     for key, cfg in ENCODER_CONFIGS.items():
         runner = OrtRunner(folders[key], threads=args.threads)
-        encoders[f"encoder onnxruntime {key.removeprefix('encoder-')}"] = (cfg.label(), encoder_only(runner, dense=False))
+        encoders[f"encoder onnxruntime {key.removeprefix('encoder-')}"] = (cfg.format(), encoder_only(runner, dense=False))
     return backends, encoders, ort_dense.n_mels
 
 
@@ -247,28 +246,38 @@ def markdown(rows: list[Measured], encoders: list[Measured], info: dict, n: int,
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="whisper-eas bench", description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default="tiny.en")
-    ap.add_argument("--manifest", required=True)
-    ap.add_argument("--limit", type=int)
-    ap.add_argument("--layer", type=int, help="Sparse config (default: the model's shipped one).")
-    ap.add_argument("--keep-ratio", type=float)
-    ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, help="Threads for every backend (default: each library's own).")
-    ap.add_argument("--export-dir", default=str(Path(tempfile.gettempdir()) / "whisper-eas-bench"))
-    ap.add_argument("--ct2-dir", help="faster-whisper CT2 folder (default: the embedded model's).")
-    ap.add_argument("--no-faster-whisper", action="store_true")
-    ap.add_argument("--json", required=True)
-    ap.add_argument("--markdown", required=True)
-    args = ap.parse_args(argv)
+@dataclass(frozen=True)
+class BenchSpec:
+    """What `whisper-eas bench` measures; stored with the results."""
 
+    manifest: str
+    json: str
+    markdown: str
+    model: str = "tiny.en"
+    config: PruneConfig | None = None  # the sparse config (None: the model's shipped one)
+    limit: int | None = None
+    batch_size: int = 8
+    repeats: int = 3
+    threads: int | None = None  # for every backend (None: each library's own)
+    export_dir: str = str(Path(tempfile.gettempdir()) / "whisper-eas-bench")
+    ct2_dir: str | None = None  # faster-whisper CT2 folder (None: the embedded model's)
+    no_faster_whisper: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "repeats"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"limit must be >= 1, got {self.limit}")
+        if self.config is None and shipped_config(self.model) is None:
+            raise ConfigError(f"no shipped config for {self.model}: name one (--layer and --keep-ratio, or --prune)")
+
+
+def run(args: BenchSpec) -> str:
+    """Measure, write the markdown table and the JSON, and return the table."""
     if args.threads:
         torch.set_num_threads(args.threads)
-    config = PruneConfig(layer=args.layer, keep_ratio=args.keep_ratio) if args.layer else shipped_config(args.model)
-    if config is None:
-        raise SystemExit(f"no shipped config for {args.model}: give --layer and --keep-ratio")
+    config = args.config or shipped_config(args.model)
     utts = [u for u in read_manifest(args.manifest, args.limit)]
     audios = [load_audio(u.path) for u in utts]
     keep = [i for i, a in enumerate(audios) if a.shape[0] <= N_SAMPLES]  # one 30 s window each
@@ -281,11 +290,9 @@ def main(argv: list[str] | None = None) -> None:
     info = machine()
     table = markdown(rows, encoders, info, len(audios), args)
     atomic_write_text(Path(args.markdown), table)
-    payload = {"machine": info, "args": vars(args), "config": config.to_dict(), "n_utterances": len(audios),
+    settings = {k: v for k, v in asdict(args).items() if k != "config"}
+    payload = {"machine": info, "args": settings, "config": config.to_dict(), "prune": config.format(),
+               "n_utterances": len(audios),
                "results": [asdict(r) | {"median": r.median} for r in rows + encoders]}
     atomic_write_json(Path(args.json), payload)
-    print(table)
-
-
-if __name__ == "__main__":
-    main()
+    return table
