@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from whisper_eas.cli.common import friendly_errors, model_option, prune_options, resolve_prune
+from whisper_eas.cli.common import friendly_errors, model_option, prune_options, resolve_model, resolve_prune
 
 
 @click.command("eval")
@@ -17,6 +17,9 @@ from whisper_eas.cli.common import friendly_errors, model_option, prune_options,
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @click.option("--backend", default="pytorch", show_default=True, help="Runner backend.")
 @click.option("--engine-dir", type=click.Path(path_type=Path), help="Export or engine folder (onnxruntime, tensorrt).")
+@click.option("--head-precision", type=click.Choice(["model", "tf32", "float32"]),
+              help="CUDA-graph runner (--device cuda): run the encoder up to the pruning layer in the model's "
+                   "dtype (default), TF32 or float32.")
 @click.option("--beam-size", type=int, help="Beam search width (default: greedy).")
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1),
               help="Windows decoded together (across files).")
@@ -26,7 +29,7 @@ from whisper_eas.cli.common import friendly_errors, model_option, prune_options,
               help="Write the full report here (per-utterance errors, words, language, windows).")
 @friendly_errors
 def command(model, manifest, limit, dense, layer, keep_ratio, mass, strategy, scoring, query_stride, merge,
-            device, backend, engine_dir, beam_size, batch_size, no_guard, language, json_out) -> None:
+            device, backend, engine_dir, head_precision, beam_size, batch_size, no_guard, language, json_out) -> None:
     """Transcribe a manifest as trt-transcribe does (timestamps, fallback, long files in 30 s
     windows) and score WER (Whisper English normalizer + jiwer). Exits 1 when nothing was scored."""
     from whisper_eas.cli.progress import Progress
@@ -38,11 +41,13 @@ def command(model, manifest, limit, dense, layer, keep_ratio, mass, strategy, sc
     from whisper_eas.runners.factory import make_runner
     from whisper_eas.transcribe import Transcriber
 
-    prune = resolve_prune(model, dense, layer, keep_ratio, mass, strategy, scoring, query_stride, merge)
+    prune = resolve_prune(model, dense, layer, keep_ratio, mass, strategy, scoring, query_stride, merge, engine_dir)
+    model = resolve_model(model, engine_dir)
     utterances = read_manifest(manifest, limit)
     if not utterances:
         raise click.ClickException(f"{manifest}: no utterances (only a header?): nothing to evaluate")
-    runner = make_runner(backend=backend, model=model, prune=prune, device=device, engine_dir=engine_dir)
+    extra = {"head_precision": head_precision} if head_precision else {}
+    runner = make_runner(backend=backend, model=model, prune=prune, device=device, engine_dir=engine_dir, **extra)
     options = DecodingOptions(beam_size=beam_size, language=language, without_timestamps=False)
     transcriber = Transcriber(runner, options=options, guard=GuardOptions(enabled=not no_guard), batch_size=batch_size)
     progress = Progress(len(utterances), sum(u.duration_s for u in utterances))

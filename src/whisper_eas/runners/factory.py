@@ -174,8 +174,10 @@ def _pytorch_runner(model, prune, device: str, engine_dir, options: dict) -> Run
     model = model if model is not None else DEFAULT_MODEL
     if prune is DEFAULT_PRUNE:
         prune = shipped_config(model)
-    return pytorch_runner_class(device, prune)(model, prune=prune, device=device, dtype=pytorch_dtype(device),
-                                               **options)
+    runner_class = pytorch_runner_class(device, prune)
+    if "head_precision" in options and runner_class.__name__ != "CudaGraphRunner":
+        raise ConfigError("a head precision applies to the CUDA-graph runner: --device cuda with a fixed keep ratio")
+    return runner_class(model, prune=prune, device=device, dtype=pytorch_dtype(device), **options)
 
 
 def pytorch_dtype(device: str):
