@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import torch
 
-from whisper_eas.config import PruneConfig
+from whisper_eas.config import ENCODER_FRAMES_PER_SECOND, PruneConfig
+
+ONSET_LEAD = 5  # onset_keep starts this many encoder frames (0.1 s) before the detected speech onset
 
 
 def attention_probs(q: torch.Tensor, k: torch.Tensor, n_heads: int, query_stride: int = 1) -> torch.Tensor:
@@ -106,11 +108,14 @@ def _coverage_marks(scores: torch.Tensor, counts: torch.Tensor, uniform_floor: f
     return (reached > before).to(scores.dtype)
 
 
-def select_indices(scores: torch.Tensor | None, config: PruneConfig, b: int, t: int, device) -> torch.Tensor:
+def select_indices(
+    scores: torch.Tensor | None, config: PruneConfig, b: int, t: int, device, protect: torch.Tensor | None = None
+) -> torch.Tensor:
     """Indices of kept frames, ascending (time order), [B, K].
 
     Fixed ratios keep K = round(keep_ratio * T). Adaptive configs keep a per-sample count; a batch
     keeps its largest count for every sample (the extra frames are the next best by the strategy).
+    `protect` [B, T] (bool): frames kept before any other (the speech onset, `onset_keep`), within K.
     """
     if config.adaptive:
         counts = adaptive_keep_counts(scores, config)
@@ -126,6 +131,8 @@ def select_indices(scores: torch.Tensor | None, config: PruneConfig, b: int, t: 
     ranking = scores / scores.amax(dim=-1, keepdim=True).clamp_min(1e-30)  # in [0, 1]
     if config.strategy == "coverage":
         ranking = ranking + 2.0 * _coverage_marks(scores, counts, config.uniform_floor)
+    if protect is not None:
+        ranking = ranking + 4.0 * protect.to(ranking.dtype)
     top = torch.topk(ranking, k, dim=-1).indices
     return torch.sort(top, dim=-1).values
 
@@ -155,11 +162,98 @@ def merge_frames(hidden: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return (sums / sizes.unsqueeze(-1)).to(hidden.dtype)
 
 
+def speech_bounds(mel: torch.Tensor, level: float = 0.35) -> torch.Tensor:
+    """Per window, the encoder frames where speech starts and where the audio content ends, [B, 2].
+
+    Content ends after the last non-padding column (`content_frames`). Speech starts at the first
+    mel frame whose mean log-mel rises `level` of the way from the content's quiet floor (10th
+    percentile) to its loud level (95th percentile): a leading pause is not speech.
+    """
+    columns = mel.float()
+    ends = content_frames(mel)
+    starts = torch.zeros_like(ends)
+    for i in range(columns.shape[0]):
+        content = int(ends[i]) * 2
+        if content <= 0:
+            continue
+        energy = columns[i, :, :content].mean(dim=0)
+        low, high = torch.quantile(energy, 0.10), torch.quantile(energy, 0.95)
+        loud = (energy > low + level * (high - low)).nonzero().flatten()
+        starts[i] = int(loud.min()) // 2 if loud.numel() else 0
+    return torch.stack([starts, ends], dim=-1)
+
+
+def onset_mask(bounds: torch.Tensor, config: PruneConfig, t: int) -> torch.Tensor | None:
+    """[B, T] bool: the first `onset_keep` seconds of speech (from a little before it starts)."""
+    if config.onset_keep <= 0:
+        return None
+    frames = torch.arange(t, device=bounds.device).unsqueeze(0)
+    start = (bounds[:, :1] - ONSET_LEAD).clamp_min(0)
+    return (frames >= start) & (frames < bounds[:, :1] + int(round(config.onset_keep * ENCODER_FRAMES_PER_SECOND)))
+
+
+def content_frames(mel: torch.Tensor) -> torch.Tensor:
+    """Encoder frames holding audio, per window [B], from log-mel features [B, n_mels, 3000].
+
+    Padding is digital silence: its log-mel columns sit at the clamp floor in every bin (a padded
+    clip) or are zero (a long-form file's last window), so a column whose bins are all equal is
+    padding, and speech never has 80 equal bins. Content ends after the last unequal column;
+    two mel frames make one encoder frame.
+    """
+    columns = mel.float()
+    varies = (columns.amax(dim=1) != columns.amin(dim=1)).to(torch.long)  # [B, 3000]
+    n = varies.shape[-1]
+    positions = torch.arange(1, n + 1, device=mel.device)
+    last = (varies * positions).amax(dim=-1)  # one past the last varying column, 0 if none
+    return torch.div(last + 1, 2, rounding_mode="floor")
+
+
 def prune_hidden(
-    hidden: torch.Tensor, scores: torch.Tensor | None, config: PruneConfig
+    hidden: torch.Tensor, scores: torch.Tensor | None, config: PruneConfig, bounds: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Apply a config's selection: (kept hidden [B, K, D], kept frame indices [B, K])."""
+    """Apply a config's selection: (kept hidden [B, K, D], kept frame indices [B, K]).
+
+    `bounds` [B, 2] (`speech_bounds` of the window's features) serves the configs that need the
+    audio: with `padding="drop"` the selection runs on each window's speech region only and the
+    padding after it is dropped; with `onset_keep` the speech onset's frames are kept first.
+    """
     b, t, _ = hidden.shape
-    idx = select_indices(None if scores is None else scores.float(), config, b, t, hidden.device)
+    if config.padding == "drop" and bounds is not None:
+        return _prune_regions(hidden, scores, config, bounds)
+    protect = onset_mask(bounds, config, t) if bounds is not None else None
+    idx = select_indices(None if scores is None else scores.float(), config, b, t, hidden.device, protect)
     kept = merge_frames(hidden, idx) if config.merge else gather_frames(hidden, idx)
     return kept, idx
+
+
+def _prune_regions(
+    hidden: torch.Tensor, scores: torch.Tensor | None, config: PruneConfig, bounds: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per window: select within frames [0, region), merge only within it, drop the rest.
+
+    Counts differ per window; a batch keeps its largest count, and a window with fewer fills the
+    rest with frames spread evenly over its dropped padding, kept as they are (the product path,
+    `TorchRunner`, encodes such configs one window at a time, so this only serves direct batches).
+    """
+    b, t, _ = hidden.shape
+    outs, idxs = [], []
+    for i in range(b):
+        region = config.region_frames(int(bounds[i, 1]), t)
+        part = hidden[i : i + 1, :region]
+        part_scores = None if scores is None else scores[i : i + 1, :region].float()
+        protect = onset_mask(bounds[i : i + 1], config, region)
+        idx = select_indices(part_scores, config, 1, region, hidden.device, protect)
+        outs.append(merge_frames(part, idx) if config.merge else gather_frames(part, idx))
+        idxs.append(idx)
+    longest = max(int(idx.shape[1]) for idx in idxs)
+    for i in range(b):
+        missing = longest - int(idxs[i].shape[1])
+        if missing:
+            start = int(idxs[i][0, -1]) + 1
+            fill = torch.linspace(start, t - 1, missing, device=hidden.device).round().long().clamp(start, t - 1)
+            fill = torch.unique(fill)
+            while fill.numel() < missing:  # only when the padding is shorter than the gap: reuse its last frame
+                fill = torch.cat([fill, fill[-1:]])
+            outs[i] = torch.cat([outs[i], gather_frames(hidden[i : i + 1], fill.unsqueeze(0))], dim=1)
+            idxs[i] = torch.cat([idxs[i], fill.unsqueeze(0)], dim=1)
+    return torch.cat(outs), torch.cat(idxs)

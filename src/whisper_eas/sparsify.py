@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from whisper_eas.config import PruneConfig
-from whisper_eas.selection import attention_scores, prune_hidden
+from whisper_eas.selection import attention_scores, prune_hidden, speech_bounds
 
 
 def find_encoder(model: nn.Module) -> nn.Module:
@@ -83,11 +83,14 @@ class EncoderPruner:
         self._handles: list = []
         self._q: torch.Tensor | None = None
         self._k: torch.Tensor | None = None
+        self._bounds: torch.Tensor | None = None
 
     def attach(self) -> "EncoderPruner":
         if self._handles:
             return self
         attn = self.block.self_attn
+        if self.config.needs_audio:  # speech bounds come from the encoder's input features
+            self._handles.append(self.encoder.register_forward_pre_hook(self._keep_content, with_kwargs=True))
         if self.config.uses_attention:
             self._handles.append(attn.q_proj.register_forward_hook(self._keep_q))
             self._handles.append(attn.k_proj.register_forward_hook(self._keep_k))
@@ -99,6 +102,10 @@ class EncoderPruner:
             handle.remove()
         self._handles.clear()
         self._q = self._k = None
+
+    def _keep_content(self, _module, args, kwargs):
+        mel = args[0] if args else kwargs.get("input_features")
+        self._bounds = speech_bounds(mel) if mel is not None else None
 
     def _keep_q(self, _module, _inputs, output):
         self._q = output
@@ -117,7 +124,7 @@ class EncoderPruner:
         hidden = block_output(output)
         scores = self.scores()
         self._q = self._k = None
-        kept, idx = prune_hidden(hidden, scores, self.config)
+        kept, idx = prune_hidden(hidden, scores, self.config, self._bounds)
         self.record.kept, self.record.n_frames = idx, hidden.shape[1]
         self.record.calls += 1
         if self.record.keep_history:

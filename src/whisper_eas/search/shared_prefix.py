@@ -14,7 +14,7 @@ from torch import nn
 
 from whisper_eas.config import PruneConfig
 from whisper_eas.runners.base import EncodedBatch
-from whisper_eas.selection import attention_scores, prune_hidden
+from whisper_eas.selection import attention_scores, prune_hidden, speech_bounds
 from whisper_eas.sparsify import encoder_stem, find_encoder, run_blocks
 
 
@@ -24,6 +24,7 @@ class DenseStates:
     @torch.inference_mode()
     def __init__(self, model: nn.Module, mel: torch.Tensor):
         self.encoder = find_encoder(model)
+        self.bounds = speech_bounds(mel)  # speech start, content end per window (padding="drop", onset_keep)
         x = encoder_stem(self.encoder, mel)
         self.states = [x]
         for layer in self.encoder.layers:
@@ -42,6 +43,7 @@ class DenseStates:
         """The states of one window (adaptive keep counts differ per window)."""
         one = object.__new__(DenseStates)
         one.encoder, one.states = self.encoder, [s[index : index + 1] for s in self.states]
+        one.bounds = self.bounds[index : index + 1]
         return one
 
     @torch.inference_mode()
@@ -59,6 +61,6 @@ class DenseStates:
         if config is None:
             return EncodedBatch(self.encoder.layer_norm(self.states[-1]), None, self.n_frames)
         config.check_model(len(self.encoder.layers))
-        x, kept = prune_hidden(self.states[config.layer], self.scores(config), config)
+        x, kept = prune_hidden(self.states[config.layer], self.scores(config), config, self.bounds)
         x = run_blocks(self.encoder.layers[config.layer :], x)
         return EncodedBatch(self.encoder.layer_norm(x), kept.cpu(), self.n_frames)
