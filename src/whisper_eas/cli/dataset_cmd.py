@@ -31,6 +31,8 @@ from whisper_eas.runners.factory import BACKEND_CHOICES
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1),
               help="Windows decoded together in an actor, across its files.")
 @click.option("--overwrite", is_flag=True, help="Redo files whose outputs already exist (default: skip them).")
+@click.option("--allow-partial", is_flag=True,
+              help="Transcribe what a truncated or corrupt file yields (with a warning) instead of failing it.")
 @click.option("--address", help="Ray cluster to join (auto, ray://HOST:10001); default: Ray on this machine.")
 @click.option("--actors", default=1, show_default=True, type=click.IntRange(min=1),
               help="Transcription actors, each loading the model once (one per GPU on a GPU cluster).")
@@ -39,12 +41,13 @@ from whisper_eas.runners.factory import BACKEND_CHOICES
 @click.option("--files-per-call", default=8, show_default=True, type=click.IntRange(min=1),
               help="Files handed to an actor at a time.")
 @click.option("--max-decoded-minutes", default=30.0, show_default=True, type=click.FloatRange(min=0.01),
-              help="Longer files are read by the actor itself instead of decoded on a CPU task.")
+              help="Longer files are read (streamed) by the actor itself instead of decoded on a CPU task; "
+                   "with --allow-partial every file is.")
 @click.option("--num-cpus", type=click.IntRange(min=1), help="CPUs of the local Ray (default: all); not with --address.")
 @friendly_errors
 def command(input_spec, output_dir, model, engine_dir, backend, device, dense, layer, keep_ratio, mass, strategy,
-            scoring, query_stride, merge, language, task, beam_size, fmt, batch_size, overwrite, address, actors,
-            gpus_per_actor, cpus_per_actor, files_per_call, max_decoded_minutes, num_cpus) -> None:
+            scoring, query_stride, merge, language, task, beam_size, fmt, batch_size, overwrite, allow_partial,
+            address, actors, gpus_per_actor, cpus_per_actor, files_per_call, max_decoded_minutes, num_cpus) -> None:
     """Transcribe a folder, manifest TSV or Parquet/CSV/JSONL table of paths with Ray Data."""
     from whisper_eas.scaleout import ClusterSpec, TranscribeSpec, require_ray, run_job
 
@@ -59,18 +62,20 @@ def command(input_spec, output_dir, model, engine_dir, backend, device, dense, l
     named = prune is None or isinstance(prune, PruneConfig)  # else the marker for the folder's own config
     spec = TranscribeSpec(model=model, prune=prune if named else None, default_prune=not named, backend=backend,
                           device=device, engine_dir=engine_dir,
-                          language=language, task=task, beam_size=beam_size, batch_size=batch_size)
+                          language=language, task=task, beam_size=beam_size, batch_size=batch_size,
+                          options=(("allow_partial", True),) if allow_partial else ())
     if gpus_per_actor is None:
         gpus_per_actor = 1.0 if device.startswith("cuda") or backend == "tensorrt" else 0.0
     cluster = ClusterSpec(address=address, actors=actors, cpus_per_actor=cpus_per_actor, gpus_per_actor=gpus_per_actor,
-                          files_per_call=files_per_call, max_decoded_s=max_decoded_minutes * 60, local_cpus=num_cpus)
+                          files_per_call=files_per_call, local_cpus=num_cpus,
+                          max_decoded_s=0.0 if allow_partial else max_decoded_minutes * 60)
     where, which = address or "a local Ray", model or "the folder's"
     click.echo(f"{len(items)} file(s); {actors} actor(s) on {where}; model {which}, "
                f"{spec.config_text()}", err=True)
     report = run_job(items, output_dir, expand_formats(fmt), spec, cluster, overwrite=overwrite, on_row=_print_row)
     stats = RunStats(ok=report.ok, failed=report.failed, skipped=report.skipped, audio_s=report.audio_s)
     stats.started -= report.wall_s
-    click.echo(f"{stats.summary()}\nresults: {report.results}", err=True)
+    click.echo(f"{stats.summary()} (Ray start {report.connect_s:.1f} s)\nresults: {report.results}", err=True)
     if report.failed:
         sys.exit(1)
 
@@ -79,6 +84,8 @@ def _print_row(record: dict) -> None:
     if record["status"] == "ok":
         click.echo(f"done {record['source']} ({record['duration_s']:.1f} s audio, {record['backend']} on "
                    f"{record['device']}, {record['node']}:{record['worker_pid']})", err=True)
+        if record["warnings"]:
+            click.echo(f"warning: {record['source']}: {record['warnings']}", err=True)
     else:
         click.echo(f"error: {record['error']}", err=True)
 

@@ -46,7 +46,7 @@ class ClusterSpec:
     gpus_per_actor: float = 0.0
     files_per_call: int = 8  # files per actor call; their windows are batched together
     decode_cpus: float = 0.25  # per decoding task (decoding is light next to the model)
-    max_decoded_s: float = 1800.0  # longer files are read by the actor, not decoded into the object store
+    max_decoded_s: float = 1800.0  # longer files are read (streamed) by the actor, not decoded into the object store
     local_cpus: int | None = None  # CPUs of a local Ray (default: all)
     actor_start_failures: int = 1  # actor starts that may fail in a row before the job stops (a broken folder fails fast)
     retries: int = 3  # per decoding task and per actor call, on worker or actor death
@@ -56,8 +56,8 @@ class ClusterSpec:
             raise ValueError("actors and files_per_call must be >= 1")
         if self.cpus_per_actor <= 0 or self.gpus_per_actor < 0 or self.decode_cpus <= 0:
             raise ValueError("cpus_per_actor and decode_cpus must be > 0, gpus_per_actor >= 0")
-        if self.max_decoded_s <= 0:
-            raise ValueError("max_decoded_s must be > 0")
+        if self.max_decoded_s < 0:
+            raise ValueError("max_decoded_s must be >= 0 (0: every file is read by the actor)")
 
 
 @dataclass
@@ -67,6 +67,7 @@ class JobReport:
     skipped: int = 0
     audio_s: float = 0.0
     wall_s: float = 0.0
+    connect_s: float = 0.0  # starting or joining Ray (part of wall_s)
     results: Path | None = None
     run_id: str = ""
     errors: list[str] = field(default_factory=list)
@@ -105,7 +106,9 @@ def run_job(items: list[DatasetItem], output_dir: str | Path, formats: tuple[str
 
 def _execute(todo, output_dir, formats, spec, cluster, log, report, on_row) -> None:
     ray = require_ray()
+    started = time.perf_counter()
     started_here = _connect(ray, cluster)
+    report.connect_s = time.perf_counter() - started
     try:
         for row in _pipeline(ray, todo, spec, cluster).iter_rows():
             record = log.add(_finish_file(row, output_dir, formats))

@@ -41,6 +41,7 @@ class TranscribeSpec:
     beam_size: int | None = None
     batch_size: int = 8  # windows decoded together, across the files of one call
     threads: int | None = None  # torch intra-op threads in the actor (None: the actor's CPUs)
+    options: tuple[tuple[str, Any], ...] = ()  # further Transcriber.from_model keywords (e.g. allow_partial)
 
     def prune_arg(self) -> Any:
         """What `Transcriber.from_model` takes (the default marker is rebuilt here: it does not pickle)."""
@@ -66,6 +67,8 @@ def decode_row(row: dict[str, Any], max_decoded_s: float) -> dict[str, Any]:
     source = row["source"]
     started = time.perf_counter()
     out = {**row, "samples": b"", "deferred": False, "error": ""}
+    if max_decoded_s == 0:  # every file read by the actor (e.g. --allow-partial: its warnings come from there)
+        return {**out, "deferred": True, "decode_s": 0.0}
     try:
         with local_copy(source) as path:
             duration = probe_duration(path)
@@ -110,7 +113,7 @@ class TranscribeActor:
         self.spec = spec
         self.transcriber = Transcriber.from_model(
             spec.model, spec.prune_arg(), spec.backend, spec.device, spec.engine_dir, language=spec.language,
-            task=spec.task, beam_size=spec.beam_size, batch_size=spec.batch_size)
+            task=spec.task, beam_size=spec.beam_size, batch_size=spec.batch_size, **dict(spec.options))
         self.pid, self.node = os.getpid(), socket.gethostname()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
@@ -143,15 +146,16 @@ class TranscribeActor:
     def _columns(self, rows: list[dict[str, Any]], outcomes: dict[int, dict[str, Any]]) -> dict[str, list]:
         info = self.transcriber.runner.describe()
         columns: dict[str, list] = {k: [] for k in (
-            "source", "name", "status", "error", "result", "duration_s", "decode_s", "transcribe_s", "windows",
-            "backend", "device", "worker_pid", "node")}
+            "source", "name", "status", "error", "warnings", "result", "duration_s", "decode_s", "transcribe_s",
+            "windows", "backend", "device", "worker_pid", "node")}
         for index, row in enumerate(rows):
             outcome = outcomes.get(index, {})
             result = outcome.get("result")
             error = str(row["error"]) or outcome.get("error", "" if result else f"{row['source']}: no result")
             values = {
                 "source": str(row["source"]), "name": str(row["name"]), "status": "ok" if result else "error",
-                "error": "" if result else error, "result": pickle.dumps(result) if result else b"",
+                "error": "" if result else error, "warnings": "; ".join(getattr(result, "warnings", None) or ()),
+                "result": pickle.dumps(result) if result else b"",
                 "duration_s": result.duration_s if result else None, "decode_s": float(row["decode_s"]),
                 "transcribe_s": result.timing.get("wall_s") if result else None,
                 "windows": len(result.windows) if result else None, "backend": info["backend"],
