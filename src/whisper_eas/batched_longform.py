@@ -28,7 +28,7 @@ import torch
 from whisper_eas.audio import SAMPLE_RATE
 from whisper_eas.config import ENCODER_FRAMES_PER_SECOND, PruneConfig
 from whisper_eas.decoding import DecodingOptions
-from whisper_eas.features import N_FRAMES, N_SAMPLES, TIME_PRECISION, log_mel
+from whisper_eas.features import N_FFT, N_FRAMES, N_SAMPLES, TIME_PRECISION, log_mel
 from whisper_eas.guard import GuardOptions
 from whisper_eas.longform import LongformOptions, WindowOutcome, WindowRequest, is_silence, split_segments
 from whisper_eas.results import Segment, TranscriptionResult, WindowInfo
@@ -143,6 +143,8 @@ def encode_speech(runner: Runner, mel: torch.Tensor, content: list[int], config:
     from whisper_eas.runners.torch_runner import TorchRunner
 
     contents = torch.as_tensor(content, dtype=torch.long)
+    if min(content) >= N_FRAMES // 2 and config.onset_keep == 0:  # no padding: the runner's own (exported) pruning
+        return runner.encode(mel)
     if isinstance(runner, GraphRunner):
         return _encode_graphs(runner, mel, contents, config)
     if type(runner) is TorchRunner:  # the CUDA-graph runner has static shapes: whole windows
@@ -247,7 +249,8 @@ def _batches(chunks: list[Chunk], batch_size: int, batched: BatchedOptions, by_r
 
 
 def _request(runner: Runner, chunk: Chunk, options: DecodingOptions, longform: LongformOptions) -> WindowRequest:
-    mel = log_mel(chunk.samples, runner.n_mels, padding=N_SAMPLES)[:, :N_FRAMES]  # padded as Whisper pads
+    # zeros up to 30 s and one FFT window more: Whisper's features (`window_features` pads a full 30 s: twice the STFT)
+    mel = log_mel(chunk.samples, runner.n_mels, padding=N_SAMPLES - len(chunk.samples) + N_FFT)[:, :N_FRAMES]
     seed = longform.seed * 1_000_003 + chunk.pieces[0].start // 160
     return WindowRequest(mel, tuple(options.prompt or ()), options.language, seed=seed)
 

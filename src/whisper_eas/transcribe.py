@@ -9,7 +9,7 @@ across files (`scheduler.py`); every file's result is the same as when it is tra
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -17,6 +17,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from whisper_eas.audio import check_samples, load_audio
+from whisper_eas.batched_longform import BatchedOptions, batched_result, transcribe_batched
 from whisper_eas.config import PruneConfig
 from whisper_eas.decoding import DecodingOptions
 from whisper_eas.guard import GuardOptions
@@ -24,6 +25,7 @@ from whisper_eas.longform import LongformFile, LongformOptions
 from whisper_eas.results import Segment, TranscriptionResult, WindowInfo
 from whisper_eas.runners.base import Runner
 from whisper_eas.scheduler import Finished, run_lockstep
+from whisper_eas.vad import model_path
 from whisper_eas.window_decode import decode_windows
 
 AudioInput = str | Path | np.ndarray
@@ -53,6 +55,7 @@ class Transcriber:
         guard: GuardOptions | None = None,
         batch_size: int = 8,
         longform: LongformOptions | None = None,
+        batched: BatchedOptions | None = None,
     ):
         self.runner = runner
         self.options = options or DecodingOptions(without_timestamps=False)
@@ -64,6 +67,10 @@ class Transcriber:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size
+        self.batched = batched  # None: sequential, conditioned long-form (the default; batched_longform.py)
+        if batched is not None:
+            batched.check()
+            model_path()  # the optional VAD: one clear error up front, not one per file
         self.backend_reason: str | None = None  # why `backend="auto"` picked this runner
 
     @classmethod
@@ -100,6 +107,9 @@ class Transcriber:
 
     def transcribe_many(self, inputs: Iterable[AudioInput]) -> Iterator[FileOutcome]:
         """Transcribe inputs with windows batched across files; yields each as it finishes."""
+        if self.batched is not None:
+            yield from (self._batched(index, audio) for index, audio in enumerate(inputs))
+            return
         sources: dict[int, str] = {}
 
         def jobs():
@@ -110,6 +120,20 @@ class Transcriber:
         decode = partial(decode_windows, self.runner, options=self.options, longform=self.longform, guard=self.guard)
         for finished in run_lockstep(jobs(), decode, self.batch_size):
             yield self._outcome(finished, sources.pop(finished.key))
+
+    def _batched(self, index: int, audio: AudioInput) -> FileOutcome:
+        """One file in batched mode: its VAD chunks decoded `batch_size` windows at a time."""
+        source, started = _source(audio), time.perf_counter()
+        try:
+            samples = load_audio(audio) if isinstance(audio, (str, Path)) else check_samples(source, audio)
+            load_s = time.perf_counter() - started
+            part = transcribe_batched(self.runner, samples, replace(self.options, language=self._fixed_language()),
+                                      self.longform, self.guard, self.batch_size, self.batched)
+        except Exception as error:  # one bad input never stops the batch
+            return FileOutcome(index, source, None, _name_file(error, source))
+        result = batched_result(self.runner, source, samples, part, time.perf_counter() - started, load_s,
+                                self.batch_size)
+        return FileOutcome(index, source, result, None)
 
     def _open(self, audio: AudioInput) -> LongformFile:
         source = _source(audio)

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from whisper_eas.audio import SAMPLE_RATE
+from whisper_eas.errors import MissingDependencyError
 
 WINDOW = 512  # samples per VAD probability (32 ms)
 CONTEXT = 64  # samples of the previous row the model sees in front of each row
@@ -27,7 +28,7 @@ VAD_MISSING = ("batched transcription needs Silero VAD's ONNX model and ONNX Run
                "pip install 'whisper-eas[vad]' (silero-vad and onnxruntime)")
 
 
-class VadUnavailable(RuntimeError):
+class VadUnavailable(MissingDependencyError):
     """The optional VAD dependencies are not installed."""
 
 

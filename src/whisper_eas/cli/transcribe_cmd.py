@@ -29,17 +29,26 @@ from whisper_eas.runners.factory import BACKEND_CHOICES
 @click.option("--format", "fmt", default="txt", show_default=True, type=click.Choice(FORMATS + ("all",)))
 @click.option("--output-dir", type=click.Path(path_type=Path), help="Write outputs here (default: print to stdout).")
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1),
-              help="Windows decoded together, across files.")
+              help="Windows decoded together: across files, or within a file with --batched.")
+@click.option("--batched", is_flag=True,
+              help="Batched long-form: speech chunks (Silero VAD) of each file decoded as independent windows, "
+                   "--batch-size at a time. Faster on long recordings; the default sequential mode conditions on "
+                   "the previous text and is usually a little more accurate. Needs whisper-eas[vad].")
+@click.option("--vad-threshold", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
+              help="--batched: speech probability from which a 32 ms window counts as speech [default: 0.5].")
 @click.option("--overwrite", is_flag=True, help="Redo files whose outputs already exist (default: skip them).")
 @friendly_errors
 def command(inputs, model, engine_dir, backend, device, dense, layer, keep_ratio, mass, strategy, scoring,
-            query_stride, merge, language, task, beam_size, fmt, output_dir, batch_size, overwrite) -> None:
+            query_stride, merge, language, task, beam_size, fmt, output_dir, batch_size, overwrite, batched,
+            vad_threshold) -> None:
     """Transcribe audio files and folders (default: embedded tiny.en, shipped sparse config, best backend)."""
     from whisper_eas.transcribe import Transcriber
 
     formats = expand_formats(fmt)
     if output_dir is None and len(formats) > 1:
         raise click.UsageError("--format all writes several files: give --output-dir")
+    if vad_threshold is not None and not batched:
+        raise click.UsageError("--vad-threshold applies to --batched only")
     files = discover(list(inputs))
     if not files:
         raise click.UsageError(f"no audio files found in {', '.join(map(str, inputs))}")
@@ -52,7 +61,8 @@ def command(inputs, model, engine_dir, backend, device, dense, layer, keep_ratio
     prune = resolve_prune(model, dense, layer, keep_ratio, mass, strategy, scoring, query_stride, merge, engine_dir)
     model = resolve_model(model, engine_dir)
     transcriber = Transcriber.from_model(model, prune, backend, device, engine_dir, language=language, task=task,
-                                         beam_size=beam_size, batch_size=batch_size)
+                                         beam_size=beam_size, batch_size=batch_size,
+                                         batched=_batched_options(batched, vad_threshold))
     info = transcriber.runner.describe()
     click.echo(f"backend: {info['backend']} on {info['device']} ({transcriber.backend_reason}); "
                f"model {info['model']}, {_prune_label(transcriber)}", err=True)
@@ -61,6 +71,16 @@ def command(inputs, model, engine_dir, backend, device, dense, layer, keep_ratio
     click.echo(stats.summary(), err=True)
     if stats.failed:
         sys.exit(1)
+
+
+def _batched_options(batched: bool, vad_threshold: float | None):
+    """`--batched [--vad-threshold T]` as `BatchedOptions` (None: the sequential mode)."""
+    if not batched:
+        return None
+    from whisper_eas.batched_longform import BatchedOptions
+    from whisper_eas.vad import VadOptions
+
+    return BatchedOptions(vad=VadOptions(threshold=vad_threshold if vad_threshold is not None else 0.5))
 
 
 def _skip_finished(files: list[InputFile], output_dir: Path | None, formats, overwrite: bool,
