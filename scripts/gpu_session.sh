@@ -3,8 +3,9 @@
 # one call may carry at most 64 MiB (the tiny.en weights alone are 75 MB, so they travel in two
 # halves). Run from the repository root on the GPU machine, with PYTHONPATH=src.
 #   stage 1: synthetic-dims benchmark (random weights, real Whisper dimensions), FP16 and float32 head
-#   stage 2: real tiny.en: the CUDA tests, FP16 + CUDA-graph transcripts of the dev set (both heads),
-#            trt-transcribe --device cuda dense and shipped; stages research/research2: strategy grids
+#   stage 2: real tiny.en: the CUDA tests, `whisper-eas eval --device cuda` of the dev set per config and
+#            head precision, trt-transcribe --device cuda dense and shipped; stages research/research2:
+#            strategy grids (`whisper-eas search --no-latency` over two named manifests)
 # Payload (prepared on the CPU machine, ignored by git): .devrun/{w1,w2,short,full30,whl}.
 set -uo pipefail
 stage=$1
@@ -30,14 +31,16 @@ fi
 W1=.devrun/w1/part00; [ -f $W1 ] || W1=$STASH/w1/part00
 SHORT=.devrun/short; [ -d $SHORT ] || SHORT=$STASH/short
 mkdir -p /tmp/tiny.en && cat $W1 .devrun/w2/part01 > /tmp/tiny.en/model.safetensors && cp .devrun/w2/*.json /tmp/tiny.en/
+search() {  # WER-only strategy grid over both manifests (whisper-eas search --no-latency)
+  timeout "$1" python3 -m whisper_eas.cli.main search --model /tmp/tiny.en --manifest full=.devrun/full30/manifest.tsv \
+    --manifest short=$SHORT/manifest.tsv --device cuda --no-latency "${@:3}" --out "$OUT/$2" 2>&1 | tail -n 4
+}
 if [ "$stage" = research2 ]; then
-  common="--model /tmp/tiny.en --manifest full=.devrun/full30/manifest.tsv --manifest short=$SHORT/manifest.tsv --device cuda --graphs --no-score --batch-size 40"
-  timeout 150 python3 scripts/compare_strategies.py $common --layers 1,2 --keep-ratios 0.5,0.4,0.35,0.3,0.25 \
-    --variants coverage+merge,coverage@4+merge,coverage@8+merge,coverage@16+merge,coverage:0.3@8+merge,coverage:0.7@8+merge \
-    --json "$OUT/research2.json" 2>&1 | tail -n 2
+  search 150 research2 --layers 1,2 --keep-ratios 0.5,0.4,0.35,0.3,0.25 \
+    --strategies coverage+merge,coverage@4+merge,coverage@8+merge,coverage@16+merge
   for lo in 0.2 0.3; do
-    timeout 60 python3 scripts/compare_strategies.py $common --layers 1,2 --variants adaptive-coverage@8+merge \
-      --masses 0.95,0.98 --min-keep $lo --max-keep 0.6 --json "$OUT/research2_adaptive_$lo.json" 2>&1 | tail -n 1
+    search 60 research2_adaptive_$lo --layers 1,2 --strategies coverage@8+merge --keep-ratios 0.5 \
+      --masses 0.95,0.98 --min-keep $lo --max-keep 0.6
   done
   exit 0
 fi
@@ -48,11 +51,14 @@ if [ "$stage" = 2 ] || [ "$stage" = tests ]; then  # tests: only the CUDA tests 
   timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_static_graphs.py tests/test_trt_plugin.py \
     -k "cuda or triton" 2>&1 | tee "$OUT/pytest_cuda.log" | tail -n 6
   [ "$stage" = tests ] && exit 0
-  configs=1:0.5:coverage:4:merge,1:0.5:coverage:8,1:0.4:coverage:8,1:0.5:attentive:1
+  # accuracy on the GPU: whisper-eas eval (the Transcriber users run) per config and encoder-head precision
   for head in model tf32 float32; do
-    extra=; [ $head = model ] && extra=dense,
-    timeout 60 python3 scripts/gpu_transcripts.py --model /tmp/tiny.en --manifest $SHORT/manifest.tsv --head $head \
-      --configs $extra$configs --out "$OUT/gpu_fp16_head_$head.json" 2>&1 | grep -v Loading
+    for prune in dense "coverage@4+merge L1 k0.5" "coverage@8 L1 k0.5" "coverage@8 L1 k0.4" "attentive L1 k0.5"; do
+      [ "$prune" = dense ] && [ $head != model ] && continue
+      name=$(echo "$prune" | tr ' @+' '_--')
+      timeout 60 python3 -m whisper_eas.cli.main eval --model tiny.en --manifest $SHORT/manifest.tsv --device cuda \
+        --head-precision $head --prune "$prune" --batch-size 16 --json "$OUT/gpu_eval_${head}_$name.json" 2>&1 | tail -n 1
+    done
   done
   # the user's path: trt-transcribe on CUDA (CUDA-graph runner), dense and the shipped config
   for mode in dense shipped; do
@@ -64,10 +70,7 @@ if [ "$stage" = 2 ] || [ "$stage" = tests ]; then  # tests: only the CUDA tests 
   exit 0
 fi
 # stage research: the strategy grid on the real tiny.en (needs .devrun/full30)
-timeout 200 python3 scripts/compare_strategies.py --model /tmp/tiny.en --manifest full=.devrun/full30/manifest.tsv \
-  --manifest short=$SHORT/manifest.tsv --layers 1,2,3 --keep-ratios 0.7,0.6,0.5,0.4,0.3,0.2 \
-  --variants attentive,attentive-noself,attentive@8,uniform,truncate,coverage,coverage:0.3,coverage:0.7,coverage@8,coverage+merge,uniform+merge,attentive+merge \
-  --device cuda --graphs --no-score --batch-size 40 --json "$OUT/research.json" 2>&1 | tail -n 4
-timeout 80 python3 scripts/compare_strategies.py --model /tmp/tiny.en --manifest full=.devrun/full30/manifest.tsv \
-  --manifest short=$SHORT/manifest.tsv --layers 1,2 --variants adaptive-coverage,adaptive-coverage+merge --masses 0.9,0.95 \
-  --device cuda --graphs --no-score --batch-size 40 --json "$OUT/research_adaptive.json" 2>&1 | tail -n 4
+search 200 research --layers 1,2,3 --keep-ratios 0.7,0.6,0.5,0.4,0.3,0.2 \
+  --strategies attentive,attentive@8,uniform,truncate,coverage,coverage@8,coverage+merge,uniform+merge,attentive+merge
+search 60 research_noself --layers 1,2,3 --keep-ratios 0.7,0.6,0.5,0.4,0.3,0.2 --strategies attentive --scoring mean_noself
+search 80 research_adaptive --layers 1,2 --strategies coverage,coverage+merge --keep-ratios 0.5 --masses 0.9,0.95

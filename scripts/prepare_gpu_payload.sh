@@ -2,12 +2,11 @@
 # Build .devrun/, the payload that scripts/gpu_session.sh reads on a lent GPU machine (which has
 # no network and no jiwer/soundfile): the real tiny.en weights in two halves (one device call
 # carries at most 64 MiB), the short dev set and the full 30 s windows with manifests, and the
-# soundfile wheels. Run on the CPU machine from the repository root, in the project's venv.
+# wheels of soundfile and of what WER needs (jiwer, the Whisper normalizer). Run on the CPU machine from the repository root, in the project's venv.
 #   bash scripts/prepare_gpu_payload.sh [../shared/data/speech-dev]
 # Then, on the device tool: stage 1 carrying .devrun/w1 .devrun/short .devrun/whl
 # (`bash scripts/gpu_session.sh 1`, which also parks them on the machine), and stage 2 carrying
-# .devrun/w2 .devrun/full30 (`bash scripts/gpu_session.sh 2`). Score stage 2's gpu_fp16.json here:
-#   python scripts/score_transcripts.py gpu_fp16.json --manifest ../shared/data/speech-dev/manifest-short.tsv
+# .devrun/w2 .devrun/full30 (`bash scripts/gpu_session.sh 2`), which scores on the GPU machine itself.
 set -euo pipefail
 DEV=${1:-../shared/data/speech-dev}
 OUT=${DEVRUN:-.devrun}  # DEVRUN: another folder, e.g. to check this script
@@ -29,6 +28,7 @@ for wav in folder.glob("*.wav"):
 manifest = folder / "manifest.tsv"
 manifest.write_text(manifest.read_text().replace(".wav\t", ".flac\t"))
 PY
-pip download -q --no-deps --only-binary=:all: --python-version 3.12 -d "$OUT.tmp/whl" soundfile cffi pycparser
+pip download -q --no-deps --only-binary=:all: --python-version 3.12 -d "$OUT.tmp/whl" soundfile cffi pycparser \
+  jiwer rapidfuzz whisper-normalizer regex more-itertools text2num indic-numtowords
 rm -rf "$OUT" && mv "$OUT.tmp" "$OUT"
 du -sh "$OUT"/*
