@@ -17,8 +17,10 @@ OUT=${OUT:-/tmp/out}
 STASH=/root/stash/acc
 DEVICE=${DEVICE:-cuda}  # DEVICE=cpu LIMIT="--limit 1": a smoke test of this script on the CPU machine
 LIMIT=${LIMIT:-}
+SCALE=${SCALE:-1}  # multiplies every step's timeout (the CPU smoke test: SCALE=6)
 mkdir -p "$OUT" "$STASH"
 cp .devrun/acc/part* "$STASH"/ 2>/dev/null
+[ -d /tmp/acc/models ] && rm -rf /tmp/acc  # a fresh extraction every run
 [ "$stage" = stash ] && { ls -l "$STASH"; exit 0; }
 mkdir -p /tmp/acc && cat "$STASH"/part* | tar xf - -C /tmp/acc 2>/dev/null  # parts 00-02: base is cut short
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site /tmp/acc/whl/*.whl 2>/dev/null
@@ -40,7 +42,7 @@ grid() {  # grid MODEL SET MANIFEST REGIME SECONDS
   local model=$1 set=$2 manifest=$3 regime=$4 seconds=$5 short=${1%%.*}
   has "$model" || return 0
   echo "== $short $set $regime" | tee -a "$OUT/log.txt"
-  timeout "$seconds" python3 scripts/accuracy_grid.py --model "$model" --device "$DEVICE" --batch-size 16 --group-rows 160 $LIMIT \
+  timeout $((seconds * SCALE)) python3 scripts/accuracy_grid.py --model "$model" --device "$DEVICE" --batch-size 16 --group-rows 160 $LIMIT \
     --set "$short-$regime" --manifest "$manifest" --out "$OUT/$short-$set-$regime.json" 2>&1 \
     | grep -v "Loading weights" | tail -n 2 | tee -a "$OUT/log.txt"
 }
@@ -48,7 +50,7 @@ long() {  # long MODEL SET SECONDS
   local model=$1 set=$2 seconds=$3 short=${1%%.*}
   has "$model" || return 0
   echo "== $short $set long" | tee -a "$OUT/log.txt"
-  timeout "$seconds" python3 scripts/accuracy_longform.py --model "$model" --device "$DEVICE" --set "$short-long" \
+  timeout $((seconds * SCALE)) python3 scripts/accuracy_longform.py --model "$model" --device "$DEVICE" --set "$short-long" $LIMIT \
     --manifest /tmp/acc/data/speech-$set/manifest-long.tsv --out "$OUT/$short-$set-long.json" 2>&1 \
     | grep -v "Loading weights" | tail -n 9 | tee -a "$OUT/log.txt"
 }

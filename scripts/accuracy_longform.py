@@ -36,13 +36,14 @@ def main() -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--limit", type=int, help="only the first N recordings")
     args = parser.parse_args()
     configs: dict[str, PruneConfig | None] = {"dense": None}
     configs.update(config_set(args.config_set) if args.config_set else {})
     configs.update(extra_configs(args.config))
     out = Path(args.out)
     data = json.loads(out.read_text()) if out.exists() else {"points": {}}
-    utterances = read_manifest(args.manifest)
+    utterances = read_manifest(args.manifest, args.limit)
     data.update(model=args.model, manifest=args.manifest, device=args.device,
                 refs={u.id: u.text for u in utterances}, durations={u.id: u.duration_s for u in utterances},
                 configs={k: (None if c is None else c.to_dict()) for k, c in configs.items()})

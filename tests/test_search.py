@@ -8,23 +8,30 @@ import pytest
 import torch
 
 from whisper_eas.config import PruneConfig
-from whisper_eas.search.pareto import choose, pareto_front
+from whisper_eas.search.pareto import choose, holds, pareto_front
 from whisper_eas.sparsify import sparsified
 
 from conftest import DATA
 
 
-def _row(key, delta, speed, error=None):
-    return {"key": key, "wer_delta": delta, "e2e_speedup": speed, "error": error}
+def _row(key, delta, speed, error=None, sparsity=0.5, high=None):
+    return {"key": key, "wer_delta": delta, "e2e_speedup": speed, "error": error, "sparsity": sparsity,
+            "ci_high": delta + 0.4 if high is None else high}
 
 
 def test_pareto_front_and_choice():
-    rows = [_row("a", 0.0, 1.1), _row("b", 0.5, 1.4), _row("c", 0.6, 1.3), _row("d", 2.0, 1.8), _row("e", -0.1, 1.0),
-            _row("f", 0.1, 2.5, error="boom")]
-    assert [r["key"] for r in pareto_front(rows)] == ["d", "b", "a", "e"]  # c is dominated by b; f failed
-    assert choose(rows, 1.0)["key"] == "b"
+    rows = [_row("a", 0.0, 1.1, sparsity=0.3), _row("b", 0.5, 1.4, sparsity=0.5), _row("c", 0.6, 1.3, sparsity=0.45),
+            _row("d", 2.0, 1.8, sparsity=0.7), _row("e", -0.1, 1.0, sparsity=0.2),
+            _row("f", 0.1, 2.5, error="boom", sparsity=0.9), _row("g", 0.3, 1.2, sparsity=0.6, high=1.3)]
+    assert [r["key"] for r in pareto_front(rows)] == ["d", "b", "g", "a", "e"]  # c is dominated by b; f failed
+    # the sparsest point within the budget whose interval's upper end is within twice the budget:
+    # g is sparser than b but its upper end (1.3) is past 2 x 0.5
+    assert choose(rows, 0.5)["key"] == "b"
+    assert choose(rows, 0.7)["key"] == "g"
     assert choose(rows, 3.0)["key"] == "d"
     assert choose(rows, -1.0) is None
+    assert choose([_row("x", 0.0, 1.2) | {"ci_high": None}], 1.0) is None  # no interval, no choice
+    assert holds({"delta": 0.4, "high": 0.9}, 0.5) and not holds({"delta": 0.4, "high": 1.1}, 0.5)
 
 
 def test_shared_prefix_matches_the_hook_path(tiny_model, dev_mels):

@@ -26,7 +26,7 @@ SCORINGS = ("mean", "mean_noself", "max_head")
 # What happens to a padded window's trailing padding (detected from the log-mel: padding columns
 # are constant across mel bins, speech never is).
 #   keep: the selection runs over the whole window (padding competes with speech for frames).
-#   drop: frames past the speech region (content + `speech_margin` s, at least `speech_floor` s)
+#   drop: frames past the speech region (max(content, `speech_floor` s) + `speech_margin` s)
 #         are dropped wholesale; `keep_ratio` / `mass` then apply to the region only.
 PADDINGS = ("keep", "drop")
 ENCODER_FRAMES_PER_SECOND = 50
@@ -53,7 +53,7 @@ class PruneConfig:
     merge: bool = False  # fold each dropped frame into its nearest kept frame
     uniform_floor: float = 0.5  # coverage strategy: share of the density spread uniformly
     padding: str = "keep"  # trailing padding: "keep" (selected over) or "drop" (removed wholesale)
-    speech_floor: float = 0.0  # padding="drop": the speech region spans at least this many seconds
+    speech_floor: float = 0.0  # padding="drop": the region covers at least this many seconds (+ margin)
     speech_margin: float = 1.28  # padding="drop": seconds kept past the end of the content
     onset_keep: float = 0.0  # seconds from the speech onset kept in full (attention strategies)
 
@@ -103,12 +103,13 @@ class PruneConfig:
         return self.adaptive or self.padding == "drop"
 
     def region_frames(self, content_frames: int, n_frames: int) -> int:
-        """padding="drop": frames of the speech region, content + margin, at least the floor."""
+        """padding="drop": frames of the speech region, max(floor, content) + margin (the padding
+        trim of whisper.cpp's audio_ctx / transcribe.cpp: first max(10 s, duration) + 1.28 s)."""
         if self.padding == "keep":
             return n_frames
         margin = int(round(self.speech_margin * ENCODER_FRAMES_PER_SECOND))
         floor = int(round(self.speech_floor * ENCODER_FRAMES_PER_SECOND))
-        return max(1, min(n_frames, max(floor, content_frames + margin)))
+        return max(1, min(n_frames, max(floor, content_frames) + margin))
 
     @property
     def uses_attention(self) -> bool:

@@ -30,7 +30,10 @@ def _ints(text: str | None) -> tuple[int, ...] | None:
 @click.option("--masses", default="", help="Adaptive attention masses, e.g. 0.9,0.95 (attention strategies).")
 @click.option("--min-keep", default=0.3, show_default=True, help="Adaptive: fewest frames kept (share).")
 @click.option("--max-keep", default=0.8, show_default=True, help="Adaptive: most frames kept (share).")
-@click.option("--max-wer-increase", default=1.0, show_default=True, help="WER budget (absolute points) for the choice.")
+@click.option("--max-wer-increase", default=0.5, show_default=True,
+              help="WER budget (points): the sparsest point within it whose paired 95% upper bound is within twice it.")
+@click.option("--confirm", "confirm_manifest", type=click.Path(path_type=Path),
+              help="Re-measure the chosen point on this manifest (a set nobody tuned on); it holds or not.")
 @click.option("--scoring", type=click.Choice(SCORINGS), default="mean", show_default=True)
 @click.option("--query-stride", default=1, show_default=True)
 @click.option("--backend", type=click.Choice(["pytorch"]), default="pytorch", show_default=True)
@@ -42,7 +45,7 @@ def _ints(text: str | None) -> tuple[int, ...] | None:
 @click.option("--no-latency", is_flag=True, help="WER only: skip the timing phase (no speedups, no Pareto by speed).")
 @friendly_errors
 def command(model, manifests, out_dir, layers, keep_ratios, strategies, masses, min_keep, max_keep, max_wer_increase,
-            scoring, query_stride, backend, device, limit, latency_windows, latency_repeats, no_guard, no_latency) -> None:
+            confirm_manifest, scoring, query_stride, backend, device, limit, latency_windows, latency_repeats, no_guard, no_latency) -> None:
     """Evaluate dense and every point on MANIFEST; write results.json, results.csv and pareto.png to OUT."""
     from whisper_eas.search.run import SearchSpec
 
@@ -54,6 +57,7 @@ def command(model, manifests, out_dir, layers, keep_ratios, strategies, masses, 
             min_keep=min_keep, max_keep=max_keep,
             max_wer_increase=max_wer_increase, limit=limit, device=device, query_stride=query_stride, scoring=scoring,
             latency_windows=latency_windows, latency_repeats=latency_repeats, guard=not no_guard, latency=not no_latency,
+            confirm_manifest=str(Path(confirm_manifest).resolve()) if confirm_manifest else None,
         )
         if len(named) > 1 or name:
             click.echo(f"## {name}: {manifest}")
@@ -77,8 +81,15 @@ def _search(spec, out_dir: Path, max_wer_increase: float) -> None:
     click.echo(f"dense WER {results['dense']['wer']:.2f}% on {results['n_utterances']} utterances")
     if chosen:
         speed = f", end-to-end {chosen['e2e_speedup']:.2f}x" if chosen.get("e2e_speedup") is not None else ""
-        click.echo(f"chosen: {chosen['key']}: WER {chosen['wer']:.2f}% ({chosen['wer_delta']:+.2f}), "
-                   f"sparsity {100 * chosen['sparsity']:.0f}%{speed}")
+        click.echo(f"chosen: {chosen['key']}: WER {chosen['wer']:.2f}% ({chosen['wer_delta']:+.2f}, 95% "
+                   f"[{chosen['ci_low']:+.2f}, {chosen['ci_high']:+.2f}]), sparsity {100 * chosen['sparsity']:.0f}%{speed}")
+        confirmation = results.get("confirmation")
+        if confirmation:
+            c = confirmation["all"]
+            click.echo(f"confirmation ({confirmation['manifest']}): {c['wer_a']:.2f}% -> {c['wer_b']:.2f}% "
+                       f"({c['delta']:+.2f}, 95% [{c['low']:+.2f}, {c['high']:+.2f}]): "
+                       + ("holds" if confirmation["holds"] else "DOES NOT HOLD: do not ship it"))
     else:
-        click.echo(f"no point within +{max_wer_increase} WER points")
+        click.echo(f"no point within +{max_wer_increase} WER points with its 95% upper bound within "
+                   f"+{2 * max_wer_increase}")
     click.echo(f"wrote {out_dir}/results.json, results.csv, pareto.png")

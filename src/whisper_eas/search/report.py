@@ -9,7 +9,7 @@ from pathlib import Path
 from whisper_eas.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 CSV_COLUMNS = ("strategy", "layer", "keep_ratio", "mass", "scoring", "query_stride", "sparsity", "wer", "wer_delta",
-               "fallbacks", "encoder_speedup", "e2e_speedup", "latency_ms", "error")
+               "ci_low", "ci_high", "better", "worse", "fallbacks", "encoder_speedup", "e2e_speedup", "latency_ms", "error")
 MARKERS = {"attentive": "o", "uniform": "s", "truncate": "x", "coverage": "^", "coverage+merge": "v",
            "attentive+merge": "D", "uniform+merge": "P", "truncate+merge": "*"}
 
@@ -30,6 +30,14 @@ def _csv(rows: list[dict]) -> str:
     for row in rows:
         writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in CSV_COLUMNS})
     return buf.getvalue()
+
+
+def _interval_bars(ax, rows: list[dict], color, y_high: float) -> None:
+    """The paired 95% interval of each delta, where the rows carry one."""
+    rows = [r for r in rows if r.get("ci_low") is not None]
+    if rows:
+        ax.vlines([r["e2e_speedup"] for r in rows], [min(r["ci_low"], y_high) for r in rows],
+                  [min(r["ci_high"], y_high) for r in rows], color=color, alpha=0.35, linewidth=2)
 
 
 def _plot(results: dict) -> bytes:
@@ -58,6 +66,7 @@ def _plot(results: dict) -> bytes:
             if fixed:
                 ax.plot([r["e2e_speedup"] for r in fixed], [min(r["wer_delta"], y_high) for r in fixed],
                         marker=MARKERS.get(strategy, "o"), color=colors[layer], label=f"layer {layer}", alpha=0.85)
+                _interval_bars(ax, fixed, colors[layer], y_high)
             if adaptive:
                 ax.scatter([r["e2e_speedup"] for r in adaptive], [min(r["wer_delta"], y_high) for r in adaptive],
                            marker="D", facecolor="none", edgecolor=colors[layer], s=45,

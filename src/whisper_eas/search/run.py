@@ -17,13 +17,14 @@ from whisper_eas.config import SCORINGS, PruneConfig, format_prune, parse_strate
 from whisper_eas.decoding import DecodingOptions
 from whisper_eas.errors import ConfigError, WhisperEasError
 from whisper_eas.evaluation.manifest import read_manifest
+from whisper_eas.evaluation.stats import pair_transcripts, paired_bootstrap
 from whisper_eas.guard import GuardOptions
 from whisper_eas.io_utils import atomic_write_json
 from whisper_eas.runners.torch_runner import TorchRunner
 from whisper_eas.evaluation.evaluate import load_window
 from whisper_eas.search.grid import GridPoint, evaluate_grid
 from whisper_eas.search.latency import measure_against_dense
-from whisper_eas.search.pareto import choose, pareto_front
+from whisper_eas.search.pareto import DEFAULT_BUDGET, choose, holds, pareto_front
 from whisper_eas.search.report import write_reports
 
 
@@ -39,7 +40,7 @@ class SearchSpec:
     masses: tuple[float, ...] = ()
     min_keep: float = 0.3  # adaptive bounds, share of frames
     max_keep: float = 0.8
-    max_wer_increase: float = 1.0
+    max_wer_increase: float = DEFAULT_BUDGET  # the chooser's budget, WER points (pareto.choose)
     limit: int | None = None
     device: str = "cpu"
     query_stride: int = 1
@@ -49,6 +50,7 @@ class SearchSpec:
     batch_size: int = 8
     guard: bool = True
     latency: bool = True  # False: WER only (no timing phase)
+    confirm_manifest: str | None = None  # re-measure the chosen point here (a set nobody tuned on)
 
     def __post_init__(self) -> None:
         for token in self.strategies:
@@ -151,8 +153,39 @@ def run_search(spec: SearchSpec, out_dir: str | Path, progress: Callable[[str], 
     if spec.latency:
         _measure_latencies(spec, runner, utterances, configs, state, save, options, guard, progress)
     results = summarize(spec, runner.model_name, utterances, points, state)
+    if spec.confirm_manifest and results["chosen"]:
+        results["confirmation"] = confirm(spec, runner, results["chosen"], out, progress)
     write_reports(results, out)
     return results
+
+
+def confirm(spec: SearchSpec, runner: TorchRunner, chosen: dict, out: Path,
+            progress: Callable[[str], None] = print) -> dict:
+    """Re-measure the chosen point and dense on the confirmation set (every utterance; resumable in
+    OUT/confirm.json): the paired delta with its interval, overall and per source, and whether the
+    point holds by the chooser's rule there too. Nothing is chosen on this set."""
+    from whisper_eas.evaluation.stats import compare
+
+    config = PruneConfig.from_dict(chosen["config"])
+    path = out / "confirm.json"
+    saved = json.loads(path.read_text()) if path.exists() else {}
+    key = chosen["key"]
+    points = {"dense": GridPoint(None), key: GridPoint(config)}
+    if saved.get("key") == key:
+        points = {k: GridPoint.from_state(points[k].config, v) for k, v in saved["points"].items()}
+    utterances = read_manifest(spec.confirm_manifest)
+    failed: dict[str, str] = dict(saved.get("failed", {})) if saved.get("key") == key else {}
+    save = lambda done=0, total=0: atomic_write_json(path, {  # noqa: E731
+        "key": key, "manifest": spec.confirm_manifest, "failed": failed,
+        "points": {k: p.to_state() for k, p in points.items()}})
+    evaluate_grid(runner, utterances, points, DecodingOptions(language="en"), GuardOptions(enabled=spec.guard),
+                  spec.batch_size, failed, lambda done, total: (save(), progress(f"confirm: {done}/{total}")))
+    save()
+    refs = {u.id: u.text for u in utterances if u.id not in failed}
+    result = compare(refs, points["dense"].hyps, points[key].hyps)
+    sparsity = points[key].score(refs)["sparsity"]
+    return {"manifest": spec.confirm_manifest, "key": key, "sparsity": sparsity, **result,
+            "holds": holds(result["all"], spec.max_wer_increase)}
 
 
 LATENCY_GROUP = 8  # sparse configs timed per dense run
@@ -190,6 +223,7 @@ def summarize(spec: SearchSpec, model: str, utterances, points: dict[str, GridPo
         if point.config is None:
             continue
         c, score = point.config, point.score(refs)
+        paired = paired_bootstrap(pair_transcripts(refs, points["dense"].hyps, point.hyps)).to_dict() if point.hyps else {}
         row = {
             "key": key,
             "strategy": c.strategy + ("+merge" if c.merge else ""),
@@ -201,6 +235,10 @@ def summarize(spec: SearchSpec, model: str, utterances, points: dict[str, GridPo
             "sparsity": score["sparsity"],
             "wer": score["wer"],
             "wer_delta": score["wer"] - dense["wer"],
+            "ci_low": paired.get("low"),
+            "ci_high": paired.get("high"),
+            "better": paired.get("better"),
+            "worse": paired.get("worse"),
             "fallbacks": score["fallbacks"],
             "encoder_speedup": state.latency.get(key, {}).get("encoder_speedup"),
             "e2e_speedup": state.latency.get(key, {}).get("e2e_speedup"),
