@@ -8,7 +8,7 @@ and TensorRT, which is what makes their transcripts comparable token for token.
 
 from __future__ import annotations
 
-import gzip
+import zlib
 from dataclasses import dataclass, field, replace
 from typing import Protocol, Sequence
 
@@ -45,6 +45,7 @@ class DecodingOptions:
     language: str | None = None  # None: English for .en models, detected for multilingual ones
     temperature: float = 0.0
     beam_size: int | None = None  # None or 1: greedy (or sampling when temperature > 0)
+    best_of: int | None = None  # samples drawn per window at temperature > 0, best kept (ignored at 0)
     patience: float | None = None
     length_penalty: float | None = None
     sample_len: int | None = None  # most tokens to sample (default: half the text context)
@@ -53,6 +54,14 @@ class DecodingOptions:
     suppress_blank: bool = True
     suppress_tokens: tuple[int, ...] | None = None  # None: Whisper's non-speech symbols
     prompt: tuple[int, ...] | None = None  # previous text tokens (conditioning)
+    prefix: tuple[int, ...] | None = None  # text tokens forced at the start of the transcript
+
+    @property
+    def group(self) -> int:
+        """Decoder rows per window: the beam width, the samples drawn at temperature > 0, else 1."""
+        if self.temperature > 0:
+            return self.best_of or 1
+        return self.beam_size or 1
 
     def __post_init__(self) -> None:
         self.check()
@@ -68,6 +77,8 @@ class DecodingOptions:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
         if self.patience is not None and self.beam_size in (None, 1):
             raise ValueError("patience needs beam_size > 1")
+        if self.best_of is not None and self.best_of < 1:
+            raise ValueError(f"best_of must be >= 1, got {self.best_of}")
 
 
 @dataclass
@@ -86,9 +97,11 @@ class DecodingResult:
 
 
 def compression_ratio(text: str) -> float:
-    """Bytes over gzip'd bytes: loops of repeated text compress well and score high."""
+    """Bytes over zlib-compressed bytes, as openai/whisper and faster-whisper compute it: loops of
+    repeated text compress well and score high. (gzip's 18-byte header would lower short texts'
+    ratios, e.g. 2.28 instead of 4.38, so the 2.4 threshold would rarely fire.)"""
     raw = text.encode("utf-8")
-    return len(raw) / len(gzip.compress(raw)) if raw else 0.0
+    return len(raw) / len(zlib.compress(raw)) if raw else 0.0
 
 
 def suppressed_tokens(tokenizer: WhisperTokenizer, options: DecodingOptions) -> list[int]:
@@ -102,8 +115,11 @@ def suppressed_tokens(tokenizer: WhisperTokenizer, options: DecodingOptions) -> 
 class LogitRules:
     """Token suppression and timestamp grammar applied to each step's last-position logits."""
 
-    def __init__(self, tokenizer: WhisperTokenizer, options: DecodingOptions, sample_begin: int):
+    def __init__(self, tokenizer: WhisperTokenizer, options: DecodingOptions, sample_begin: int,
+                 transcript_begin: int | None = None):
         self.tok, self.options, self.sample_begin = tokenizer, options, sample_begin
+        # the timestamp grammar reads the transcript from here: a forced prefix is part of it
+        self.transcript_begin = sample_begin if transcript_begin is None else transcript_begin
         self.suppress = torch.tensor(suppressed_tokens(tokenizer, options))
         self.blank = torch.tensor(tokenizer.encode(" ") + [tokenizer.eot])
         self._on_device: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -126,7 +142,7 @@ class LogitRules:
         ts_begin, eot = self.tok.timestamp_begin, self.tok.eot
         logits[:, self.tok.no_timestamps] = -torch.inf
         for k in range(tokens.shape[0]):
-            sampled = tokens[k, self.sample_begin :]
+            sampled = tokens[k, self.transcript_begin :]
             seq = sampled.tolist()
             last_was_ts = len(seq) >= 1 and seq[-1] >= ts_begin
             penultimate_was_ts = len(seq) < 2 or seq[-2] >= ts_begin
@@ -139,7 +155,7 @@ class LogitRules:
             if stamps.numel() > 0:  # timestamps never go backwards
                 last = stamps[-1] if last_was_ts and not penultimate_was_ts else stamps[-1] + 1
                 logits[k, ts_begin:last] = -torch.inf
-        if tokens.shape[1] == self.sample_begin:
+        if tokens.shape[1] == self.transcript_begin:
             logits[:, :ts_begin] = -torch.inf
             if self.max_initial is not None:
                 logits[:, ts_begin + self.max_initial + 1 :] = -torch.inf
@@ -245,11 +261,20 @@ def _rank(tokens: list[torch.Tensor], sum_logprobs: list[float], length_penalty:
 
 
 def initial_tokens(tokenizer: WhisperTokenizer, options: DecodingOptions, language: str | None) -> list[int]:
+    """[<|startofprev|> prompt] <|startoftranscript|> [lang task] [<|notimestamps|>] [<|0.00|> prefix].
+
+    A prefix is placed after the first timestamp (as faster-whisper does), so with timestamps the
+    window still opens at 0.00 and the forced text is part of the first segment.
+    """
     tokens = tokenizer.sot_sequence(language or "en", options.task)
     if options.prompt:
         tokens = [tokenizer.sot_prev] + list(options.prompt)[-(N_TEXT_CTX // 2 - 1) :] + tokens
     if options.without_timestamps:
         tokens.append(tokenizer.no_timestamps)
+    if options.prefix:
+        if not options.without_timestamps:
+            tokens.append(tokenizer.timestamp_begin)
+        tokens += list(options.prefix)[: N_TEXT_CTX // 2]
     return tokens
 
 
@@ -276,13 +301,15 @@ def decode_batch(
     if len({len(p) for p in prompts}) != 1:
         raise ValueError("windows in one batch need prompts of equal length")
     sample_begin = len(prompts[0])
+    prefix_begin = sample_begin - _prefix_length(options)
     sot_index = prompts[0].index(tokenizer.sot)
-    group = options.beam_size or 1
+    group = options.group
     tokens = torch.tensor(prompts, device=device).repeat_interleave(group, dim=0)
-    rules = LogitRules(tokenizer, options, sample_begin)
-    if group > 1:
+    rules = LogitRules(tokenizer, options, sample_begin, prefix_begin)
+    beam = options.temperature == 0 and group > 1
+    if beam:
         decoder = BeamSearchDecoder(group, tokenizer.eot, options.patience)
-    else:
+    else:  # greedy, or `best_of` independent samples per window
         decoder = GreedyDecoder(options.temperature, tokenizer.eot, generator)
     sample_len = options.sample_len or N_TEXT_CTX // 2
     sum_logprobs = torch.zeros(tokens.shape[0], device=device)
@@ -292,7 +319,7 @@ def decode_batch(
     if tokenizer.no_speech is not None:
         probs = F.softmax(logits[::group, sot_index].float(), dim=-1)
         no_speech_probs = probs[:, tokenizer.no_speech].tolist()
-    rows = _RowCompactor(session, tokens.shape[0], tokenizer.eot, device) if group == 1 else None
+    rows = None if beam else _RowCompactor(session, tokens.shape[0], tokenizer.eot, device)
     for _ in range(sample_len):
         last = logits[:, -1].float()
         rules(last, tokens)
@@ -304,10 +331,20 @@ def decode_batch(
         logits = rows.step(tokens) if rows is not None else session.step(tokens[:, -1:])
 
     candidates, scores = decoder.finalize(tokens, sum_logprobs)
+    if not beam and group > 1:  # one candidate per sampled row: regroup them per window
+        candidates = [sum(candidates[i : i + group], []) for i in range(0, len(candidates), group)]
+        scores = [sum(scores[i : i + group], []) for i in range(0, len(scores), group)]
     return [
-        _result(tokenizer, options, cands, cand_scores, sample_begin, no_speech_probs[i], languages[i])
+        _result(tokenizer, options, cands, cand_scores, prefix_begin, sample_begin, no_speech_probs[i], languages[i])
         for i, (cands, cand_scores) in enumerate(zip(candidates, scores))
     ]
+
+
+def _prefix_length(options: DecodingOptions) -> int:
+    """Prompt tokens that belong to the transcript: the prefix (and the timestamp before it)."""
+    if not options.prefix:
+        return 0
+    return len(list(options.prefix)[: N_TEXT_CTX // 2]) + (0 if options.without_timestamps else 1)
 
 
 class _RowCompactor:
@@ -339,18 +376,21 @@ class _RowCompactor:
         return full
 
 
-def _result(tokenizer, options, candidates, scores, sample_begin, no_speech_prob, language) -> DecodingResult:
+def _result(tokenizer, options, candidates, scores, prefix_begin, sample_begin, no_speech_prob,
+            language) -> DecodingResult:
+    """The best candidate; its tokens include a forced prefix, its scores only the sampled tokens."""
     trimmed = []
     for t in candidates:
         t = t.tolist()[sample_begin:]
         trimmed.append(t[: t.index(tokenizer.eot)] if tokenizer.eot in t else t)
     best = _rank([torch.tensor(t) for t in trimmed], scores, options.length_penalty)
-    tokens, sum_logprob = trimmed[best], scores[best]
+    sampled, sum_logprob = trimmed[best], scores[best]
+    tokens = candidates[best].tolist()[prefix_begin:sample_begin] + sampled
     text = tokenizer.decode(tokens).strip()
     return DecodingResult(
         tokens=tokens,
         text=text,
-        avg_logprob=sum_logprob / (len(tokens) + 1),
+        avg_logprob=sum_logprob / (len(sampled) + 1),
         no_speech_prob=no_speech_prob,
         compression_ratio=compression_ratio(text),
         temperature=options.temperature,
