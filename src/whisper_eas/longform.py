@@ -47,13 +47,15 @@ class LongformOptions:
 
 
 def needs_fallback(result: DecodingResult, options: LongformOptions) -> bool:
-    """openai/whisper's rule: repetitive or unsure output is retried, unless the window is silence."""
-    bad = (options.compression_ratio_threshold is not None
-           and result.compression_ratio > options.compression_ratio_threshold)
-    bad = bad or (options.logprob_threshold is not None and result.avg_logprob < options.logprob_threshold)
-    if options.no_speech_threshold is not None and result.no_speech_prob > options.no_speech_threshold:
-        return False
-    return bad
+    """openai/whisper's rule: repetitive or unsure output is retried, unless the window is silence
+    (no-speech probability above its threshold *and* log-probability below its threshold; a
+    likely-silent window whose text is confident but repetitive is still retried)."""
+    too_repetitive = (options.compression_ratio_threshold is not None
+                      and result.compression_ratio > options.compression_ratio_threshold)
+    too_unsure = options.logprob_threshold is not None and result.avg_logprob < options.logprob_threshold
+    silent = (too_unsure and options.no_speech_threshold is not None
+              and result.no_speech_prob > options.no_speech_threshold)
+    return (too_repetitive or too_unsure) and not silent
 
 
 def is_silence(result: DecodingResult, options: LongformOptions) -> bool:
@@ -206,11 +208,11 @@ class LongformFile:
 
     def _add_segment(self, span: Span, offset: float, outcome: WindowOutcome) -> None:
         text = self.tokenizer.decode(span.tokens)
-        if span.start == span.end or not text.strip():  # instantaneous or empty: dropped, as openai clears them
-            return
         last_ms = math.floor(self.duration_s * 1000) / 1000  # the last window's padding has no audio
         start = min(round(offset + span.start, 3), last_ms)
         end = min(max(round(offset + span.end, 3), start), last_ms)
+        if end <= start or not text.strip():  # instantaneous (after clamping) or empty: dropped, as openai clears them
+            return
         r = outcome.result
         self.segments.append(Segment(
             start=start, end=end, text=text, tokens=list(span.tokens),
