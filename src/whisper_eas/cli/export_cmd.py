@@ -27,6 +27,8 @@ def _batch(value: str) -> int | None:
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder to write.")
 @click.option("--opset", default=17, show_default=True, help="ONNX opset (17 or newer).")
 @click.option("--batch", default="dynamic", show_default=True, help="'dynamic' or a fixed batch size.")
+@click.option("--precision", type=click.Choice(["fp32", "int8"]), default="fp32", show_default=True,
+              help="int8: dynamic int8 weights for the encoder tail and the decoder (ONNX Runtime on a CPU).")
 @click.option("--no-decoder-cache", is_flag=True, help="Re-export the decoder, not the model's cached one.")
 @click.option("--engines", is_flag=True, help="Also build FP16 TensorRT engines (needs tensorrt and an NVIDIA GPU).")
 @click.option("--max-batch", default=16, show_default=True, help="Engines: most windows per call.")
@@ -35,15 +37,18 @@ def _batch(value: str) -> int | None:
 @click.option("--aot-plugin", is_flag=True, help="Engines: embed the plugin's Triton kernel (fixed keep ratios).")
 @friendly_errors
 def command(model, dense, layer, keep_ratio, mass, strategy, scoring, query_stride, merge, out, opset, batch,
-            no_decoder_cache, engines, max_batch, prune_plugin, aot_plugin) -> None:
+            precision, no_decoder_cache, engines, max_batch, prune_plugin, aot_plugin) -> None:
     """Export encoder head / prune / tail and the KV-cached decoder to ONNX (default: the shipped config)."""
     from whisper_eas.exporter.export import export_model
 
     engine_config = _engine_config(max_batch, prune_plugin, aot_plugin) if engines else None
     prune = resolve_prune(model, dense, layer, keep_ratio, mass, strategy, scoring, query_stride, merge)
-    manifest = export_model(model, prune, out, opset=opset, batch=_batch(batch), reuse_decoder=not no_decoder_cache)
-    label = prune.label() if prune else "dense"
-    click.echo(f"exported {manifest.model} [{label}] opset {opset}, batch {batch} -> {out}")
+    if precision == "int8" and engines:
+        raise click.UsageError("--engines builds FP16 TensorRT engines from float32 graphs: use --precision fp32")
+    manifest = export_model(model, prune, out, opset=opset, batch=_batch(batch), reuse_decoder=not no_decoder_cache,
+                            precision=precision)
+    label = prune.format() if prune else "dense"
+    click.echo(f"exported {manifest.model} [{label}] {manifest.precision}, opset {opset}, batch {batch} -> {out}")
     for name in manifest.files:
         size = (out / name).stat().st_size / 1e6
         click.echo(f"  {name:20s} {size:8.1f} MB  sha256 {manifest.files[name][:12]}")

@@ -37,6 +37,7 @@ from whisper_eas.exporter.graph_specs import (
 from whisper_eas.exporter.manifest import MANIFEST, TOKENIZER, ExportManifest, sha256_file
 from whisper_eas.exporter.modules import EncoderHead, EncoderTail, LayerwiseDecoderStep
 from whisper_eas.exporter.prune_graph import export_prune
+from whisper_eas.exporter.quantize import PRECISIONS, QuantizeConfig, quantize_graphs
 from whisper_eas.exporter.tracing import trace_to_onnx
 from whisper_eas.io_utils import link_or_copy, publish_folder
 
@@ -142,11 +143,15 @@ def export_model(
     batch: int | None = None,
     reuse_decoder: bool = True,
     hf_model: nn.Module | None = None,
+    precision: str = "fp32",
+    quantize: QuantizeConfig | None = None,
 ) -> ExportManifest:
     """Write the graphs of `model_name` split for `config` (None: dense) into `out_dir`.
 
-    `batch=None` keeps the batch axis dynamic; an int fixes it (static engines). Returns the
-    manifest that was written (`out_dir/manifest.json`).
+    `batch=None` keeps the batch axis dynamic; an int fixes it (static engines). `precision="int8"`
+    quantizes the graphs of `quantize` (default `QuantizeConfig()`: encoder tail and decoder) after
+    the float32 export (`exporter.quantize`). Returns the manifest that was written
+    (`out_dir/manifest.json`).
     """
     from whisper_eas.checkpoints.loading import load_whisper
     from whisper_eas.checkpoints.registry import EMBEDDED_MODELS, resolve_model
@@ -155,6 +160,9 @@ def export_model(
         raise ConfigError(f"opset {opset} is too old: the graphs need opset >= {MIN_OPSET}")
     if batch is not None and batch < 1:
         raise ConfigError(f"batch must be >= 1 or dynamic, got {batch}")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    quantize = (quantize or QuantizeConfig()) if precision == "int8" else None
     model = hf_model if hf_model is not None else load_whisper(model_name)
     weight = next(model.parameters())
     if weight.dtype != torch.float32 or weight.device.type != "cpu":  # trace a float32 CPU copy
@@ -174,6 +182,8 @@ def export_model(
     key = decoder_key(model, dims, opset, batch_axis)
     _export_encoder(model, dims, config, specs, out, opset)
     _decoder_graphs(model, dims, specs, out, opset, reuse_decoder, key)
+    if quantize is not None:
+        quantize_graphs(out, [specs[g].file for g in quantize.graphs if g in specs], quantize, reuse=reuse_decoder)
     (out / TOKENIZER).unlink(missing_ok=True)
     shutil.copyfile(resolve_model(model_name) / TOKENIZER, out / TOKENIZER)
     files = [spec.file for spec in specs.values()] + [TOKENIZER]
@@ -188,6 +198,7 @@ def export_model(
         files={f: sha256_file(out / f) for f in files},
         versions=library_versions(),
         decoder_key=key,
+        quantization=quantize,
     )
     manifest.write()
     return manifest

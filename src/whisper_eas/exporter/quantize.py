@@ -1,0 +1,178 @@
+"""int8 graphs: ONNX Runtime dynamic quantization of an export folder's weight matmuls.
+
+`whisper-eas export --precision int8` exports float32 graphs as usual, then rewrites the graphs in
+`INT8_GRAPHS` with `onnxruntime.quantization.quantize_dynamic`: weights int8 (per output channel
+by default), activations quantized per call (u8, `DynamicQuantizeMatMul` after ORT's fusion).
+Only matmuls with a constant weight are quantized: attention products, layer norms, softmax and
+the embeddings stay float32. The encoder head (stem + blocks up to the scoring layer) and the
+prune graph stay float32 too, so frame scores and the kept frames are exactly the float32 ones.
+
+Why the decoder matters most: on long-form a window decodes ~100 tokens, and a tiny.en step
+reads the 51864 x 384 output projection (80 MB in float32, 70% of the step's weights) from
+memory every time. The projection is exported as a `Gemm` sharing the embedding (see
+`OutputProjection`), which the dynamic quantizer does not handle, so it is first rewritten as a
+`MatMul` on its own transposed copy (quantized to 20 MB; the float32 embedding stays for the
+token lookup).
+
+Quantized graphs are cached by the float32 graph's sha256 and the settings
+(`$WHISPER_EAS_HOME/onnx-int8/<key>/`), so the shared decoder graphs are quantized once per model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import tempfile
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+PRECISIONS = ("fp32", "int8")
+INT8_GRAPHS = ("encoder_tail", "decoder_cross", "decoder_step")  # head and prune: float32 frame selection
+QUANTIZE_VERSION = "1"  # bump when the rewrite below changes
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    """How an int8 export was made; recorded in manifest.json under `quantization`."""
+
+    graphs: tuple[str, ...] = INT8_GRAPHS
+    per_channel: bool = True  # one scale per output column: measurably closer logits, same speed
+    method: str = "onnxruntime.quantize_dynamic"
+    weight_type: str = "int8"
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "graphs": list(self.graphs)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "QuantizeConfig":
+        return cls(graphs=tuple(data["graphs"]), per_channel=bool(data["per_channel"]),
+                   method=str(data.get("method", cls.method)), weight_type=str(data.get("weight_type", "int8")))
+
+
+def _quantization():
+    try:
+        from onnxruntime import quantization
+    except ImportError as error:
+        raise RuntimeError("int8 export needs onnxruntime: pip install 'whisper-eas[onnx]'") from error
+    return quantization
+
+
+def _constant(graph, name: str) -> np.ndarray | None:
+    """The value of an initializer or a `Constant` node's output, else None."""
+    from onnx import helper, numpy_helper
+
+    for init in graph.initializer:
+        if init.name == name:
+            return numpy_helper.to_array(init)
+    for node in graph.node:
+        if node.op_type == "Constant" and node.output[0] == name:
+            return numpy_helper.to_array(helper.get_attribute_value(node.attribute[0]))
+    return None
+
+
+def untie_output_projection(model) -> int:
+    """Rewrite each `Gemm(x, W, b, transB=1)` with a constant W as `MatMul(x, W^T) (+ b)`.
+
+    The dynamic quantizer handles MatMul, not Gemm. The transposed copy is a new initializer, so a
+    W shared with the embedding `Gather` stays as it is; an all-zero bias (Whisper has none) is
+    dropped. Returns how many nodes were rewritten.
+    """
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    rewritten = 0
+    for node in list(graph.node):
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if node.op_type != "Gemm" or attrs.get("transA", 0) or attrs.get("alpha", 1.0) != 1.0:
+            continue
+        if attrs.get("beta", 1.0) != 1.0:  # scaled biases do not occur in our graphs: left alone
+            continue
+        weight = _constant(graph, node.input[1])
+        if weight is None:
+            continue
+        name = f"{node.input[1]}_int8_t"
+        graph.initializer.append(numpy_helper.from_array(
+            np.ascontiguousarray(weight.T if attrs.get("transB", 0) else weight), name))
+        bias = node.input[2] if len(node.input) > 2 and node.input[2] else None
+        bias_value = _constant(graph, bias) if bias else None
+        if bias_value is not None and not bias_value.any():
+            bias = None
+        out = node.output[0]
+        new = [helper.make_node("MatMul", [node.input[0], name], [f"{out}_nobias" if bias else out])]
+        if bias:
+            new.append(helper.make_node("Add", [f"{out}_nobias", bias], [out]))
+        position = list(graph.node).index(node)
+        graph.node.remove(node)
+        for offset, item in enumerate(new):
+            graph.node.insert(position + offset, item)
+        rewritten += 1
+    return rewritten
+
+
+def _cache_key(source_sha256: str, config: QuantizeConfig) -> str:
+    try:
+        ort_version = metadata.version("onnxruntime")
+    except metadata.PackageNotFoundError:  # pragma: no cover
+        ort_version = "?"
+    header = f"{QUANTIZE_VERSION}|{ort_version}|{config.per_channel}|{config.weight_type}|{source_sha256}"
+    return hashlib.sha256(header.encode()).hexdigest()[:24]
+
+
+def quantize_graph(source: Path, target: Path, config: QuantizeConfig) -> None:
+    """Dynamic int8 quantization of one float32 graph file into `target` (may equal `source`)."""
+    import onnx
+
+    quantization = _quantization()
+    model = onnx.load(str(source))
+    untie_output_projection(model)
+    with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+        untied = Path(scratch) / "untied.onnx"
+        onnx.save(model, str(untied))
+        quantized = Path(scratch) / "quantized.onnx"
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # the quantizer warns on the root logger about optional pre-processing
+        try:
+            quantization.quantize_dynamic(
+                str(untied), str(quantized), weight_type=quantization.QuantType.QInt8,
+                per_channel=config.per_channel, op_types_to_quantize=["MatMul"],
+                extra_options={"MatMulConstBOnly": True},
+            )
+        finally:
+            root.setLevel(level)
+        quantized.replace(target)
+
+
+def quantize_graphs(directory: Path, files: list[str], config: QuantizeConfig, reuse: bool = True) -> None:
+    """Quantize `files` of an export folder in place, through the int8 cache when `reuse`."""
+    from whisper_eas.checkpoints.registry import cache_home
+    from whisper_eas.exporter.manifest import sha256_file
+    from whisper_eas.io_utils import link_or_copy, publish_folder
+
+    for name in files:
+        path = directory / name
+        cache = cache_home() / "onnx-int8" / _cache_key(sha256_file(path), config)
+        if reuse and _cached(cache, name):
+            path.unlink()  # may be a hard link into the float32 decoder cache: never write through it
+            link_or_copy(cache / name, path)
+            continue
+        staged = directory / f".{name}.int8"
+        quantize_graph(path, staged, config)
+        path.unlink()
+        staged.replace(path)
+        if reuse:
+            publish_folder(cache, {name: path}, {"sha256.json": json.dumps({name: sha256_file(path)})})
+
+
+def _cached(cache: Path, name: str) -> bool:
+    from whisper_eas.exporter.manifest import sha256_file
+
+    try:
+        recorded = json.loads((cache / "sha256.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return (cache / name).is_file() and recorded.get(name) == sha256_file(cache / name)

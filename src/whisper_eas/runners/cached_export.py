@@ -1,0 +1,134 @@
+"""The default CPU path: ONNX Runtime graphs exported once into the model cache, reused after.
+
+`trt-transcribe` with no `--engine-dir` on a CPU runs the fastest backend that holds accuracy:
+ONNX Runtime on `DEFAULT_CPU_PRECISION` graphs of the requested model and prune config (measured
+in docs/benchmarks.md: on tiny.en long-form the int8 graphs run ~2x the PyTorch backend's speed at
+the same WER). The first run exports them into `$WHISPER_EAS_HOME/onnx-exports/<key>/` (a progress
+line on stderr, ~15 s for tiny.en, ~1 min for base); later runs load that folder.
+
+Concurrent processes are safe: each exports into a private sibling folder and renames it into
+place; a process that loses the race drops its copy and uses the winner's. A folder is only ever
+seen complete (its manifest is written last, inside the private folder).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from whisper_eas.config import PruneConfig
+
+DEFAULT_CPU_PRECISION = "int8"
+CACHE_FORMAT = "1"  # bump when what a cached folder must hold changes
+
+
+@dataclass(frozen=True)
+class CachedExport:
+    """Where the default CPU graphs are (or will be) and whether this call exported them."""
+
+    folder: Path | None  # None: no usable export (see `reason`)
+    reason: str
+    exported: bool = False
+
+
+def export_key(model: str | Path, prune: PruneConfig | None, precision: str) -> str:
+    """Everything a cached folder depends on: model (name, or folder and its files' sizes and times),
+    config, precision, exporter versions."""
+    from whisper_eas.checkpoints.registry import EMBEDDED_MODELS, resolve_model
+    from whisper_eas.exporter.export import DECODER_EXPORT_VERSION
+    from whisper_eas.exporter.quantize import QUANTIZE_VERSION
+
+    parts = [CACHE_FORMAT, DECODER_EXPORT_VERSION, QUANTIZE_VERSION, precision,
+             json.dumps(prune.to_dict() if prune else None, sort_keys=True), _versions()]
+    if str(model) in EMBEDDED_MODELS:
+        parts.append(str(model))
+    else:
+        folder = resolve_model(model)
+        parts.append(str(folder.resolve()))
+        parts += [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in sorted(folder.iterdir()) if p.is_file()]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
+
+
+def _versions() -> str:
+    from importlib import metadata
+
+    found = []
+    for package in ("whisper-eas", "torch", "onnxruntime"):
+        try:
+            found.append(f"{package}={metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            found.append(f"{package}=absent")
+    return ",".join(found)
+
+
+def cache_folder(key: str) -> Path:
+    from whisper_eas.checkpoints.registry import cache_home
+
+    return cache_home() / "onnx-exports" / key
+
+
+def _usable(folder: Path) -> bool:
+    from whisper_eas.exporter.manifest import ExportError, ExportManifest
+
+    try:
+        ExportManifest.load(folder, verify=False)
+    except (ExportError, OSError, ValueError):
+        return False
+    return True
+
+
+def _label(model: str | Path, prune: PruneConfig | None, precision: str) -> str:
+    from whisper_eas.config import format_prune
+
+    return f"{model} [{format_prune(prune)}] {precision}"
+
+
+def cached_export(model: str | Path, prune: PruneConfig | None, precision: str = DEFAULT_CPU_PRECISION,
+                  progress: Callable[[str], None] | None = None) -> CachedExport:
+    """The cached export folder for (model, prune, precision), exporting it on first use."""
+    from whisper_eas.exporter.export import export_model
+
+    label = _label(model, prune, precision)
+    folder = cache_folder(export_key(model, prune, precision))
+    if _usable(folder):
+        return CachedExport(folder, f"cached {label} ONNX graphs in {folder}")
+    say = progress or (lambda line: print(line, file=sys.stderr, flush=True))
+    say(f"exporting {label} ONNX graphs into {folder} (first run only; later runs reuse them)")
+    private = folder.with_name(f".{folder.name}.{os.getpid()}")
+    shutil.rmtree(private, ignore_errors=True)
+    try:
+        export_model(model, prune, private, precision=precision)
+        private.parent.mkdir(parents=True, exist_ok=True)
+        if folder.exists() and not _usable(folder):  # left by an older version: replace it
+            shutil.rmtree(folder, ignore_errors=True)
+        try:
+            os.rename(private, folder)  # atomic; fails if another process published first
+        except OSError:
+            if not _usable(folder):
+                raise
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+    return CachedExport(folder, f"{label} ONNX graphs exported into {folder}", exported=True)
+
+
+def default_cpu_export(model: str | Path | None, prune: PruneConfig | None,
+                       progress: Callable[[str], None] | None = None) -> CachedExport:
+    """What `auto` runs on a CPU without `--engine-dir`: a cached export, or None and why not."""
+    from whisper_eas.checkpoints.registry import DEFAULT_MODEL
+    from whisper_eas.deps import installed
+
+    model = model if model is not None else DEFAULT_MODEL
+    if not installed("onnxruntime"):
+        return CachedExport(None, "onnxruntime is not installed (pip install 'whisper-eas[onnx]' for the faster path)")
+    if prune is not None and (prune.per_input or prune.needs_audio):
+        return CachedExport(None, f"config [{prune}] sets keep counts per window, which the ONNX graphs do not")
+    try:
+        return cached_export(model, prune, DEFAULT_CPU_PRECISION, progress)
+    except Exception as error:  # an export that fails must not stop a transcription: PyTorch runs anything
+        return CachedExport(None, f"ONNX export of {model} failed ({type(error).__name__}: {error})")

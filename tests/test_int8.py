@@ -1,0 +1,112 @@
+"""int8 graphs (`export --precision int8`) and the default CPU path that runs them.
+
+One int8 export per session: the one `trt-transcribe` runs by default (tiny.en, shipped config),
+through the same model cache, so the CLI test reuses it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+from whisper_eas.defaults import shipped_config
+from whisper_eas.evaluation.manifest import read_manifest
+from whisper_eas.evaluation.wer import corpus_wer
+from whisper_eas.exporter.manifest import ExportManifest
+from whisper_eas.runners.cached_export import cached_export, default_cpu_export
+
+from conftest import DATA
+
+
+@pytest.fixture(scope="session")
+def int8_dir():
+    return cached_export("tiny.en", shipped_config("tiny.en"), "int8").folder
+
+
+def _ops(path) -> set[str]:
+    return {node.op_type for node in onnx.load(str(path), load_external_data=False).graph.node}
+
+
+def test_manifest_records_int8_and_frame_selection_stays_float32(int8_dir):
+    manifest = ExportManifest.load(int8_dir, verify=True)
+    assert manifest.precision == "int8"
+    assert set(manifest.quantization.graphs) == {"encoder_tail", "decoder_cross", "decoder_step"}
+    assert manifest.graph_precision("encoder_head") == "fp32" and manifest.graph_precision("prune") == "fp32"
+    step = _ops(manifest.path("decoder_step"))
+    assert "DynamicQuantizeLinear" in step and "Gemm" not in step  # the output projection is int8 too
+    assert not {"DynamicQuantizeLinear", "MatMulInteger"} & _ops(manifest.path("encoder_head"))
+
+
+def test_int8_graphs_validate_against_pytorch(int8_dir, tiny_model):
+    from whisper_eas.validation.parity import FP32, INT8, validate_export
+
+    report = validate_export(int8_dir, DATA / "manifest.tsv", limit=2, batch=2, hf_model=tiny_model)
+    rows = {(r.graph, r.output): r for r in report.rows}
+    assert rows[("prune", "kept_index")].max_abs == 0  # the same frames as float32 PyTorch
+    assert rows[("encoder_head", "head_hidden")].tolerance == FP32["head_hidden"]
+    logits = rows[("decoder_step", "logits")]
+    assert logits.tolerance == INT8["logits"] and logits.max_abs > FP32["logits"].atol  # really quantized
+
+
+def test_int8_transcribes_real_speech_like_float32(int8_dir):
+    from whisper_eas.runners.ort_runner import OrtRunner
+    from whisper_eas.transcribe import Transcriber
+
+    fp32_dir = cached_export("tiny.en", shipped_config("tiny.en"), "fp32").folder
+    utts = [u for u in read_manifest(DATA / "manifest.tsv") if u.duration_s <= 30]
+    paths = [u.path for u in utts]
+    int8 = [o.result.text for o in Transcriber(OrtRunner(int8_dir)).transcribe_many(paths)]
+    fp32 = [o.result.text for o in Transcriber(OrtRunner(fp32_dir)).transcribe_many(paths)]
+    refs = [u.text for u in utts]
+    jfk = next(i for i, u in enumerate(utts) if u.id.startswith("jfk"))
+    assert "ask not what your country can do for you" in int8[jfk].lower()
+    wer8, words = corpus_wer(list(zip(refs, int8)))
+    wer32, _ = corpus_wer(list(zip(refs, fp32)))
+    assert wer8 <= wer32 + 100 * 2 / words, (int8, fp32)  # at most two more word errors
+
+
+def test_untied_projection_is_exact():
+    """The Gemm -> MatMul rewrite the quantizer needs changes no value (float32 graph, no quantization)."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from whisper_eas.exporter.quantize import untie_output_projection
+
+    rng = np.random.default_rng(0)
+    weight = rng.standard_normal((50, 8)).astype(np.float32)
+    nodes = [helper.make_node("Gather", ["W", "ids"], ["emb"]),
+             helper.make_node("Constant", [], ["zero"], value=numpy_helper.from_array(np.zeros(50, np.float32))),
+             helper.make_node("Gemm", ["x", "W", "zero"], ["logits"], transB=1)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 8]),
+                                           helper.make_tensor_value_info("ids", TensorProto.INT64, [2])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [3, 50]),
+                               helper.make_tensor_value_info("emb", TensorProto.FLOAT, [2, 8])],
+                              [numpy_helper.from_array(weight, "W")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    feed = {"x": rng.standard_normal((3, 8)).astype(np.float32), "ids": np.array([1, 7])}
+    before = ort.InferenceSession(model.SerializeToString()).run(None, feed)
+    assert untie_output_projection(model) == 1
+    assert {n.op_type for n in model.graph.node} == {"Gather", "Constant", "MatMul"}
+    after = ort.InferenceSession(model.SerializeToString()).run(None, feed)
+    np.testing.assert_allclose(after[0], before[0], rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(after[1], before[1])
+
+
+def test_default_cpu_backend_is_cached_int8_and_says_so(int8_dir):
+    from whisper_eas.runners.factory import make_runner
+
+    cached = default_cpu_export(None, shipped_config("tiny.en"))
+    assert cached.folder == int8_dir and not cached.exported and "int8" in cached.reason
+    runner = make_runner("auto", device="cpu", load=False)
+    assert runner.backend == "onnxruntime" and runner.export.precision == "int8"
+    assert "fastest on a CPU" in runner.reason and str(int8_dir) in runner.reason
+    assert make_runner("pytorch", device="cpu", load=False).backend == "pytorch"  # --backend still overrides
+
+
+def test_default_cpu_backend_falls_back_with_a_reason(monkeypatch):
+    from whisper_eas.runners import cached_export as module
+
+    monkeypatch.setattr("whisper_eas.deps.installed", lambda package: package != "onnxruntime")
+    choice = module.default_cpu_export("tiny.en", shipped_config("tiny.en"))
+    assert choice.folder is None and "onnxruntime is not installed" in choice.reason
