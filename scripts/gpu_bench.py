@@ -6,7 +6,8 @@ and sparse measured side by side in one run. Also: decoder step eager vs graph, 
 time against the bytes-moved floor (weights and caches read once per step over the measured
 copy bandwidth).
 
-    python scripts/gpu_bench.py --out results.json [--models tiny,base,small,large-v3,large-v3-turbo]
+    PYTHONPATH=src python scripts/gpu_bench.py --out results.json [--models tiny,base,small,large-v3,large-v3-turbo]
+    (or with whisper-eas installed: python scripts/gpu_bench.py ...)
 """
 
 from __future__ import annotations
@@ -14,19 +15,16 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 import traceback
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from whisper_eas.config import PruneConfig  # noqa: E402
-from whisper_eas.decoder_step import DecoderCrossKV  # noqa: E402
-from whisper_eas.sparsify import find_encoder  # noqa: E402
-from whisper_eas.static_graphs import GraphedCall, StaticDecoderStep, StaticEncoder, encoder_head  # noqa: E402
+from whisper_eas.config import PruneConfig
+from whisper_eas.decoder_step import DecoderCrossKV
+from whisper_eas.sparsify import find_encoder
+from whisper_eas.static_graphs import GraphedCall, StaticDecoderStep, StaticEncoder, encoder_head
 
 DEVICE, DTYPE = "cuda", torch.float16  # --cpu-dry-run switches to cpu/float32 to check the script
 
@@ -179,10 +177,7 @@ def bench_model(name: str, batches: list[int], steps: int, extra: list[PruneConf
                                                     for v in encoder_variants(model, c, heads)):
             mel = torch.randn(batch, cfg.num_mel_bins, 3000, device=DEVICE, dtype=mel_dtype,
                               generator=torch.Generator(DEVICE).manual_seed(0))
-            label = "dense" if config is None else f"{config.label()} s{config.query_stride}"
-            if config is not None and not config.uses_attention:
-                label = config.label()
-            label += suffix
+            label = ("dense" if config is None else config.format()) + suffix
             try:
                 encoder = GraphedCall(module, (mel,))
                 hidden = encoder(mel)
@@ -220,7 +215,8 @@ def main() -> None:
     ap.add_argument("--models", default="large-v3-turbo,large-v3,tiny,base,small")
     ap.add_argument("--batches", default="1,16")
     ap.add_argument("--steps", type=int, default=48)
-    ap.add_argument("--extra", default="", help="more configs, every size: layer:keep:strategy[+merge]:stride,...")
+    ap.add_argument("--extra", default="", help="more configs, every size, comma-separated, in the prune grammar: "
+                    "'coverage@4+merge L1 k0.5,attentive L1 k0.4'")
     ap.add_argument("--no-variants", action="store_true", help="skip the tiny/base strategy variants")
     ap.add_argument("--out", required=True)
     ap.add_argument("--cpu-dry-run", action="store_true", help="check the script on a CPU (float32, no graphs)")
@@ -231,11 +227,7 @@ def main() -> None:
         global DEVICE, DTYPE
         DEVICE, DTYPE = "cpu", torch.float32
     torch.backends.cuda.matmul.allow_tf32 = True
-    extra = []
-    for item in filter(None, args.extra.split(",")):
-        layer, keep, strategy, stride = item.split(":")
-        extra.append(PruneConfig(layer=int(layer), keep_ratio=float(keep), strategy=strategy.removesuffix("+merge"),
-                                 merge=strategy.endswith("+merge"), query_stride=int(stride)))
+    extra = [PruneConfig.parse(item) for item in args.extra.split(",") if item.strip()]
     info = {"gpu": torch.cuda.get_device_name() if DEVICE == "cuda" else "cpu", "torch": torch.__version__,
             "capability": torch.cuda.get_device_capability() if DEVICE == "cuda" else None}
     import transformers

@@ -24,7 +24,7 @@ if [ "$stage" = 1 ]; then
   cp -r .devrun/w1 .devrun/short .devrun/whl "$STASH"/  # first: stage 2 needs them even if the bench fails
   # the targets' configs and tiny.en's shipped one at every size, each with the FP16, TF32 and float32 head
   timeout 200 python3 scripts/gpu_bench.py --models large-v3-turbo,large-v3,small,base,tiny --no-variants \
-    --extra "1:0.5:coverage+merge:4" --heads float32,tf32 --out "$OUT/bench.json" 2>&1 | grep -v Warning | cut -c1-160
+    --extra "coverage@4+merge L1 k0.5" --heads float32,tf32 --out "$OUT/bench.json" 2>&1 | grep -v Warning | cut -c1-160
   exit 0
 fi
 # stage 2 (and stage research2: a finer grid around the winner of stage 2)
