@@ -16,6 +16,7 @@ from typing import Any, Callable
 from whisper_eas.config import PruneConfig
 from whisper_eas.errors import WhisperEasError
 from whisper_eas.exporter.graph_specs import BATCH, GraphSpec, ModelDims, export_specs, split_layer
+from whisper_eas.exporter.quantize import QuantizeConfig
 
 MANIFEST = "manifest.json"
 FORMAT = "whisper-eas-onnx"
@@ -48,6 +49,15 @@ class ExportManifest:
     files: dict[str, str]  # file relative to the folder -> sha256
     versions: dict[str, str] = field(default_factory=dict)
     decoder_key: str = ""  # identifies decoder graphs shared between exports of one model
+    quantization: QuantizeConfig | None = None  # int8 graphs (`exporter.quantize`); None: all float32
+
+    @property
+    def precision(self) -> str:
+        return "int8" if self.quantization is not None else "fp32"
+
+    def graph_precision(self, graph: str) -> str:
+        """int8 for the graphs `--precision int8` quantized, fp32 for the others."""
+        return "int8" if self.quantization is not None and graph in self.quantization.graphs else "fp32"
 
     @property
     def split_layer(self) -> int:
@@ -73,6 +83,8 @@ class ExportManifest:
             "graphs": {name: spec.to_dict() for name, spec in self.graphs.items()},
             "files": self.files,
             "decoder_key": self.decoder_key,
+            "precision": self.precision,
+            "quantization": self.quantization.to_dict() if self.quantization else None,
             "versions": self.versions,
         }
 
@@ -138,6 +150,7 @@ def _from_dict(directory: Path, data: dict[str, Any]) -> ExportManifest:
             files=dict(data["files"]),
             versions=dict(data.get("versions", {})),
             decoder_key=str(data.get("decoder_key", "")),
+            quantization=QuantizeConfig.from_dict(data["quantization"]) if data.get("quantization") else None,
         )
     except KeyError as error:
         raise ExportError(f"{path}: missing key {error}") from None
@@ -145,6 +158,10 @@ def _from_dict(directory: Path, data: dict[str, Any]) -> ExportManifest:
         raise ExportError(f"{path}: invalid entry ({error})") from None
     if data.get("split_layer") != manifest.split_layer:
         raise ExportError(f"{path}: split_layer {data.get('split_layer')!r} does not match its config")
+    quantized = set(manifest.quantization.graphs) if manifest.quantization else set()
+    if not quantized <= set(manifest.graphs):
+        raise ExportError(f"{path}: quantization names graphs {sorted(quantized - set(manifest.graphs))} "
+                          "that the folder does not have")
     if config is not None and config.layer > manifest.dims.encoder_layers:
         raise ExportError(f"{path}: layer {config.layer} is outside the model's {manifest.dims.encoder_layers} blocks")
     return manifest

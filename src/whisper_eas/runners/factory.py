@@ -98,7 +98,11 @@ def make_runner(
     """
     if backend == "ort":
         backend = "onnxruntime"
-    if backend == "auto":
+    if backend == "auto" and engine_dir is None and device == "cpu":
+        choice, engine_dir = _default_cpu_choice(model, prune)
+        if engine_dir is not None:  # our own cache, hashed when it was written
+            options.setdefault("verify", False)
+    elif backend == "auto":
         choice = choose_backend(engine_dir)
     else:
         check_backend(backend)
@@ -111,6 +115,19 @@ def make_runner(
         check_request(runner, model if engine_dir is not None else None, prune)
     runner.reason = choice.reason
     return runner.load() if load else runner
+
+
+def _default_cpu_choice(model, prune) -> tuple[BackendChoice, Path | None]:
+    """`auto` on a CPU without a folder: ONNX Runtime on graphs exported once into the model cache
+    (`runners.cached_export`), else PyTorch with the reason."""
+    from whisper_eas.defaults import shipped_config
+    from whisper_eas.runners.cached_export import default_cpu_export
+
+    resolved = shipped_config(model if model is not None else DEFAULT_MODEL) if prune is DEFAULT_PRUNE else prune
+    cached = default_cpu_export(model, resolved)
+    if cached.folder is None:
+        return BackendChoice("pytorch", f"no --engine-dir; {cached.reason}"), None
+    return BackendChoice("onnxruntime", f"fastest on a CPU: {cached.reason}"), cached.folder
 
 
 def _export_folder(backend: str, model: str | Path | None, engine_dir: str | Path | None) -> Path:

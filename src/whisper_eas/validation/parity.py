@@ -25,10 +25,12 @@ from whisper_eas.exporter.reference import Case, Feed, decoder_cases, encoder_ca
 
 @dataclass(frozen=True)
 class Tolerance:
-    """Polygraphy's elementwise check: an element fails only if it exceeds both atol and rtol."""
+    """Polygraphy's check: with `stat="elemwise"` an element fails only if it exceeds both atol and
+    rtol; with `stat="mean"` the output fails if its mean absolute and mean relative errors do."""
 
     atol: float
     rtol: float
+    stat: str = "elemwise"
 
 
 # Float32 ONNX Runtime vs float32 PyTorch. Encoder hidden states: 1e-4 absolute; the relative
@@ -55,6 +57,28 @@ FP16: dict[str, Tolerance] = {
 }
 
 
+# int8 graphs (`export --precision int8`: int8 weights per output channel, activations quantized
+# per call) vs float32 PyTorch. Single elements of an int8 matmul can be off by a quantization step
+# of their largest inputs, so each output is checked on its mean absolute error, at ~2.5-3x what
+# tiny.en measures on real speech (encoder_hidden 0.053, cross k/v 0.012, self k/v 0.029,
+# logits 0.44). Most of the logits' error is a per-row shift that softmax ignores (0.16 once
+# centred; next-token agreement 98%, KL 0.011 nats on a real window); the end-to-end check is WER
+# on real speech (docs/benchmarks.md). Graphs that stay float32 in an int8 folder (head, prune)
+# keep the FP32 table: the kept frames are exactly float32's.
+INT8: dict[str, Tolerance] = {
+    **{name: Tolerance(4e-2, 0.0, "mean") for name in FP32},
+    "encoder_hidden": Tolerance(0.15, 0.0, "mean"),
+    "new_self_k": Tolerance(8e-2, 0.0, "mean"),
+    "new_self_v": Tolerance(8e-2, 0.0, "mean"),
+    "logits": Tolerance(1.2, 0.0, "mean"),
+}
+
+
+def tolerances(manifest: ExportManifest, graph: str) -> dict[str, Tolerance]:
+    """The table one graph of a folder is checked with: INT8 for its quantized graphs, else FP32."""
+    return INT8 if manifest.graph_precision(graph) == "int8" else FP32
+
+
 def family(output: str) -> str:
     """Per-layer outputs (`new_self_k_3`) are checked and reported as their family (`new_self_k`)."""
     return output if output in FP32 else output.rsplit("_", 1)[0]
@@ -78,6 +102,7 @@ class OutputParity:
     max_rel: float
     tolerance: Tolerance
     passed: bool
+    mean_abs: float = float("nan")
 
 
 @dataclass
@@ -95,12 +120,14 @@ class ValidationReport:
         return bool(self.rows) and not self.failures
 
     def table(self) -> str:
-        lines = ["| graph | output | runner | max abs | max rel | atol / rtol | ok |", "|---|---|---|---|---|---|---|"]
+        lines = ["| graph | output | runner | max abs | mean abs | max rel | atol / rtol | ok |",
+                 "|---|---|---|---|---|---|---|---|"]
         for r in self.rows:
             tol = f"{r.tolerance.atol:.0e} / {r.tolerance.rtol:.0e}"
+            tol += f" ({r.tolerance.stat})" if r.tolerance.stat != "elemwise" else ""
             rel = f"{r.max_rel:.3g}" if np.isfinite(r.max_rel) else "-"
-            lines.append(f"| {r.graph} | {r.output} | {r.runner} | {r.max_abs:.3g} | {rel} | {tol} | "
-                         f"{'yes' if r.passed else 'NO'} |")
+            lines.append(f"| {r.graph} | {r.output} | {r.runner} | {r.max_abs:.3g} | {r.mean_abs:.3g} | {rel} | "
+                         f"{tol} | {'yes' if r.passed else 'NO'} |")
         return "\n".join(lines)
 
 
@@ -173,7 +200,8 @@ def _rows(
     outputs = list(results[reference][1][0].keys())
     tolerances = {name: table[family(name)] for name in outputs}
     compare = _simple_compare(atol={n: t.atol for n, t in tolerances.items()},
-                              rtol={n: t.rtol for n, t in tolerances.items()})
+                              rtol={n: t.rtol for n, t in tolerances.items()},
+                              check_error_stat={n: t.stat for n, t in tolerances.items()})
     with np.errstate(divide="ignore", invalid="ignore"):  # relative error of exact zeros
         accuracy = Comparator.compare_accuracy(results, comparisons=[(index, reference)], compare_func=compare)
     if not hasattr(accuracy, "keys"):  # Polygraphy >= 0.53: one AccuracyResult per compare function
@@ -183,7 +211,8 @@ def _rows(
     for group in dict.fromkeys(family(name) for name in outputs):
         found = [it[name] for it in iterations for name in outputs if family(name) == group]
         rows.append(OutputParity(graph, group, runner, max(float(r.max_absdiff) for r in found),
-                                 max(float(r.max_reldiff) for r in found), table[group], all(bool(r) for r in found)))
+                                 max(float(r.max_reldiff) for r in found), table[group], all(bool(r) for r in found),
+                                 max(float(r.mean_absdiff) for r in found)))
     return rows
 
 
@@ -193,7 +222,8 @@ def _compare_graph(manifest: ExportManifest, graph: str, cases: list[Case], trt:
 
     path = manifest.path(graph)
     feeds = [feed for feed, _ in cases]
-    runners = [(OnnxrtRunner(SessionFromOnnx(str(path), providers=["cpu"]), name="onnxruntime"), FP32)]
+    runners = [(OnnxrtRunner(SessionFromOnnx(str(path), providers=["cpu"]), name="onnxruntime"),
+                tolerances(manifest, graph))]
     if trt:
         runners.append((_trt_runner(manifest, graph, feeds), FP16))
     results = Comparator.run([r for r, _ in runners], data_loader=FeedLoader(feeds))
