@@ -71,6 +71,13 @@ def config_set(name: str) -> dict[str, PruneConfig]:
         add("drop+coverage+merge", 0.6, **drop, onset_keep=1.0)
         add("drop+coverage+merge", 0.5, padding="drop", speech_floor=5.0)
         add("drop+coverage+merge", 0.5, padding="drop")
+    # exportable adaptive counts (the ONNX prune graph follows the attention, not the audio): the
+    # attention mass above the median, floor 0.25 (docs/results.md section 6), at most half the frames
+    adaptive = dict(COVERAGE, uniform_floor=0.25, min_keep=0.15, max_keep=0.5, keep_ratio=None)
+    if regime in ("short", "full", "long"):
+        for mass_layer, mass in ((layer, 0.93), (layer, 0.95), (layer + 1, 0.93)):
+            config = PruneConfig(layer=mass_layer, mass=mass, **adaptive)
+            out[config.format()] = config
     if regime == "long":
         add("coverage+merge", 0.5)
         add("uniform", 0.5, "uniform")

@@ -5,9 +5,13 @@
 # (one device call carries at most 64 MiB): .devrun/acc/part00..part04. The first three hold
 # everything but base (tiny.en only); all five hold both models. Run on the CPU machine,
 # repository root, in the venv:   bash scripts/prepare_accuracy_payload.sh
+#   bash scripts/prepare_accuracy_payload.sh code   -> only .devrun/acc/code.tgz (the committed src/ and
+#   scripts/ at HEAD: the GPU run uses these, not the working tree other helpers are editing)
 set -euo pipefail
 DATA=${DATA:-../shared/data}
 OUT=.devrun/acc
+mkdir -p "$OUT" && git archive --format=tar HEAD src scripts | gzip > "$OUT/code.tgz"
+[ "${1:-}" = code ] && { ls -l "$OUT/code.tgz"; exit 0; }
 STAGE=$(mktemp -d)
 mkdir -p "$STAGE"/{whl,data,models}
 copy_set() {  # copy_set SET MANIFEST...
@@ -26,7 +30,7 @@ for model in tiny.en base; do
   mkdir -p "$STAGE/models/$model" && cp "$src"/*.json "$src"/model.safetensors "$STAGE/models/$model/"
 done
 pip download -q --no-deps --only-binary=:all: --python-version 3.12 -d "$STAGE/whl" soundfile cffi pycparser 2>/dev/null
-rm -rf "$OUT" && mkdir -p "$OUT"
+rm -f "$OUT"/part*
 (cd "$STAGE" && tar cf - whl data models/tiny.en models/base) | split -b 58100000 -d -a 2 - "$OUT/part"
 rm -rf "$STAGE"
 ls -l "$OUT"
