@@ -39,16 +39,17 @@ def _batch(value: str) -> int | None:
 def command(model, dense, layer, keep_ratio, mass, strategy, scoring, query_stride, merge, out, opset, batch,
             precision, no_decoder_cache, engines, max_batch, prune_plugin, aot_plugin) -> None:
     """Export encoder head / prune / tail and the KV-cached decoder to ONNX (default: the shipped config)."""
-    from whisper_eas.exporter.export import export_model
+    from whisper_eas.config import format_prune
+    from whisper_eas.exporter.export import ExportConfig, export_model
 
-    engine_config = _engine_config(max_batch, prune_plugin, aot_plugin) if engines else None
-    prune = resolve_prune(model, dense, layer, keep_ratio, mass, strategy, scoring, query_stride, merge)
+    settings = ExportConfig(opset=opset, batch=_batch(batch), reuse_decoder=not no_decoder_cache, precision=precision)
     if precision == "int8" and engines:
         raise click.UsageError("--engines builds FP16 TensorRT engines from float32 graphs: use --precision fp32")
-    manifest = export_model(model, prune, out, opset=opset, batch=_batch(batch), reuse_decoder=not no_decoder_cache,
-                            precision=precision)
-    label = prune.format() if prune else "dense"
-    click.echo(f"exported {manifest.model} [{label}] {manifest.precision}, opset {opset}, batch {batch} -> {out}")
+    engine_config = _engine_config(max_batch, prune_plugin, aot_plugin) if engines else None
+    prune = resolve_prune(model, dense, layer, keep_ratio, mass, strategy, scoring, query_stride, merge)
+    manifest = export_model(model, prune, out, settings)
+    click.echo(f"exported {manifest.model} [{format_prune(prune)}] {manifest.precision}, opset {opset}, "
+               f"batch {batch} -> {out}")
     for name in manifest.files:
         size = (out / name).stat().st_size / 1e6
         click.echo(f"  {name:20s} {size:8.1f} MB  sha256 {manifest.files[name][:12]}")

@@ -17,8 +17,10 @@ import hashlib
 import json
 import platform
 import shutil
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -135,34 +137,55 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+@dataclass(frozen=True)
+class ExportConfig:
+    """How the graphs are written (what gets pruned is the `PruneConfig`); validated once, here."""
+
+    opset: int = MIN_OPSET
+    batch: int | None = None  # None: a dynamic batch axis; an int fixes it (static engines)
+    reuse_decoder: bool = True  # link the decoder graphs exported before for the same weights
+    precision: str = "fp32"  # "int8": quantize the graphs of `quantize` after the float32 export
+    quantize: QuantizeConfig | None = None  # int8: which graphs and how (default `QuantizeConfig()`)
+
+    def __post_init__(self) -> None:
+        if self.opset < MIN_OPSET:
+            raise ConfigError(f"opset {self.opset} is too old: the graphs need opset >= {MIN_OPSET}")
+        if self.batch is not None and self.batch < 1:
+            raise ConfigError(f"batch must be >= 1 or dynamic, got {self.batch}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.quantize is not None and self.precision != "int8":
+            raise ConfigError("a quantize config needs precision='int8'")
+
+    @property
+    def batch_axis(self) -> int | str:
+        return self.batch if self.batch is not None else BATCH
+
+    @property
+    def quantization(self) -> QuantizeConfig | None:
+        return (self.quantize or QuantizeConfig()) if self.precision == "int8" else None
+
+
 def export_model(
     model_name: str | Path,
     config: PruneConfig | None,
     out_dir: str | Path,
-    opset: int = 17,
-    batch: int | None = None,
-    reuse_decoder: bool = True,
+    settings: ExportConfig | None = None,
     hf_model: nn.Module | None = None,
-    precision: str = "fp32",
-    quantize: QuantizeConfig | None = None,
+    **changes: Any,
 ) -> ExportManifest:
-    """Write the graphs of `model_name` split for `config` (None: dense) into `out_dir`.
+    """Write the graphs of `model_name` split for `config` (None: dense) into `out_dir`, as
+    `settings` says (keywords such as `opset=13` or `precision="int8"` change single fields).
 
-    `batch=None` keeps the batch axis dynamic; an int fixes it (static engines). `precision="int8"`
-    quantizes the graphs of `quantize` (default `QuantizeConfig()`: encoder tail and decoder) after
-    the float32 export (`exporter.quantize`). Returns the manifest that was written
-    (`out_dir/manifest.json`).
+    `precision="int8"` quantizes the graphs of `quantize` (default `QuantizeConfig()`: encoder tail
+    and decoder) after the float32 export (`exporter.quantize`). Returns the manifest that was
+    written (`out_dir/manifest.json`).
     """
     from whisper_eas.checkpoints.loading import load_whisper
     from whisper_eas.checkpoints.registry import EMBEDDED_MODELS, resolve_model
 
-    if opset < MIN_OPSET:
-        raise ConfigError(f"opset {opset} is too old: the graphs need opset >= {MIN_OPSET}")
-    if batch is not None and batch < 1:
-        raise ConfigError(f"batch must be >= 1 or dynamic, got {batch}")
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    quantize = (quantize or QuantizeConfig()) if precision == "int8" else None
+    settings = replace(settings or ExportConfig(), **changes)
+    opset, batch_axis, quantize = settings.opset, settings.batch_axis, settings.quantization
     model = hf_model if hf_model is not None else load_whisper(model_name)
     weight = next(model.parameters())
     if weight.dtype != torch.float32 or weight.device.type != "cpu":  # trace a float32 CPU copy
@@ -174,16 +197,16 @@ def export_model(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).unlink(missing_ok=True)  # a half-written folder never looks complete
-    batch_axis: int | str = batch if batch is not None else BATCH
     specs = export_specs(dims, config, batch_axis)
     for name in ENCODER_GRAPHS:  # a dense export over a sparse one leaves no stale prune.onnx
         if name not in specs:
             (out / f"{name}.onnx").unlink(missing_ok=True)
     key = decoder_key(model, dims, opset, batch_axis)
     _export_encoder(model, dims, config, specs, out, opset)
-    _decoder_graphs(model, dims, specs, out, opset, reuse_decoder, key)
+    _decoder_graphs(model, dims, specs, out, opset, settings.reuse_decoder, key)
     if quantize is not None:
-        quantize_graphs(out, [specs[g].file for g in quantize.graphs if g in specs], quantize, reuse=reuse_decoder)
+        quantize_graphs(out, [specs[g].file for g in quantize.graphs if g in specs], quantize,
+                        reuse=settings.reuse_decoder)
     (out / TOKENIZER).unlink(missing_ok=True)
     shutil.copyfile(resolve_model(model_name) / TOKENIZER, out / TOKENIZER)
     files = [spec.file for spec in specs.values()] + [TOKENIZER]
