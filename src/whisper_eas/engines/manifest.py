@@ -99,6 +99,7 @@ class EngineManifest:
             "format_version": FORMAT_VERSION,
             "model": self.model,
             "config": self.config.to_dict() if self.config else None,
+            "prune": format_prune(self.config),  # the same config in the one text form (read: "config")
             "platform": asdict(self.platform),
             "precision": "fp16" if self.engine_config.get("fp16", True) else "fp32",
             "engine_config": self.engine_config,

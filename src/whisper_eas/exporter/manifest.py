@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from whisper_eas.config import PruneConfig
+from whisper_eas.config import PruneConfig, format_prune
 from whisper_eas.errors import WhisperEasError
 from whisper_eas.exporter.graph_specs import BATCH, GraphSpec, ModelDims, export_specs, split_layer
 from whisper_eas.exporter.quantize import QuantizeConfig
@@ -76,6 +76,7 @@ class ExportManifest:
             "format_version": FORMAT_VERSION,
             "model": self.model,
             "config": self.config.to_dict() if self.config else None,
+            "prune": format_prune(self.config),  # the same config in the one text form (read: "config")
             "split_layer": self.split_layer,
             "opset": self.opset,
             "batch": self.batch,
