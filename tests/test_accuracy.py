@@ -142,3 +142,23 @@ def test_onset_keep_keeps_the_first_second_of_speech(tiny_model):
     assert len(protected) == len(plain)  # within the same budget
     with pytest.raises(ValueError, match="onset_keep"):
         PruneConfig(layer=1, keep_ratio=0.5, strategy="uniform", onset_keep=1.0)
+
+
+def test_search_confirmation_remeasures_the_chosen_point(tmp_path, tiny_runner):
+    """The chosen point and dense re-measured on a confirmation manifest (all of it), with the
+    paired interval and whether the point holds by the chooser's rule there."""
+    from whisper_eas.search.run import SearchSpec, confirm
+
+    from pathlib import Path
+
+    lines = Path("tests/data/manifest.tsv").read_text().splitlines()
+    manifest = tmp_path / "confirm.tsv"  # the first two utterances (paths stay relative to the manifest)
+    manifest.write_text("\n".join(lines[:3]) + "\n")
+    (tmp_path / "audio").symlink_to(Path("tests/data/audio").resolve())
+    config = PruneConfig(layer=1, keep_ratio=1.0, strategy="uniform")  # keeps every frame: dense's text
+    spec = SearchSpec(model="tiny.en", manifest=str(manifest), strategies=("uniform",), keep_ratios=(1.0,),
+                      confirm_manifest=str(manifest))
+    chosen = {"key": config.format(), "config": config.to_dict()}
+    result = confirm(spec, tiny_runner, chosen, tmp_path, progress=lambda _: None)
+    assert result["all"]["n_utterances"] == 2 and result["all"]["delta"] == 0.0 and result["holds"]
+    assert result["sparsity"] == 0.0 and (tmp_path / "confirm.json").is_file()
