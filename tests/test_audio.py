@@ -131,7 +131,7 @@ def test_ffmpeg_is_used_when_soundfile_cannot_read(tmp_path, monkeypatch):
     tool.write_text(
         f"#!{sys.executable}\n"
         "import sys, soundfile as sf, numpy as np\n"
-        "src = sys.argv[sys.argv.index('-i') + 1]\n"
+        "src = sys.argv[sys.argv.index('-i') + 1].removeprefix('file:')\n"
         "data, rate = sf.read(src.replace('.m4a', '.flac'), dtype='float32')\n"
         "sys.stdout.buffer.write(np.asarray(data, np.float32).tobytes())\n"
     )

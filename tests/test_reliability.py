@@ -128,6 +128,12 @@ def test_truncated_reads_never_return_uninitialised_samples(tmp_path):
         load_audio(tmp_path / "cut.mp3")
     partial = load_audio(tmp_path / "cut.mp3", allow_partial=True)
     assert 4 * rate < len(partial) < 10 * rate and float(np.abs(partial).max()) <= 1.5
+    from whisper_eas.audio import resample  # a cut file at another rate
+
+    sf.write(tmp_path / "b44.wav", resample(audio[: rate * 6], rate, 44100), 44100, subtype="PCM_16")
+    (tmp_path / "cut44.wav").write_bytes((tmp_path / "b44.wav").read_bytes()[:300_000])
+    with pytest.raises(AudioError, match="truncated"):
+        load_audio(tmp_path / "cut44.wav")
 
 
 def test_partial_decode_is_an_error_unless_allowed_then_a_warning(tmp_path):
@@ -144,7 +150,8 @@ def test_partial_decode_is_an_error_unless_allowed_then_a_warning(tmp_path):
     assert data["warnings"] and "partial decode" in data["warnings"][0]
 
 
-def test_odd_rates_and_channels_match_the_16k_mono_original(tmp_path):
+def test_odd_rates_and_channels_match_the_16k_mono_original(tmp_path, monkeypatch):
+    monkeypatch.setattr("whisper_eas.audio.BLOCK_FRAMES", 4093)  # many blocks, odd boundaries
     audio, rate = _pcm(GOOD)
     stereo = np.stack([audio, audio], axis=1)
     sf.write(tmp_path / "st.flac", stereo, rate)
@@ -244,6 +251,31 @@ def test_ffmpeg_reads_odd_names_as_files(tmp_path):
                     f"file:{tricky}"], check=True)
     single = load_audio(tmp_path / "a.flac")
     assert abs(len(load_audio(tricky)) - len(single)) < 0.1 * len(single)
+
+
+@pytest.mark.skipif(not POSIX, reason="shell script stand-in for ffmpeg")
+def test_ffmpeg_fallback_gets_file_paths_and_its_decode_errors_mean_partial(tmp_path, monkeypatch):
+    """A stand-in `ffmpeg` (decodes GOOD with soundfile, then reports a decode error, exit 0, as
+    ffmpeg does for a damaged file) shows what the fallback passes and how its output is judged."""
+    tool = tmp_path / "bin" / "ffmpeg"
+    tool.parent.mkdir()
+    tool.write_text(
+        f"#!{sys.executable}\n"
+        "import sys, json, soundfile as sf, numpy as np\n"
+        f"open({str(tmp_path / 'args.json')!r}, 'w').write(json.dumps(sys.argv[1:]))\n"
+        f"data, _ = sf.read({str(GOOD)!r}, dtype='float32')\n"
+        "sys.stdout.buffer.write(np.asarray(data, np.float32).tobytes())\n"
+        "sys.stderr.write('[aac @ 0x1] Invalid data found when processing input\\n')\n"
+    )
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tool.parent}{os.pathsep}{os.environ['PATH']}")
+    odd = tmp_path / "concat:a.flac|a.flac.m4a"
+    odd.write_bytes(b"\x00\x00\x00\x18ftypM4A " + bytes(200))  # soundfile cannot read it
+    with pytest.raises(AudioError, match="corrupt or truncated: ffmpeg decoded 2.0"):
+        load_audio(odd)
+    args = json.loads((tmp_path / "args.json").read_text())
+    assert "-nostdin" in args and args[args.index("-i") + 1] == f"file:{odd}"
+    np.testing.assert_array_equal(load_audio(odd, allow_partial=True), load_audio(GOOD))
 
 
 # ---- the Python API ------------------------------------------------------------------------

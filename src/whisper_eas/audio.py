@@ -26,6 +26,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from whisper_eas.errors import WhisperEasError
+
 SAMPLE_RATE = 16000
 # Extensions picked up when a directory is given (explicitly named files are always tried).
 AUDIO_EXTENSIONS = frozenset(
@@ -47,7 +49,7 @@ def display_path(path: str | os.PathLike) -> str:
         return os.fsencode(text).decode("utf-8", "backslashreplace")
 
 
-class AudioError(ValueError):
+class AudioError(WhisperEasError, ValueError):
     """An input file that cannot be used as audio."""
 
     def __init__(self, path: str | os.PathLike, problem: str):
@@ -211,7 +213,7 @@ def _check_file(path: Path) -> None:
     except OSError as error:
         raise AudioError(path, f"cannot stat it ({error.strerror or error})") from None
     if stat.S_ISDIR(mode):
-        raise AudioError(path, "is a directory, not an audio file")
+        raise AudioError(path, "not a regular file (a directory)")
     if not stat.S_ISREG(mode):
         raise AudioError(path, "not a regular file (FIFO, socket or device)")
     if path.stat().st_size == 0:
@@ -322,9 +324,19 @@ def _resampled(blocks: Blocks, rate: int, target: int = SAMPLE_RATE) -> Blocks:
     half_len = 10 * max(up, down)  # scipy's default filter half length
     context = half_len // up + 2  # input samples an output sample reaches on either side
     held, start, emitted = np.zeros(0, np.float32), 0, 0  # input held from global index `start`
-    pending = next(blocks, None)
+    stopped: _Partial | None = None  # a decoder that stopped early: what it gave is still resampled
+
+    def take() -> np.ndarray | None:
+        nonlocal stopped
+        try:
+            return next(blocks, None)
+        except _Partial as partial:
+            stopped = partial
+            return None
+
+    pending = take()
     while pending is not None:
-        following = next(blocks, None)
+        following = take()
         held = np.concatenate([held, pending])
         end, final = start + len(held), following is None
         out = resample(held, rate, target)
@@ -336,6 +348,8 @@ def _resampled(blocks: Blocks, rate: int, target: int = SAMPLE_RATE) -> Blocks:
             emitted = offset + stop
         keep_from = max(start, ((emitted * down - half_len) // up - context) // down * down)
         held, start, pending = held[keep_from - start:], keep_from, following
+    if stopped is not None:
+        raise stopped
 
 
 # ---- whole-file helpers (short clips) ------------------------------------------------------
