@@ -49,14 +49,23 @@ def command(baseline, other, resamples, seed, json_out) -> None:
     """OTHER's WER minus BASELINE's (e.g. dense) over the utterances both transcribed, with a paired
     bootstrap 95% interval and the counts of utterances that got better / worse; per source too.
     Each argument: an `eval --json` report, or GRID.json#CONFIG."""
-    from whisper_eas.evaluation.stats import compare
     from whisper_eas.io_utils import atomic_write_json
 
     refs_a, hyps_a, label_a = read_transcripts(baseline)
     refs_b, hyps_b, label_b = read_transcripts(other)
     refs = {uid: ref for uid, ref in refs_a.items() if uid in refs_b}
-    if not refs:
-        raise ValueError(f"{baseline} and {other} share no utterance ids")
+    result = print_comparison(refs, hyps_a, hyps_b, label_a, label_b, resamples, seed)
+    if json_out:
+        atomic_write_json(json_out, {"baseline": label_a, "other": label_b, **result})
+
+
+def print_comparison(refs: dict[str, str], hyps_a: dict[str, str], hyps_b: dict[str, str], label_a: str,
+                     label_b: str, resamples: int = 2000, seed: int = 0) -> dict:
+    """Print B against A (overall and per source) and return `stats.compare`'s result."""
+    from whisper_eas.evaluation.stats import compare
+
+    if not any(uid in hyps_a and uid in hyps_b for uid in refs):
+        raise ValueError(f"{label_a} and {label_b} share no utterance ids")
     result = compare(refs, hyps_a, hyps_b, resamples, seed)
     click.echo(f"{label_b} against {label_a} (delta = WER points, paired bootstrap 95%, {resamples} resamples)")
     click.echo(f"{'source':<10} {'utts':>5} {'words':>6} {'WER A':>7} {'WER B':>7} {'delta':>7}  interval"
@@ -64,5 +73,4 @@ def command(baseline, other, resamples, seed, json_out) -> None:
     click.echo(_line("all", result["all"]))
     for name, d in result["sources"].items():
         click.echo(_line(name, d))
-    if json_out:
-        atomic_write_json(json_out, {"baseline": label_a, "other": label_b, **result})
+    return result

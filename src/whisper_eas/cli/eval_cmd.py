@@ -27,9 +27,12 @@ from whisper_eas.cli.common import friendly_errors, model_option, prune_options,
 @click.option("--language", help="Language code for multilingual models (default: detect per file).")
 @click.option("--json", "json_out", type=click.Path(path_type=Path),
               help="Write the full report here (per-utterance errors, words, language, windows).")
+@click.option("--against", type=click.Path(path_type=Path),
+              help="An earlier --json report (e.g. dense): print the paired delta with its 95% interval, per source.")
 @friendly_errors
 def command(model, manifest, limit, dense, layer, keep_ratio, mass, strategy, scoring, query_stride, merge,
-            device, backend, engine_dir, head_precision, beam_size, batch_size, no_guard, language, json_out) -> None:
+            device, backend, engine_dir, head_precision, beam_size, batch_size, no_guard, language, json_out,
+            against) -> None:
     """Transcribe a manifest as trt-transcribe does (timestamps, fallback, long files in 30 s
     windows) and score WER (Whisper English normalizer + jiwer). Exits 1 when nothing was scored."""
     from whisper_eas.cli.progress import Progress
@@ -65,3 +68,9 @@ def command(model, manifest, limit, dense, layer, keep_ratio, mass, strategy, sc
     except EvalError as error:
         raise click.ClickException(f"{manifest}: {error}") from None
     click.echo(report.summary())
+    if against:
+        from whisper_eas.cli.compare_cmd import print_comparison, read_transcripts
+
+        refs, hyps, label = read_transcripts(str(against))
+        ours = {u.id: u.hyp for u in report.utterances if u.error is None and u.hyp is not None}
+        print_comparison({k: v for k, v in refs.items() if k in ours}, hyps, ours, label, "this run")
