@@ -11,14 +11,16 @@ deaths are retried by Ray (`max_restarts`, `max_task_retries`, task `max_retries
 from __future__ import annotations
 
 import logging
-import re
+import os
 import pickle
+import re
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from whisper_eas.audio import display_path
 from whisper_eas.outputs import outputs_exist, write_outputs
 from whisper_eas.scaleout.results_table import ResultsLog, new_run_id
 from whisper_eas.scaleout.stages import TranscribeSpec, bound, decode_row, one_line
@@ -99,7 +101,8 @@ def run_job(items: list[DatasetItem], output_dir: str | Path, formats: tuple[str
             _execute(todo, output_dir, formats, spec, cluster, log, report, on_row)
     finally:
         log.flush()
-    report.results = log.finish([(i.source, i.name) for i in items], skipped)
+    report.results = log.finish([(display_path(i.source), display_path(i.name)) for i in items],
+                                {display_path(source) for source in skipped})
     report.wall_s = time.perf_counter() - started
     return report
 
@@ -111,7 +114,7 @@ def _execute(todo, output_dir, formats, spec, cluster, log, report, on_row) -> N
     report.connect_s = time.perf_counter() - started
     try:
         for row in _pipeline(ray, todo, spec, cluster).iter_rows():
-            record = log.add(_finish_file(row, output_dir, formats))
+            record = log.add(_finish_file(row, todo[row["index"]], output_dir, formats))
             if record["status"] == "ok":
                 report.ok += 1
                 report.audio_s += record["duration_s"] or 0.0
@@ -150,7 +153,7 @@ def _pipeline(ray, todo: list[DatasetItem], spec: TranscribeSpec, cluster: Clust
     context.enable_progress_bars = False  # the CLI prints its own per-file lines
     context.max_consecutive_actor_init_deaths = cluster.actor_start_failures
     logging.getLogger("ray.data").setLevel(logging.ERROR)  # failures reach the caller as rows or JobError
-    rows = [{"source": i.source, "name": i.name} for i in todo]
+    rows = [{"index": k, "source": os.fsencode(i.source)} for k, i in enumerate(todo)]  # names need not be UTF-8
     ds = ray.data.from_items(rows, override_num_blocks=len(rows))  # one decoding task per file
     with warnings.catch_warnings():
         # Ray 2.60 still takes retry options as remote args (deprecated for 2.64; the extra pins < 2.64).
@@ -163,15 +166,15 @@ def _pipeline(ray, todo: list[DatasetItem], spec: TranscribeSpec, cluster: Clust
             num_gpus=cluster.gpus_per_actor or None, max_restarts=-1, max_task_retries=cluster.retries)
 
 
-def _finish_file(row: dict[str, Any], output_dir: Path, formats: tuple[str, ...]) -> dict[str, Any]:
+def _finish_file(row: dict[str, Any], item: DatasetItem, output_dir: Path, formats: tuple[str, ...]) -> dict[str, Any]:
     """Write one file's outputs (trt-transcribe's writer); its results-table row."""
-    record = {k: v for k, v in row.items() if k != "result"}
+    record = {k: v for k, v in row.items() if k not in ("result", "index")} | {"name": display_path(item.name)}
     if row["status"] != "ok":
         return record
     result = pickle.loads(row["result"])
     try:
-        write_outputs(result, output_dir, formats, row["name"])
-    except (OSError, UnicodeError) as error:  # a full or read-only disk fails this file, not the job
+        write_outputs(result, output_dir, formats, item.name)
+    except (OSError, ValueError) as error:  # a full or read-only disk fails this file, not the job
         record.update(status="error", error=f"{row['source']}: could not write outputs ({one_line(error)})")
     return record
 

@@ -60,11 +60,16 @@ def one_line(error: BaseException) -> str:
     return text or type(error).__name__
 
 
+def source_path(row: dict[str, Any]) -> str:
+    """The row's path: it travels as bytes, since a file name need not be UTF-8 (Arrow strings must)."""
+    return os.fsdecode(bytes(row["source"]))
+
+
 def decode_row(row: dict[str, Any], max_decoded_s: float) -> dict[str, Any]:
     """source -> samples (float32 bytes), or `deferred` for long files, or the error text."""
     from whisper_eas.audio import load_audio, probe_duration
 
-    source = row["source"]
+    source = source_path(row)
     started = time.perf_counter()
     out = {**row, "samples": b"", "deferred": False, "error": ""}
     if max_decoded_s == 0:  # every file read by the actor (e.g. --allow-partial: its warnings come from there)
@@ -84,8 +89,11 @@ def decode_row(row: dict[str, Any], max_decoded_s: float) -> dict[str, Any]:
 
 
 def _named(error: BaseException, source: str) -> str:
-    text = one_line(error)
-    return text if source in text else f"{source}: {text}"
+    """One line that starts with the file, as trt-transcribe's errors do (in printable form)."""
+    from whisper_eas.audio import display_path
+
+    text, shown = one_line(error), display_path(source)
+    return text if shown in text else f"{shown}: {text}"
 
 
 class TranscribeActor:
@@ -128,32 +136,35 @@ class TranscribeActor:
                     outcomes[index] = self._outcome(rows[index], outcome)
             except Exception as error:  # a failure outside one file's handling: the rest of the call fails
                 for index in pending:
-                    outcomes.setdefault(index, {"error": _named(error, str(rows[index]["source"]))})
+                    outcomes.setdefault(index, {"error": _named(error, source_path(rows[index]))})
         return self._columns(rows, outcomes)
 
     def _audio(self, row: dict[str, Any], stack: ExitStack) -> np.ndarray | Path:
         if row["deferred"]:
-            return stack.enter_context(local_copy(str(row["source"])))
+            return stack.enter_context(local_copy(source_path(row)))
         return np.frombuffer(row["samples"], dtype=np.float32)
 
     def _outcome(self, row: dict[str, Any], outcome) -> dict[str, Any]:
-        source = str(row["source"])
+        from whisper_eas.audio import display_path
+
+        source = source_path(row)
         if outcome.error is not None:
-            return {"error": _named(Exception(one_line(outcome.error).replace(ARRAY_SOURCE, source)), source)}
-        result = replace(outcome.result, source=source)
-        return {"result": result}
+            text = one_line(outcome.error).replace(ARRAY_SOURCE, display_path(source))
+            return {"error": _named(Exception(text), source)}
+        return {"result": replace(outcome.result, source=display_path(source))}  # as for a path input
 
     def _columns(self, rows: list[dict[str, Any]], outcomes: dict[int, dict[str, Any]]) -> dict[str, list]:
         info = self.transcriber.runner.describe()
         columns: dict[str, list] = {k: [] for k in (
-            "source", "name", "status", "error", "warnings", "result", "duration_s", "decode_s", "transcribe_s",
+            "index", "source", "status", "error", "warnings", "result", "duration_s", "decode_s", "transcribe_s",
             "windows", "backend", "device", "worker_pid", "node")}
         for index, row in enumerate(rows):
             outcome = outcomes.get(index, {})
             result = outcome.get("result")
-            error = str(row["error"]) or outcome.get("error", "" if result else f"{row['source']}: no result")
+            error = str(row["error"]) or outcome.get("error", "" if result else _named(Exception("no result"),
+                                                                                        source_path(row)))
             values = {
-                "source": str(row["source"]), "name": str(row["name"]), "status": "ok" if result else "error",
+                "index": int(row["index"]), "source": _display(row), "status": "ok" if result else "error",
                 "error": "" if result else error, "warnings": "; ".join(getattr(result, "warnings", None) or ()),
                 "result": pickle.dumps(result) if result else b"",
                 "duration_s": result.duration_s if result else None, "decode_s": float(row["decode_s"]),
@@ -164,6 +175,12 @@ class TranscribeActor:
             for key, value in values.items():
                 columns[key].append(value)
         return columns
+
+
+def _display(row: dict[str, Any]) -> str:
+    from whisper_eas.audio import display_path
+
+    return display_path(source_path(row))
 
 
 def _assigned_cpus() -> int | None:
