@@ -162,3 +162,14 @@ def test_search_confirmation_remeasures_the_chosen_point(tmp_path, tiny_runner):
     result = confirm(spec, tiny_runner, chosen, tmp_path, progress=lambda _: None)
     assert result["all"]["n_utterances"] == 2 and result["all"]["delta"] == 0.0 and result["holds"]
     assert result["sparsity"] == 0.0 and (tmp_path / "confirm.json").is_file()
+
+
+def test_search_grid_has_the_padding_trim_and_dropped_padding():
+    from whisper_eas.search.run import SearchSpec
+
+    spec = SearchSpec(model="tiny.en", manifest="m.tsv", layers=(1, 2), keep_ratios=(0.5,),
+                      strategies=("padtrim", "padtrim0", "coverage@4+merge+drop"))
+    keys = [c.format() for c in spec.configs(4)]
+    assert keys[:3] == ["uniform L1 k1.0 padding=drop speech_floor=10.0", "uniform L1 k1.0 padding=drop",
+                        "coverage@4+merge L1 k0.5 padding=drop speech_floor=10.0"]
+    assert len(keys) == 6

@@ -25,8 +25,10 @@ def _ints(text: str | None) -> tuple[int, ...] | None:
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Results folder (resumable).")
 @click.option("--layers", help="Comma-separated 1-based layers (default: all).")
 @click.option("--keep-ratios", default="0.7,0.6,0.5,0.4,0.3", show_default=True)
-@click.option("--strategies", default="attentive,uniform,truncate,coverage@4+merge", show_default=True,
-              help="attentive, uniform, truncate, coverage; @N scores from every N-th query, +merge folds dropped frames in.")
+@click.option("--strategies", default="attentive,uniform,truncate,padtrim,coverage@4+merge", show_default=True,
+              help="attentive, uniform, truncate, coverage; @N scores from every N-th query, +merge folds dropped frames "
+                   "in, +drop drops trailing padding (the ratio applies to the speech); padtrim / padtrim0: the padding "
+                   "trim baseline with / without its 10 s floor.")
 @click.option("--masses", default="", help="Adaptive attention masses, e.g. 0.9,0.95 (attention strategies).")
 @click.option("--min-keep", default=0.3, show_default=True, help="Adaptive: fewest frames kept (share).")
 @click.option("--max-keep", default=0.8, show_default=True, help="Adaptive: most frames kept (share).")

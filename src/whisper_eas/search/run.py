@@ -54,7 +54,8 @@ class SearchSpec:
 
     def __post_init__(self) -> None:
         for token in self.strategies:
-            strategy_fields(token)  # ConfigError naming the token and the grammar
+            if token not in PADDING_TRIMS:
+                strategy_fields(token.removesuffix("+drop"))  # ConfigError naming the token and the grammar
         if not self.keep_ratios and not self.masses:
             raise ConfigError("a search needs keep ratios or masses")
         for value in (*self.keep_ratios, *self.masses):
@@ -76,18 +77,30 @@ class SearchSpec:
         """Every point: fixed ratios for each strategy, adaptive masses for attention strategies.
 
         A strategy token is the strategy part of the prune grammar, `name[@stride][+merge]`, e.g.
-        `coverage@4+merge`; every point's key is its `PruneConfig.format()`.
+        `coverage@4+merge`, optionally `+drop` (trailing padding dropped, the ratio applies to the
+        speech region); `padtrim` / `padtrim0` are the padding trim with / without its 10 s floor
+        (one point per layer). Every point's key is its `PruneConfig.format()`.
         """
         layers = self.layers or tuple(range(1, n_layers + 1))
         out = []
         for layer in layers:
             for token in self.strategies:
-                common = dict(layer=layer, **strategy_fields(token, self.scoring, self.query_stride))
+                if token in PADDING_TRIMS:  # the baseline: the first max(floor, duration) + 1.28 s of frames
+                    out.append(PruneConfig(layer=layer, keep_ratio=1.0, strategy="uniform", padding="drop",
+                                           speech_floor=PADDING_TRIMS[token]))
+                    continue
+                drop = token.endswith("+drop")
+                common = dict(layer=layer, **strategy_fields(token.removesuffix("+drop"), self.scoring, self.query_stride))
+                if drop:  # ours: trailing padding dropped, the selection within the speech region
+                    common.update(padding="drop", speech_floor=PADDING_TRIMS["padtrim"])
                 out += [PruneConfig(keep_ratio=k, **common) for k in self.keep_ratios]
                 if common["strategy"] in ("attentive", "coverage"):
                     out += [PruneConfig(keep_ratio=None, mass=m, min_keep=self.min_keep, max_keep=self.max_keep, **common)
                             for m in self.masses]
         return out
+
+
+PADDING_TRIMS = {"padtrim": 10.0, "padtrim0": 0.0}  # token -> speech floor, seconds
 
 
 def strategy_fields(token: str, scoring: str = "mean", query_stride: int = 1) -> dict:
