@@ -144,11 +144,14 @@ def test_padded_chunk_keeps_its_share_of_the_speech_only(sparse_runner):
 
 # ---- end to end on real recordings ------------------------------------------------------------------
 
-def test_batched_long_recording_is_close_to_sequential(sparse_runner):
+def test_batched_long_recording_is_close_to_sequential(tmp_path_factory, tiny_model):
+    from whisper_eas.runners.ort_runner import OrtRunner
+
+    runner = OrtRunner(exported(tmp_path_factory, tiny_model, SPARSE))  # the product's CPU path, and the quick one
     reference = read_manifest(DATA / "manifest-long.tsv")[0]
     audio = load_audio(reference.path)
-    sequential = Transcriber(sparse_runner, batch_size=4).transcribe(audio)
-    batched = Transcriber(sparse_runner, batch_size=4, batched=BatchedOptions()).transcribe(audio)
+    sequential = Transcriber(runner, batch_size=4).transcribe(audio)
+    batched = Transcriber(runner, batch_size=4, batched=BatchedOptions()).transcribe(audio)
     check_segments(batched, len(audio) / SAMPLE_RATE)
     assert batched.timing["mode"] == "batched" and len(batched.windows) >= 2
     assert all(w.kept_frames <= 750 for w in batched.windows)
@@ -164,3 +167,23 @@ def test_batched_timestamps_mode_gives_finer_segments_in_order(sparse_runner):
     assert len(part.segments) >= 2
     check_segments(part, len(audio) / SAMPLE_RATE)
     assert "ask not what your country can do for you" in " ".join(s.text for s in part.segments).lower()
+
+
+# ---- command line ---------------------------------------------------------------------------------
+
+def test_cli_batched_writes_times_inside_the_audio(tmp_path):
+    from click.testing import CliRunner
+
+    from whisper_eas.cli.transcribe_cmd import command
+
+    result = CliRunner().invoke(command, ["--batched", "--vad-threshold", "0.4", "--format", "json",
+                                          "--output-dir", str(tmp_path), str(JFK)])
+    assert result.exit_code == 0, result.output
+    import json
+
+    data = json.loads(next(tmp_path.glob("*.json")).read_text())
+    assert data["timing"]["mode"] == "batched"
+    assert data["segments"] and all(0 <= s["start"] < s["end"] <= data["duration_s"] for s in data["segments"])
+    assert "ask not what your country can do for you" in data["text"].lower()
+    misuse = CliRunner().invoke(command, ["--vad-threshold", "0.4", str(JFK)])
+    assert misuse.exit_code != 0 and "--vad-threshold applies to --batched only" in misuse.output
