@@ -56,7 +56,8 @@ def main() -> int:
                                                           dtype=torch.float32, hf_model=base.model)
         transcriber = Transcriber(runner, batch_size=args.batch_size)
         point = {"hyps": {}, "kept": {}, "fallbacks": {}, "windows": {}, "unguarded": {}}
-        for utt, outcome in zip(utterances, transcriber.transcribe_many([u.path for u in utterances])):
+        for outcome in transcriber.transcribe_many([u.path for u in utterances]):  # in the order files finish
+            utt = utterances[outcome.index]
             if outcome.error is not None:
                 point["fallbacks"][utt.id] = f"error: {outcome.error}"
                 continue
