@@ -304,33 +304,14 @@ def markdown(rows: list[Row], sets: dict[str, list[int]], ids: list[str], refs: 
     return "\n".join(lines)
 
 
-def parse(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="whisper-eas bench --longform", description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default="tiny.en")
-    ap.add_argument("--manifest", action="append", required=True, help="A long-form TSV (repeatable).")
-    ap.add_argument("--limit", type=int, help="First N recordings of each manifest.")
-    ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=2, help="Threads for every system (0: each library's own).")
-    ap.add_argument("--precisions", nargs="+", default=["fp32", "int8"], choices=["fp32", "int8"])
-    ap.add_argument("--systems", nargs="+", help="Only these builders of SYSTEMS (default: all) and faster-whisper.")
-    ap.add_argument("--pytorch", action="store_true", help="Add our PyTorch backend (slow).")
-    ap.add_argument("--no-faster-whisper", action="store_true")
-    ap.add_argument("--fw-batch", type=int, default=8, help="BatchedInferencePipeline batch size.")
-    ap.add_argument("--ct2-dir", help="faster-whisper CT2 folder (default: the embedded model's).")
-    ap.add_argument("--profile", action="store_true", help="Per-stage profile of our ONNX Runtime systems.")
-    ap.add_argument("--json", required=True)
-    ap.add_argument("--markdown", required=True)
-    return ap.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> None:
+def run(args: argparse.Namespace) -> None:
+    """Run the benchmark `whisper-eas bench --longform` describes (its options are `args`)."""
     import tempfile
 
     import torch
 
     from whisper_eas.benchmark.cpu import machine
 
-    args = parse(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     ids, audios, refs = load_manifests(args.manifest, args.limit)

@@ -2,7 +2,8 @@
 
 Two benchmarks: short clips, one padded 30 s window each (the default, `benchmark.cpu`), and
 `bench --longform`: whole long recordings end to end, sequential and batched, against
-faster-whisper (`benchmark.longform`, its own options: `whisper-eas bench --longform --help`).
+faster-whisper (`benchmark.longform`, its own options: `whisper-eas bench --longform --help`; lists
+comma-separated, e.g. `--precisions fp32,int8`).
 """
 
 from __future__ import annotations
@@ -15,13 +16,51 @@ import click
 from whisper_eas.cli.common import friendly_errors, model_option, prune_options, resolve_prune
 
 
-@click.command("longform", context_settings={"ignore_unknown_options": True, "help_option_names": []})
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def longform_command(args: tuple[str, ...]) -> None:
-    """Long recordings end to end, our systems beside faster-whisper's (`--help` for options)."""
-    from whisper_eas.benchmark.longform import main
+def _choices(*allowed: str):
+    """A comma-separated subset of `allowed`, as a list."""
 
-    main(list(args))
+    def convert(ctx, param, value: str) -> list[str]:
+        items = [v.strip() for v in value.split(",") if v.strip()]
+        unknown = [v for v in items if v not in allowed]
+        if unknown or not items:
+            raise click.BadParameter(f"choose from {', '.join(allowed)} (comma-separated), got {value!r}")
+        return items
+
+    return convert
+
+
+@click.command("longform")
+@model_option
+@click.option("--manifest", "manifest", multiple=True, required=True, type=click.Path(dir_okay=False),
+              help="A long-form TSV (repeatable).")
+@click.option("--limit", type=click.IntRange(min=1), help="First N recordings of each manifest.")
+@click.option("--repeats", default=2, show_default=True, type=click.IntRange(min=1))
+@click.option("--threads", default=2, show_default=True, type=click.IntRange(min=0),
+              help="Threads for every system (0: each library's own).")
+@click.option("--precisions", default="fp32,int8", show_default=True, callback=_choices("fp32", "int8"))
+@click.option("--configs", default="dense,shipped", show_default=True, callback=_choices("dense", "shipped"))
+@click.option("--fw-types", default="int8,float32", show_default=True, callback=_choices("int8", "float32"))
+@click.option("--fw-modes", default="sequential,batched", show_default=True,
+              callback=_choices("sequential", "batched"))
+@click.option("--systems", help="Only these builders of benchmark.longform.SYSTEMS, comma-separated (default: all).")
+@click.option("--pytorch", is_flag=True, help="Add our PyTorch backend (slow).")
+@click.option("--no-faster-whisper", is_flag=True)
+@click.option("--fw-batch", default=8, show_default=True, type=click.IntRange(min=1),
+              help="BatchedInferencePipeline batch size.")
+@click.option("--ct2-dir", type=click.Path(file_okay=False), help="faster-whisper CT2 folder (default: the embedded model's).")
+@click.option("--profile", is_flag=True, help="Per-stage profile of our shipped-config ONNX Runtime systems.")
+@click.option("--json", "json", required=True, type=click.Path(dir_okay=False))
+@click.option("--markdown", required=True, type=click.Path(dir_okay=False))
+@friendly_errors
+def longform_command(**options) -> None:
+    """Long recordings end to end, our systems beside faster-whisper's."""
+    from argparse import Namespace
+
+    from whisper_eas.benchmark.longform import run
+
+    options["manifest"] = list(options["manifest"])
+    options["systems"] = options["systems"].split(",") if options["systems"] else None
+    run(Namespace(**options))
 
 
 class _BenchCommand(click.Command):
