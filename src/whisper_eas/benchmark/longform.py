@@ -131,6 +131,8 @@ def our_systems(args) -> list[System]:
     systems = []
     for precision in args.precisions:
         for label, prune in (("dense", None), ("shipped", shipped)):
+            if label not in args.configs:
+                continue
             name = f"ours onnxruntime {label} {precision}"
             systems.append(built(name, lambda p=prune, q=precision: ours(args.model, p, q, args.threads)))
     if args.pytorch:
@@ -145,7 +147,7 @@ def faster_whisper_systems(args, ct2_dir: Path) -> list[System]:
 
     language = "en"  # the data is English; a multilingual model is told so, as ours is
     systems = []
-    for compute in ("int8", "float32"):
+    for compute in args.fw_types:
         def sequential(compute=compute):
             model = WhisperModel(str(ct2_dir), device="cpu", compute_type=compute, cpu_threads=args.threads or 0)
 
@@ -165,8 +167,10 @@ def faster_whisper_systems(args, ct2_dir: Path) -> list[System]:
 
             return run, model
 
-        systems.append(built(f"faster-whisper {compute}", sequential))
-        systems.append(built(f"faster-whisper {compute} batched {args.fw_batch}", batched, kind="batched"))
+        if "sequential" in args.fw_modes:
+            systems.append(built(f"faster-whisper {compute}", sequential))
+        if "batched" in args.fw_modes:
+            systems.append(built(f"faster-whisper {compute} batched {args.fw_batch}", batched, kind="batched"))
     return systems
 
 
@@ -268,6 +272,7 @@ def int8_deltas(rows: list[Row], ids: list[str], refs: list[str], sets: dict[str
 def markdown(rows: list[Row], sets: dict[str, list[int]], ids: list[str], refs: list[str], durations: list[float],
              info: dict, args) -> str:
     reference = next((r for r in rows if r.name == "faster-whisper int8"), None)
+    batched_ref = next((r for r in rows if r.name.startswith("faster-whisper int8 batched")), None)
     lines = [f"Long-form (whole recordings, sequential unless marked batched). Machine: {info['cpu']}, "
              f"{info['cores']} cores, load average {info['load_before']} before / {info['load_after']} after; "
              f"model {args.model}, threads {args.threads or 'default'}, {args.repeats} rounds (median), "
@@ -275,13 +280,16 @@ def markdown(rows: list[Row], sets: dict[str, list[int]], ids: list[str], refs: 
     for set_name, index in sets.items():
         audio = sum(durations[i] for i in index)
         ref = by_set(reference, sets, refs, durations)[set_name] if reference else None
+        ref_b = by_set(batched_ref, sets, refs, durations)[set_name] if batched_ref else None
         lines += [f"**{set_name}**: {len(index)} recordings, {audio:.0f} s of audio", "",
-                  "| system | seconds | RTFx | vs faster-whisper int8 | WER % | model MB | peak working MB |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]
+                  "| system | seconds | RTFx | vs faster-whisper int8 | vs its batched | WER % | model MB "
+                  "| peak working MB |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for row in rows:
             result = by_set(row, sets, refs, durations)[set_name]
             versus = f"{ref.seconds / result.seconds:.2f}x" if ref else "-"
-            lines.append(f"| {row.name} | {result.seconds:.2f} | {result.rtfx:.1f} | {versus} | {result.wer:.2f} | "
+            versus_b = f"{ref_b.seconds / result.seconds:.2f}x" if ref_b else "-"
+            lines.append(f"| {row.name} | {result.seconds:.2f} | {result.rtfx:.1f} | {versus} | {versus_b} | "
+                         f"{result.wer:.2f} | "
                          f"{row.load_mb:.0f} | {row.peak_mb:.0f} |")
         lines.append("")
     deltas = int8_deltas(rows, ids, refs, sets)
@@ -292,7 +300,8 @@ def markdown(rows: list[Row], sets: dict[str, list[int]], ids: list[str], refs: 
     if profiled:
         from whisper_eas.benchmark.stages import STAGES
 
-        lines += ["Where our time goes (one pass over every file, seconds):", "",
+        lines += [f"Where our time goes (one pass over the first {getattr(args, 'profile_files', 2)} recordings, "
+                  "seconds):", "",
                   "| system | " + " | ".join(STAGES) + " | total | decoder steps | ms / step |",
                   "|---|" + "---:|" * (len(STAGES) + 3)]
         for r in profiled:
@@ -338,8 +347,8 @@ def run(args: argparse.Namespace) -> None:
         rows = measure(systems, audios, refs, args.repeats)
     if args.profile:
         for system, row in zip(systems, rows):
-            if system.runner is not None and "onnxruntime" in system.name:
-                row.profile = profile_ours(system, audios)
+            if system.runner is not None and "onnxruntime shipped" in system.name:
+                row.profile = profile_ours(system, audios[: getattr(args, "profile_files", 2)])
     info = {**machine(), "load_before": load_before, "load_after": load_average()}
     for row in rows:
         row.wer = corpus_wer(list(zip(refs, row.texts)))[0]
