@@ -57,19 +57,32 @@ def _commands(folder: Path, out: Path, backend: str) -> dict[str, list[str]]:
 def _run(name: str, command: list[str], out: Path) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     load_before = os.getloadavg()[0]
+    cpu_before = _children_cpu_s()
     started = time.perf_counter()
     proc = subprocess.run(command, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - started
+    cpu = _children_cpu_s() - cpu_before
     summary = SUMMARY.search(proc.stderr)
     ray_start = RAY_START.search(proc.stderr)
     if proc.returncode != 0 or summary is None:
         sys.exit(f"{name} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
     texts = {p.name: p.read_text() for p in out.glob("*.txt")}
-    print(f"{name}: {wall:.1f} s wall ({summary.group(0)}), load average {load_before:.1f}", file=sys.stderr)
-    return {"name": name, "wall_s": round(wall, 2), "ok": int(summary.group(1)), "failed": int(summary.group(2)),
+    print(f"{name}: {wall:.1f} s wall, {cpu:.1f} s CPU ({summary.group(0)}), load average {load_before:.1f}",
+          file=sys.stderr)
+    return {"name": name, "wall_s": round(wall, 2), "cpu_s": round(cpu, 1), "ok": int(summary.group(1)),
+            "failed": int(summary.group(2)),
             "transcribe_s": float(summary.group(3)), "ray_start_s": float(ray_start.group(1)) if ray_start else 0.0,
             "load_average_1min_before": round(load_before, 2), "load_average_1min_after": round(os.getloadavg()[0], 2),
             "texts": texts}
+
+
+def _children_cpu_s() -> float:
+    """User + system CPU seconds of every finished descendant that was waited for: the command, and
+    Ray's processes where their parents reaped them (a lower bound for the Ray runs)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -109,7 +122,8 @@ def _report(runs: list[dict], audio_s: float, args) -> dict:
     for name, group in by_name.items():
         wall = statistics.median(r["wall_s"] for r in group)
         start = statistics.median(r["ray_start_s"] for r in group)
-        entry = {"wall_s": wall, "ray_start_s": start, "audio_h_per_hour": round(audio_s / wall, 2),
+        entry = {"wall_s": wall, "cpu_s": statistics.median(r.get("cpu_s", 0.0) for r in group),
+                 "ray_start_s": start, "audio_h_per_hour": round(audio_s / wall, 2),
                  "walls": [r["wall_s"] for r in group]}
         if base_wall:
             entry["overhead_vs_trt"] = round(wall / base_wall - 1, 4)
@@ -117,7 +131,8 @@ def _report(runs: list[dict], audio_s: float, args) -> dict:
             entry["transcripts_differing_from_trt"] = sum(
                 group[0]["texts"].get(k) != v for k, v in base[0]["texts"].items())
         summary[name] = entry
-    return {"files": args.files, "shortest": args.shortest, "audio_s": round(audio_s, 1), "backend": args.backend, "cpus": os.cpu_count(),
+    return {"files": args.files, "shortest": args.shortest, "audio_s": round(audio_s, 1), "backend": args.backend,
+            "cpus": os.cpu_count(),
             "summary": summary, "runs": [{k: v for k, v in r.items() if k != "texts"} for r in runs]}
 
 

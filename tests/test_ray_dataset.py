@@ -175,7 +175,8 @@ def test_tables_and_manifests_get_trt_transcribe_names(tmp_path):
     expected = [(str(f.path), f.name) for f in discover([tmp_path / p for p in paths])]
     for table in ("files.parquet", "files.csv", "files.jsonl"):
         assert [(i.source, i.name) for i in dataset_items(str(tmp_path / table))] == expected, table
-    assert [(i.source, i.name) for i in dataset_items(str(folder))] == [(str(f.path), f.name) for f in discover([folder])]
+    named = [(str(f.path), f.name) for f in discover([folder])]
+    assert [(i.source, i.name) for i in dataset_items(str(folder))] == named
     manifest = dataset_items(str(DATA / "manifest.tsv"))
     assert manifest[0].source == str(DATA / "audio" / "ls-test-other-1688-142285-0002.flac")
     assert manifest[0].name == "ls-test-other-1688-142285-0002"

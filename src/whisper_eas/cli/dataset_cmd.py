@@ -43,7 +43,8 @@ from whisper_eas.runners.factory import BACKEND_CHOICES
 @click.option("--max-decoded-minutes", default=30.0, show_default=True, type=click.FloatRange(min=0.01),
               help="Longer files are read (streamed) by the actor itself instead of decoded on a CPU task; "
                    "with --allow-partial every file is.")
-@click.option("--num-cpus", type=click.IntRange(min=1), help="CPUs of the local Ray (default: all); not with --address.")
+@click.option("--num-cpus", type=click.IntRange(min=1),
+              help="CPUs of the local Ray (default: all); not with --address.")
 @friendly_errors
 def command(input_spec, output_dir, model, engine_dir, backend, device, dense, layer, keep_ratio, mass, strategy,
             scoring, query_stride, merge, language, task, beam_size, fmt, batch_size, overwrite, allow_partial,

@@ -50,7 +50,7 @@ class ClusterSpec:
     decode_cpus: float = 0.25  # per decoding task (decoding is light next to the model)
     max_decoded_s: float = 1800.0  # longer files are read (streamed) by the actor, not decoded into the object store
     local_cpus: int | None = None  # CPUs of a local Ray (default: all)
-    actor_start_failures: int = 1  # actor starts that may fail in a row before the job stops (a broken folder fails fast)
+    actor_start_failures: int = 1  # actor starts that may fail in a row before the job stops (a bad folder: fast)
     retries: int = 3  # per decoding task and per actor call, on worker or actor death
 
     def __post_init__(self):

@@ -21,7 +21,8 @@ from whisper_eas.io_utils import atomic_write_bytes
 RESULTS_FILE = "results.parquet"
 PARTS_DIR = ".results"
 COLUMNS = {  # name -> pyarrow type name
-    "source": "string", "name": "string", "status": "string", "error": "string", "warnings": "string", "duration_s": "float64",
+    "source": "string", "name": "string", "status": "string", "error": "string", "warnings": "string",
+    "duration_s": "float64",
     "decode_s": "float64", "transcribe_s": "float64", "windows": "int64", "model": "string", "config": "string",
     "formats": "string", "backend": "string", "device": "string", "worker_pid": "int64", "node": "string",
     "run_id": "string", "finished_at": "string",
