@@ -1,7 +1,8 @@
 """openai/whisper's sequential long-form algorithm, one file at a time, backend-free.
 
-A `LongformFile` holds one file's log-mel (computed once over the whole file, with 30 s of
-padding) and its decoding state. `next_window()` says which 30 s window to decode next and with
+A `LongformFile` holds one file's log-mel source (`StreamMel`: the frames openai/whisper would
+compute over the whole file with 30 s of padding, produced window by window so memory stays flat)
+and its decoding state. `next_window()` says which 30 s window to decode next and with
 which previous-text prompt; `accept()` takes the decoded window, cuts it into timestamped segments
 and moves the seek to the end of the last complete segment, exactly as openai/whisper's
 `transcribe()` does. Keeping the state machine apart from the decoding lets a scheduler advance
@@ -13,13 +14,14 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
 
-from whisper_eas.audio import SAMPLE_RATE
+from whisper_eas.audio import SAMPLE_RATE, AudioStream, array_stream
 from whisper_eas.decoding import DecodingResult
-from whisper_eas.features import HOP_LENGTH, INPUT_STRIDE, N_FRAMES, N_SAMPLES, TIME_PRECISION, log_mel, pad_or_trim
+from whisper_eas.features import HOP_LENGTH, INPUT_STRIDE, N_FRAMES, TIME_PRECISION, StreamMel, pad_or_trim
 from whisper_eas.results import Segment, WindowInfo
 from whisper_eas.tokenizer import WhisperTokenizer
 
@@ -36,6 +38,9 @@ class LongformOptions:
     no_speech_threshold: float | None = 0.6  # above (and unsure): silence, skip the window
     condition_on_previous_text: bool = True  # prompt each window with the text so far
     seed: int = 0  # sampling at T > 0 is seeded per window, so reruns and batch sizes agree
+    initial_prompt: str | None = None  # text before the first window (dropped at a prompt reset, as openai)
+    hotwords: str | None = None  # text kept in front of every window's prompt (faster-whisper's hotwords)
+    word_timestamps: bool = False  # align each segment's words (cross-attention + DTW, `alignment.py`)
 
     def __post_init__(self) -> None:
         self.check()
@@ -143,7 +148,7 @@ class LongformFile:
     """One file's features and sequential-decoding state."""
 
     source: str
-    mel: torch.Tensor  # [n_mels, content frames + 3000 padding frames]
+    mel: StreamMel  # the file's features, read window by window
     n_samples: int
     tokenizer: WhisperTokenizer
     options: LongformOptions
@@ -155,21 +160,41 @@ class LongformFile:
     segments: list[Segment] = field(default_factory=list)
     windows: list[WindowInfo] = field(default_factory=list)
     load_s: float = 0.0  # decoding the audio and computing its log-mel
+    warnings: list[str] = field(default_factory=list)  # e.g. a partial decode that was allowed
     language_prob: float | None = None  # top language's probability where it was detected
+    # word timing for one accepted window: (window mel [n_mels, 3000], its audio frames, outcome,
+    # its new segments, end of the speech before them); see alignment.align_words
+    align: Callable[[torch.Tensor, int, WindowOutcome, list[Segment], float], None] | None = None
 
     @classmethod
     def from_samples(cls, source: str, samples: np.ndarray, n_mels: int, tokenizer: WhisperTokenizer,
                      options: LongformOptions, language: str | None = None,
                      initial_prompt: tuple[int, ...] = ()) -> "LongformFile":
+        return cls.from_stream(array_stream(source, samples), n_mels, tokenizer, options, language, initial_prompt)
+
+    @classmethod
+    def from_stream(cls, stream: AudioStream, n_mels: int, tokenizer: WhisperTokenizer,
+                    options: LongformOptions, language: str | None = None,
+                    initial_prompt: tuple[int, ...] = (), check: bool = True) -> "LongformFile":
+        """Scan the stream once (checks, peak, length); windows are featurized when decoded.
+        `check=False` takes empty or all-zero audio as it is (API arrays: no segments, no error)."""
         started = time.perf_counter()
-        mel = log_mel(samples, n_mels, padding=N_SAMPLES)
-        state = cls(source, mel, len(samples), tokenizer, options, language, tuple(initial_prompt))
+        mel = StreamMel(stream.blocks if check else lambda _check: stream.blocks(False), n_mels)
+        state = cls(stream.source, mel, mel.n_samples, tokenizer, options, language, tuple(initial_prompt))
+        state.warnings = list(stream.warnings)
         state.load_s = time.perf_counter() - started
         return state
 
+    def __post_init__(self) -> None:
+        if self.options.initial_prompt and not self.tokens:  # openai: part of the text so far
+            self.tokens = self.tokenizer.encode(" " + self.options.initial_prompt.strip())
+        self._window: torch.Tensor | None = None  # the last window handed out (word alignment reads it)
+        hotwords = self.options.hotwords
+        self._hotwords = tuple(self.tokenizer.encode(" " + hotwords.strip())) if hotwords else ()
+
     @property
     def content_frames(self) -> int:
-        return self.mel.shape[-1] - N_FRAMES
+        return self.mel.content_frames
 
     @property
     def duration_s(self) -> float:
@@ -184,8 +209,10 @@ class LongformFile:
         return min(N_FRAMES, self.content_frames - self.seek)
 
     def next_window(self) -> WindowRequest:
-        window = pad_or_trim(self.mel[:, self.seek : self.seek + self.segment_size])
-        prompt = self.initial_prompt + tuple(self.tokens[self.prompt_reset_since :])
+        window = pad_or_trim(self.mel.frames(self.seek, self.seek + self.segment_size))
+        if self.align is not None:
+            self._window = window
+        prompt = self.initial_prompt + self._hotwords + tuple(self.tokens[self.prompt_reset_since :])
         return WindowRequest(window, prompt, self.language, seed=self.options.seed * 1_000_003 + self.seek)
 
     def accept(self, outcome: WindowOutcome) -> None:
@@ -200,8 +227,12 @@ class LongformFile:
             self.seek += size
             return
         spans, advance = split_segments(result.tokens, self.tokenizer.timestamp_begin, size)
+        first_new = len(self.segments)
         for span in spans:
             self._add_segment(span, offset, outcome)
+        if self.align is not None and len(self.segments) > first_new:
+            last_speech = self.segments[first_new - 1].end if first_new else 0.0
+            self.align(self._window, size, outcome, self.segments[first_new:], last_speech)
         self.seek += advance
         if not self.options.condition_on_previous_text or result.temperature > 0.5:
             self.prompt_reset_since = len(self.tokens)

@@ -35,6 +35,12 @@ def _cue_text(segment: Segment) -> str:
     return " ".join(segment.text.split()).replace("-->", "->")
 
 
+def vtt_escape(text: str) -> str:
+    """WebVTT cue text: '&' and '<' start entities and tags, so they are escaped; '>' too, which
+    also turns a '-->' inside the text into '--&gt;' (a literal '-->' would start a new cue)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _cues(result: TranscriptionResult) -> list[tuple[Segment, str]]:
     return [(s, text) for s in result.segments if (text := _cue_text(s))]
 
@@ -48,8 +54,8 @@ def render_srt(result: TranscriptionResult) -> str:
 
 
 def render_vtt(result: TranscriptionResult) -> str:
-    blocks = [f"{format_timestamp(s.start, '.')} --> {format_timestamp(s.end, '.')}\n{text}\n"
-              for s, text in _cues(result)]
+    blocks = [f"{format_timestamp(s.start, '.')} --> {format_timestamp(s.end, '.')}\n"
+              f"{vtt_escape(' '.join(s.text.split()))}\n" for s, _ in _cues(result)]
     return "WEBVTT\n\n" + "\n".join(blocks)
 
 

