@@ -6,9 +6,12 @@ Public API:
     apply_sparsification   install pruning on a long-lived model
     Transcriber            files or arrays in, `TranscriptionResult` out
     load_whisper           an HF Whisper model from a name (tiny.en, base) or folder
+    make_runner            a runner for a backend ("auto": the best here, `runner.reason` says why)
+    WhisperEasError        the base of every error whisper-eas raises on purpose
 """
 
 from whisper_eas.config import PruneConfig
+from whisper_eas.errors import WhisperEasError
 from whisper_eas.sparsify import apply_sparsification, sparsified
 
 __version__ = "0.1.0"
@@ -24,7 +27,12 @@ def __getattr__(name: str):
         from whisper_eas.checkpoints.loading import load_whisper
 
         return load_whisper
+    if name == "make_runner":
+        from whisper_eas.runners.factory import make_runner
+
+        return make_runner
     raise AttributeError(name)
 
 
-__all__ = ["PruneConfig", "Transcriber", "apply_sparsification", "load_whisper", "sparsified", "__version__"]
+__all__ = ["PruneConfig", "Transcriber", "WhisperEasError", "apply_sparsification", "load_whisper", "make_runner",
+           "sparsified", "__version__"]
