@@ -10,7 +10,9 @@ import click
 from whisper_eas.cli.common import (friendly_errors, model_option, prune_options, quiet_libraries, resolve_model,
                                      resolve_prune)
 from whisper_eas.cli.inputs import InputFile, discover
+from whisper_eas.audio import display_path
 from whisper_eas.cli.progress import Progress, RunStats
+from whisper_eas.io_utils import check_writable, clean_orphans
 from whisper_eas.outputs import FORMATS, expand_formats, outputs_exist, render, write_outputs
 from whisper_eas.runners.factory import BACKEND_CHOICES
 
@@ -27,6 +29,10 @@ from whisper_eas.runners.factory import BACKEND_CHOICES
 @click.option("--language", help="Language code (multilingual models; default: detect per file).")
 @click.option("--task", default="transcribe", show_default=True, type=click.Choice(["transcribe", "translate"]))
 @click.option("--beam-size", type=click.IntRange(min=1), help="Beam search width (default: greedy).")
+@click.option("--word-timestamps", is_flag=True,
+              help="Word start/end/probability in the json (cross-attention alignment; PyTorch backend).")
+@click.option("--initial-prompt", help="Text that conditions the first window (names, spelling, style).")
+@click.option("--hotwords", help="Text kept in front of every window's prompt (faster-whisper's hotwords).")
 @click.option("--format", "fmt", default="txt", show_default=True, type=click.Choice(FORMATS + ("all",)))
 @click.option("--output-dir", type=click.Path(path_type=Path), help="Write outputs here (default: print to stdout).")
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1),
@@ -38,22 +44,29 @@ from whisper_eas.runners.factory import BACKEND_CHOICES
 @click.option("--vad-threshold", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
               help="--batched: speech probability from which a 32 ms window counts as speech [default: 0.5].")
 @click.option("--overwrite", is_flag=True, help="Redo files whose outputs already exist (default: skip them).")
+@click.option("--allow-partial", is_flag=True,
+              help="Transcribe what a truncated or corrupt file yields (with a warning) instead of failing it.")
+@click.option("--progress-interval", default=60.0, show_default=True, type=click.FloatRange(min=0),
+              help="Seconds between progress lines when stderr is not a terminal (a log file).")
 @friendly_errors
 def command(inputs, model, engine_dir, backend, device, dense, layer, keep_ratio, mass, strategy, scoring,
-            query_stride, merge, language, task, beam_size, fmt, output_dir, batch_size, overwrite, batched,
-            vad_threshold) -> None:
+            query_stride, merge, language, task, beam_size, fmt, output_dir, batch_size, overwrite,
+            allow_partial, progress_interval, batched, vad_threshold, word_timestamps=False, initial_prompt=None,
+            hotwords=None) -> None:
     """Transcribe audio files and folders (default: embedded tiny.en, shipped sparse config, best backend)."""
     from whisper_eas.transcribe import Transcriber
 
     formats = expand_formats(fmt)
     if output_dir is None and len(formats) > 1:
         raise click.UsageError("--format all writes several files: give --output-dir")
+    _check_device(device)
     if vad_threshold is not None and not batched:
         raise click.UsageError("--vad-threshold applies to --batched only")
     files = discover(list(inputs))
     if not files:
-        raise click.UsageError(f"no audio files found in {', '.join(map(str, inputs))}")
+        raise click.UsageError(f"no audio files found in {', '.join(map(display_path, inputs))}")
     stats = RunStats()
+    _prepare_output_dir(output_dir, files, stats)
     todo = _skip_finished(files, output_dir, formats, overwrite, stats)
     if not todo:
         click.echo(stats.summary(), err=True)
@@ -61,17 +74,29 @@ def command(inputs, model, engine_dir, backend, device, dense, layer, keep_ratio
     # beside --engine-dir, an unnamed model / config is the folder's, a named one must match it
     prune = resolve_prune(model, dense, layer, keep_ratio, mass, strategy, scoring, query_stride, merge, engine_dir)
     model = resolve_model(model, engine_dir)
+    if word_timestamps and backend == "auto" and engine_dir is None:
+        backend = "pytorch"  # the alignment reads the decoder's cross-attention (alignment.py)
     transcriber = Transcriber.from_model(model, prune, backend, device, engine_dir, language=language, task=task,
-                                         beam_size=beam_size, batch_size=batch_size,
-                                         batched=_batched_options(batched, vad_threshold))
+                                         beam_size=beam_size, batch_size=batch_size, word_timestamps=word_timestamps,
+                                         initial_prompt=initial_prompt, hotwords=hotwords,
+                                         allow_partial=allow_partial, batched=_batched_options(batched, vad_threshold))
     info = transcriber.runner.describe()
     click.echo(f"backend: {info['backend']} on {info['device']} ({transcriber.backend_reason}); "
                f"model {info['model']}, {_prune_label(transcriber)}", err=True)
     stats.restart()  # the real-time factor counts transcription, not model loading
-    _run(transcriber, todo, output_dir, formats, stats)
+    _run(transcriber, todo, output_dir, formats, stats, progress_interval)
     click.echo(stats.summary(), err=True)
     if stats.failed:
         sys.exit(1)
+
+
+def _skip_finished(files: list[InputFile], output_dir: Path | None, formats, overwrite: bool,
+                   stats: RunStats) -> list[InputFile]:
+    if output_dir is None or overwrite:
+        return files
+    todo = [f for f in files if not outputs_exist(f.name, output_dir, formats)]
+    stats.skipped = len(files) - len(todo)
+    return todo
 
 
 def _batched_options(batched: bool, vad_threshold: float | None):
@@ -84,23 +109,44 @@ def _batched_options(batched: bool, vad_threshold: float | None):
     return BatchedOptions(vad=VadOptions(threshold=vad_threshold if vad_threshold is not None else 0.5))
 
 
-def _skip_finished(files: list[InputFile], output_dir: Path | None, formats, overwrite: bool,
-                   stats: RunStats) -> list[InputFile]:
-    if output_dir is None or overwrite:
-        return files
-    todo = [f for f in files if not outputs_exist(f.name, output_dir, formats)]
-    stats.skipped = len(files) - len(todo)
-    return todo
+def _check_device(device: str) -> None:
+    """One line for a device this PyTorch cannot use (a CPU-only build asked for cuda)."""
+    if device == "cpu":
+        return
+    if not device.startswith("cuda"):
+        raise click.BadParameter(f"{device!r}: use cpu or cuda (cuda:N)", param_hint="--device")
+    from whisper_eas.deps import cuda_available
+
+    if not cuda_available():
+        raise click.BadParameter(f"{device!r}: no CUDA GPU is visible to this PyTorch (CPU-only build, or no "
+                                 "GPU/driver); use --device cpu", param_hint="--device")
 
 
-def _run(transcriber, files: list[InputFile], output_dir: Path | None, formats, stats: RunStats) -> None:
+def _prepare_output_dir(output_dir: Path | None, files: list[InputFile], stats: RunStats) -> None:
+    """Fail early on an unwritable folder, clear temporaries a killed run left, and say which inputs
+    were given other output names so that none overwrites another."""
+    for f in files:
+        if f.renamed:
+            stats.renamed += 1
+            click.echo(f"note: {display_path(f.path)} -> output name {display_path(f.name)} "
+                       "(another input has the same name)", err=True)
+    if output_dir is None:
+        return
+    check_writable(output_dir)
+    removed = clean_orphans(output_dir)
+    if removed:
+        click.echo(f"removed {len(removed)} temporary file(s) an interrupted run left in {output_dir}", err=True)
+
+
+def _run(transcriber, files: list[InputFile], output_dir: Path | None, formats, stats: RunStats,
+         progress_interval: float = 60.0) -> None:
     """Transcribe with windows batched across files; report and write each file as it finishes."""
     from whisper_eas.audio import probe_duration
 
     expected = [probe_duration(f.path) or 0.0 for f in files]
-    progress = Progress(len(files), sum(expected))
+    progress = Progress(len(files), sum(expected), progress_interval)
     try:
-        for outcome in transcriber.transcribe_many(f.path for f in files):
+        for outcome in transcriber.transcribe_many((f.path for f in files), progress=progress.windows):
             if outcome.error is not None:
                 stats.failed += 1
                 progress.write(f"error: {outcome.error}")
@@ -110,10 +156,13 @@ def _run(transcriber, files: list[InputFile], output_dir: Path | None, formats, 
             progress.advance(result.duration_s)
             try:
                 _emit(result, target, output_dir, formats, progress)
-            except OSError as error:  # a full or read-only disk fails this file, not the run
+            except (OSError, ValueError) as error:  # a full or read-only disk fails this file, not the run
                 stats.failed += 1
-                progress.write(f"error: {target.path}: could not write outputs ({error})")
+                progress.write(f"error: {display_path(target.path)}: could not write outputs ({error})")
                 continue
+            for warning in result.warnings:
+                progress.write(f"warning: {result.source}: {warning}")
+            stats.partial += bool(result.warnings)
             stats.ok += 1
             stats.audio_s += result.duration_s
     finally:
@@ -126,7 +175,8 @@ def _emit(result, target: InputFile, output_dir: Path | None, formats, progress:
         return
     write_outputs(result, output_dir, formats, target.name)
     suffix = formats[0] if len(formats) == 1 else "{" + ",".join(formats) + "}"
-    progress.write(f"done {target.path} ({result.duration_s:.1f} s audio) -> {output_dir / target.name}.{suffix}")
+    progress.write(f"done {display_path(target.path)} ({result.duration_s:.1f} s audio) -> "
+                   f"{display_path(output_dir / target.name)}.{suffix}")
 
 
 def _prune_label(transcriber) -> str:

@@ -110,11 +110,22 @@ class ExportManifest:
             if spec.file not in self.files:
                 raise ExportError(f"{self.directory / MANIFEST}: no sha256 recorded for {spec.file}")
         for name, digest in self.files.items():
-            path = self.directory / name
+            path = file_inside(self.directory, name, ExportError)
             if not path.is_file():
                 raise ExportError(f"{path}: missing from the export folder (re-run whisper-eas export)")
             if hashes and sha256_file(path) != digest:
                 raise ExportError(f"{path}: sha256 differs from {MANIFEST} (file changed after export; re-export)")
+
+
+def file_inside(directory: Path, name: object, error: type[Exception]) -> Path:
+    """`directory / name` for a manifest entry, refused (before anything opens it) when it is not a
+    plain relative name inside the folder: absolute, `..`, or a link that leads out."""
+    if not isinstance(name, str) or not name or Path(name).is_absolute() or ".." in Path(name).parts:
+        raise error(f"{directory}: manifest file entry {name!r} is not a file inside the folder")
+    path = directory / name
+    if not path.resolve().is_relative_to(directory.resolve()):
+        raise error(f"{directory}: manifest file entry {name!r} leads outside the folder")
+    return path
 
 
 def read_manifest_json(path: Path, fmt: str, version: int, error: type[Exception], missing: str,
@@ -127,7 +138,7 @@ def read_manifest_json(path: Path, fmt: str, version: int, error: type[Exception
         raise error(f"{path}: not found ({missing})")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as problem:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as problem:  # RecursionError: absurd nesting
         raise error(f"{path}: not valid JSON ({problem})") from None
     if not isinstance(data, dict) or data.get("format") != fmt:
         raise error(f"{path}: not a {fmt} manifest")

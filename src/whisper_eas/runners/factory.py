@@ -19,7 +19,7 @@ from whisper_eas.config import DEFAULT_PRUNE, PruneConfig, format_prune
 from whisper_eas.checkpoints.registry import DEFAULT_MODEL
 from whisper_eas.deps import INSTALL_HINTS, installed, require_cuda, require_tensorrt, tensorrt_usable
 from whisper_eas.errors import ConfigError, MissingDependencyError
-from whisper_eas.exporter.manifest import MANIFEST, ExportManifest
+from whisper_eas.exporter.manifest import MANIFEST, ExportError, ExportManifest
 from whisper_eas.runners.base import Runner
 
 BACKENDS = ("pytorch", "onnxruntime", "tensorrt")
@@ -37,11 +37,16 @@ def has_engines(folder: Path) -> bool:
 
 
 def is_onnx_export(folder: Path) -> bool:
-    try:
-        data = json.loads((folder / "manifest.json").read_text())
-        return data.get("format") == "whisper-eas-onnx" and any(folder.glob("*.onnx"))
-    except (OSError, ValueError, AttributeError):
+    """Whether `folder` holds an ONNX export; a manifest.json that is there but unreadable is an
+    error naming it (not a silent fallback to PyTorch)."""
+    manifest = folder / "manifest.json"
+    if not manifest.is_file():
         return False
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as error:
+        raise ExportError(f"{manifest}: not valid JSON ({str(error).splitlines()[0] if str(error) else error!r})") from None
+    return isinstance(data, dict) and data.get("format") == "whisper-eas-onnx" and any(folder.glob("*.onnx"))
 
 
 def choose_backend(engine_dir: str | Path | None) -> BackendChoice:
