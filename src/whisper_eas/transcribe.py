@@ -4,6 +4,8 @@ Long inputs are decoded with openai/whisper's sequential algorithm (`longform.py
 segments, seeking by the last complete segment, conditioning on the previous text, temperature
 fallback and, before it, the quality guard's dense re-run. `transcribe_many` batches windows
 across files (`scheduler.py`); every file's result is the same as when it is transcribed alone.
+`Transcriber(batched=BatchedOptions())` switches to batched long-form (`batched_longform.py`):
+VAD chunks of one file decoded as independent windows, faster and usually a little less accurate.
 """
 
 from __future__ import annotations
