@@ -112,3 +112,17 @@ def test_auto_backend_choice_says_why(tmp_path):
         expected = "onnxruntime" if importlib.util.find_spec("onnxruntime") else "pytorch"
         assert onnx.backend == expected
         assert ("ONNX export" if expected == "onnxruntime" else "onnxruntime is not installed") in onnx.reason
+
+
+def test_word_timestamps_and_options_in_the_json(tmp_path):
+    result = CliRunner().invoke(command, [str(AUDIO / "cathy-arctic_a0001.flac"), "--word-timestamps", "--dense",
+                                          "--initial-prompt", "Philip Steels", "--format", "json",
+                                          "--output-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "backend: pytorch" in result.output  # auto picks the runner that exposes cross-attention
+    data = json.loads((tmp_path / "cathy-arctic_a0001.json").read_text())
+    words = [w for s in data["segments"] for w in s["words"]]
+    assert words and all(0 <= w["start"] < w["end"] <= data["duration_s"] + 0.01 for w in words)
+    assert "".join(w["word"] for w in words).strip() == data["text"]
+    assert data["options"]["longform"]["word_timestamps"] is True
+    assert data["options"]["longform"]["initial_prompt"] == "Philip Steels"

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from whisper_eas.audio import SAMPLE_RATE
+from whisper_eas.errors import WhisperEasError
 from whisper_eas.features import HOP_LENGTH, N_FRAMES
 from whisper_eas.results import Segment, Word
 
@@ -33,7 +34,7 @@ SENTENCE_END = ".。!！?？"
 NO_SPACE_LANGUAGES = {"zh", "ja", "th", "lo", "my", "yue"}
 
 
-class WordTimestampsUnsupported(ValueError):
+class WordTimestampsUnsupported(WhisperEasError, ValueError):
     """The runner cannot expose cross-attention (exported graphs, TensorRT engines)."""
 
 
