@@ -1,10 +1,11 @@
 """The default CPU path: ONNX Runtime graphs exported once into the model cache, reused after.
 
 `trt-transcribe` with no `--engine-dir` on a CPU runs the fastest backend that holds accuracy:
-ONNX Runtime on `DEFAULT_CPU_PRECISION` graphs of the requested model and prune config (measured
-in docs/benchmarks.md: on tiny.en long-form the int8 graphs run ~2x the PyTorch backend's speed at
-the same WER). The first run exports them into `$WHISPER_EAS_HOME/onnx-exports/<key>/` (a progress
-line on stderr, ~15 s for tiny.en, ~1 min for base); later runs load that folder.
+ONNX Runtime on graphs of the requested model and prune config, int8 where that was measured to
+hold accuracy (`INT8_MODELS`: tiny.en, docs/benchmarks.md), float32 elsewhere (base's int8 graphs
+lost 10 words on one of two long dev/val recordings: not shown to hold). The first run exports
+them into `$WHISPER_EAS_HOME/onnx-exports/<key>/` (a progress line on stderr, ~15-45 s for
+tiny.en, ~1-2 min for base); later runs load that folder.
 
 Concurrent processes are safe: each exports into a private sibling folder and renames it into
 place; a process that loses the race drops its copy and uses the winner's. A folder is only ever
@@ -24,7 +25,12 @@ from typing import Callable
 
 from whisper_eas.config import PruneConfig
 
-DEFAULT_CPU_PRECISION = "int8"
+INT8_MODELS = ("tiny.en",)  # int8 WER within +0.3 points of float32 on speech-dev and speech-val
+
+
+def default_precision(model: str | Path) -> str:
+    return "int8" if str(model) in INT8_MODELS else "fp32"
+
 CACHE_FORMAT = "1"  # bump when what a cached folder must hold changes
 
 
@@ -89,7 +95,7 @@ def _label(model: str | Path, prune: PruneConfig | None, precision: str) -> str:
     return f"{model} [{format_prune(prune)}] {precision}"
 
 
-def cached_export(model: str | Path, prune: PruneConfig | None, precision: str = DEFAULT_CPU_PRECISION,
+def cached_export(model: str | Path, prune: PruneConfig | None, precision: str = "int8",
                   progress: Callable[[str], None] | None = None) -> CachedExport:
     """The cached export folder for (model, prune, precision), exporting it on first use."""
     from whisper_eas.exporter.export import export_model
@@ -129,6 +135,6 @@ def default_cpu_export(model: str | Path | None, prune: PruneConfig | None,
     if prune is not None and (prune.per_input or prune.needs_audio):
         return CachedExport(None, f"config [{prune}] sets keep counts per window, which the ONNX graphs do not")
     try:
-        return cached_export(model, prune, DEFAULT_CPU_PRECISION, progress)
+        return cached_export(model, prune, default_precision(model), progress)
     except Exception as error:  # an export that fails must not stop a transcription: PyTorch runs anything
         return CachedExport(None, f"ONNX export of {model} failed ({type(error).__name__}: {error})")
