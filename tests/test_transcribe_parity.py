@@ -259,3 +259,21 @@ def test_real_transcript_subtitles_parse(dense):
     assert [c.content for c in cues] == [" ".join(s.text.split()) for s in result.segments]
     vtt = pysubs2.SSAFile.from_string(render_vtt(result), format_="vtt")
     assert [round(e.start / 1000, 3) for e in vtt] == [s.start for s in result.segments]
+
+
+# ---- language identification (multilingual base), as faster-whisper's test reads it ---------------
+
+def test_detect_language_with_a_multilingual_model(tiny_runner):
+    from whisper_eas.runners.torch_runner import TorchRunner
+    from whisper_eas.transcribe import Transcriber
+
+    data = AUDIO.parents[2].parent / "shared" / "data" / "multilingual" / "audio"
+    if not data.is_dir():
+        pytest.skip(f"{data} is not here")
+    transcriber = Transcriber(TorchRunner("base"))
+    code, probability, probabilities = transcriber.detect_language(data / "wenet-aishell-BAC009S0724W0121.flac")
+    assert code == "zh" and probability > 0.5 and probabilities["zh"] == probability
+    assert abs(sum(probabilities.values()) - 1) < 1e-3
+    assert transcriber.detect_language(data / "fw-multilingual-en-de.flac")[0] == "en"  # English for its first 31 s
+    assert Transcriber(tiny_runner).detect_language(AUDIO / "jfk-inaugural-1961.flac") == \
+        ("en", 1.0, {"en": 1.0})
