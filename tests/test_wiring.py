@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import click
 import pytest
+import torch
 from click.testing import CliRunner
 
 from whisper_eas.cli.common import friendly_errors
 from whisper_eas.config import DEFAULT_PRUNE, PruneConfig, format_prune, parse_prune
+from whisper_eas.decoding import DecodingOptions
 from whisper_eas.errors import ConfigError, WhisperEasError
 from whisper_eas.runners.factory import make_runner
 
@@ -77,13 +79,22 @@ def test_cli_errors_one_line_and_a_debug_hint_for_the_unexpected(monkeypatch):
     @click.argument("kind")
     @friendly_errors
     def fail(kind):
-        raise ConfigError("a.tsv: line 3 has 2 fields") if kind == "user" else ZeroDivisionError("division by zero")
+        if kind == "user":
+            raise ConfigError("a.tsv: line 3 has 2 fields")
+        if kind == "library":
+            torch.zeros(2) @ torch.zeros(3)  # a RuntimeError from inside torch
+        if kind == "own":
+            DecodingOptions(beam_size=0)  # a check of our own (a ValueError, or already a WhisperEasError)
+        raise ZeroDivisionError("division by zero")
 
     user = CliRunner().invoke(fail, ["user"])
     assert user.exit_code == 1 and user.output == "Error: a.tsv: line 3 has 2 fields\n"
-    bug = CliRunner().invoke(fail, ["bug"])
-    assert bug.exit_code == 1 and "unexpected ZeroDivisionError; set WHISPER_EAS_DEBUG=1" in bug.output
-    assert bug.output.count("\n") == 1
+    own = CliRunner().invoke(fail, ["own"])
+    assert own.exit_code == 1 and own.output == "Error: beam_size must be >= 1, got 0\n"
+    for kind, name in (("bug", "ZeroDivisionError"), ("library", "RuntimeError")):
+        bug = CliRunner().invoke(fail, [kind])
+        assert bug.exit_code == 1 and f"unexpected {name}; set WHISPER_EAS_DEBUG=1" in bug.output
+        assert bug.output.count("\n") == 1
     monkeypatch.setenv("WHISPER_EAS_DEBUG", "1")
     assert isinstance(CliRunner().invoke(fail, ["bug"]).exception, ZeroDivisionError)
 
