@@ -288,16 +288,23 @@ def decode_batch(
     device: torch.device | str = "cpu",
     generator: torch.Generator | None = None,
     previous: Sequence[Sequence[int]] | None = None,
+    prefixes: Sequence[Sequence[int]] | None = None,
 ) -> list[DecodingResult]:
     """Decode `batch` encoded windows whose session was opened with `beam_size` rows per window.
 
     `previous` gives each window its own previous-text tokens (long-form batching across files),
-    overriding `options.prompt`; the resulting prompts must still have equal lengths.
+    overriding `options.prompt`; `prefixes` likewise each window's forced prefix (a file's first
+    window only), overriding `options.prefix`; the resulting prompts must still have equal lengths.
     """
     options.check()
     languages = list(languages) if languages is not None else [options.language] * batch
     previous = [options.prompt] * batch if previous is None else [tuple(p) or None for p in previous]
-    prompts = [initial_tokens(tokenizer, replace(options, prompt=p), lang) for p, lang in zip(previous, languages)]
+    prefixes = [options.prefix] * batch if prefixes is None else [tuple(p) or options.prefix for p in prefixes]
+    prompts = [initial_tokens(tokenizer, replace(options, prompt=p, prefix=x), lang)
+               for p, x, lang in zip(previous, prefixes, languages)]
+    if len({len(x or ()) for x in prefixes}) != 1:
+        raise ValueError("windows in one batch need prefixes of equal length")
+    options = replace(options, prefix=prefixes[0])  # its length places the transcript's start
     if len({len(p) for p in prompts}) != 1:
         raise ValueError("windows in one batch need prompts of equal length")
     sample_begin = len(prompts[0])

@@ -40,6 +40,7 @@ class LongformOptions:
     seed: int = 0  # sampling at T > 0 is seeded per window, so reruns and batch sizes agree
     initial_prompt: str | None = None  # text before the first window (dropped at a prompt reset, as openai)
     hotwords: str | None = None  # text kept in front of every window's prompt (faster-whisper's hotwords)
+    prefix: str | None = None  # text the first window's transcript starts with (faster-whisper's prefix)
     word_timestamps: bool = False  # align each segment's words (cross-attention + DTW, `alignment.py`)
 
     def __post_init__(self) -> None:
@@ -124,6 +125,7 @@ class WindowRequest:
     prompt: tuple[int, ...]
     language: str | None
     seed: int
+    prefix: tuple[int, ...] = ()  # text forced at the start of the transcript (a file's first window)
 
 
 @dataclass
@@ -191,6 +193,8 @@ class LongformFile:
         self._window: torch.Tensor | None = None  # the last window handed out (word alignment reads it)
         hotwords = self.options.hotwords
         self._hotwords = tuple(self.tokenizer.encode(" " + hotwords.strip())) if hotwords else ()
+        prefix = self.options.prefix
+        self._prefix = tuple(self.tokenizer.encode(" " + prefix.strip())) if prefix else ()
 
     @property
     def content_frames(self) -> int:
@@ -213,7 +217,8 @@ class LongformFile:
         if self.align is not None:
             self._window = window
         prompt = self.initial_prompt + self._hotwords + tuple(self.tokens[self.prompt_reset_since :])
-        return WindowRequest(window, prompt, self.language, seed=self.options.seed * 1_000_003 + self.seek)
+        return WindowRequest(window, prompt, self.language, seed=self.options.seed * 1_000_003 + self.seek,
+                             prefix=self._prefix if self.seek == 0 else ())
 
     def accept(self, outcome: WindowOutcome) -> None:
         """Turn a decoded window into segments and advance the seek."""

@@ -165,15 +165,16 @@ def _languages(runner: Runner, encoded: EncodedBatch, requests: Sequence[WindowR
 def _decode_grouped(runner: Runner, encoded: EncodedBatch, requests: Sequence[WindowRequest],
                     options: DecodingOptions, languages: list[str]) -> list[DecodingResult]:
     """Decode rows in groups of equal prompt length (the decoder has no padding mask)."""
-    groups: dict[int, list[int]] = defaultdict(list)
+    groups: dict[tuple[int, int], list[int]] = defaultdict(list)
     for i, request in enumerate(requests):
-        groups[min(len(request.prompt), MAX_PROMPT)].append(i)
+        groups[min(len(request.prompt), MAX_PROMPT), len(request.prefix)].append(i)
     results: list[DecodingResult | None] = [None] * len(requests)
     for rows in groups.values():
         sub = encoded if len(rows) == encoded.batch else encoded.select(rows)
         session = runner.decoder(sub, options.beam_size or 1)
         decoded = decode_batch(session, len(rows), runner.tokenizer, options, [languages[i] for i in rows],
-                               device=runner.device, previous=[requests[i].prompt for i in rows])
+                               device=runner.device, previous=[requests[i].prompt for i in rows],
+                               prefixes=[requests[i].prefix for i in rows])
         for i, result in zip(rows, decoded):
             results[i] = result
     return results  # type: ignore[return-value]
@@ -210,7 +211,7 @@ def _sample_fallback(runner, encoded, request, options, longform, language, resu
         generator = torch.Generator().manual_seed(request.seed * 31 + step)
         session = runner.decoder(encoded, hot.group)  # `best_of` samples per window
         result = decode_batch(session, 1, runner.tokenizer, hot, [language], device=runner.device,
-                              generator=generator, previous=[request.prompt])[0]
+                              generator=generator, previous=[request.prompt], prefixes=[request.prefix])[0]
         if not needs_fallback(result, longform):
             break
     return result
