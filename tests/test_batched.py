@@ -61,7 +61,8 @@ def test_vad_rule_matches_faster_whisper_on_its_model():
 
     audio = load_audio(LONG)
     ours = speech_spans(audio, VadOptions(), SileroVad(f"{get_assets_path()}/silero_vad_v6.onnx"))
-    theirs = fw_vad.get_speech_timestamps(audio, fw_vad.VadOptions(max_speech_duration_s=30, min_silence_duration_ms=160))
+    fw_options = fw_vad.VadOptions(max_speech_duration_s=30, min_silence_duration_ms=160)
+    theirs = fw_vad.get_speech_timestamps(audio, fw_options)
     assert [(s.start, s.end) for s in ours] == [(d["start"], d["end"]) for d in theirs]
 
 
@@ -90,7 +91,8 @@ def test_bad_vad_options_are_rejected():
 def test_chunks_concatenate_spans_up_to_30s_and_map_times_back():
     audio = np.zeros(100 * SAMPLE_RATE, dtype=np.float32)
     s = SAMPLE_RATE
-    spans = [SpeechSpan(2 * s, 12 * s), SpeechSpan(20 * s, 35 * s), SpeechSpan(40 * s, 50 * s), SpeechSpan(60 * s, 65 * s)]
+    spans = [SpeechSpan(2 * s, 12 * s), SpeechSpan(20 * s, 35 * s), SpeechSpan(40 * s, 50 * s),
+             SpeechSpan(60 * s, 65 * s)]
     chunks = make_chunks(audio, spans, 30.0)
     assert [len(c.pieces) for c in chunks] == [2, 2]  # 10 + 15 s, then 10 + 5 s (25 + 10 > 30)
     first = chunks[0]
@@ -162,8 +164,9 @@ def test_batched_long_recording_is_close_to_sequential(tmp_path_factory, tiny_mo
 
 def test_batched_timestamps_mode_gives_finer_segments_in_order(sparse_runner):
     audio = load_audio(JFK)
-    part = transcribe_batched(sparse_runner, audio, Transcriber(sparse_runner).options, Transcriber(sparse_runner).longform,
-                              Transcriber(sparse_runner).guard, 8, BatchedOptions(timestamps=True))
+    base = Transcriber(sparse_runner)
+    part = transcribe_batched(sparse_runner, audio, base.options, base.longform, base.guard, 8,
+                              BatchedOptions(timestamps=True))
     assert len(part.segments) >= 2
     check_segments(part, len(audio) / SAMPLE_RATE)
     assert "ask not what your country can do for you" in " ".join(s.text for s in part.segments).lower()

@@ -245,7 +245,8 @@ def _batches(chunks: list[Chunk], batch_size: int, batched: BatchedOptions, by_r
     groups: dict[int, list[Chunk]] = {}
     for chunk in chunks:
         groups.setdefault(region_content(chunk.content_frames, batched), []).append(chunk)
-    return [g[i : i + batch_size] for _, g in sorted(groups.items(), reverse=True) for i in range(0, len(g), batch_size)]
+    ordered = [group for _, group in sorted(groups.items(), reverse=True)]
+    return [g[i : i + batch_size] for g in ordered for i in range(0, len(g), batch_size)]
 
 
 def _request(runner: Runner, chunk: Chunk, options: DecodingOptions, longform: LongformOptions) -> WindowRequest:

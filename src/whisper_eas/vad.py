@@ -110,7 +110,8 @@ def default_vad() -> SileroVad:
     return SileroVad()
 
 
-def speech_spans(audio: np.ndarray, options: VadOptions | None = None, vad: SileroVad | None = None) -> list[SpeechSpan]:
+def speech_spans(audio: np.ndarray, options: VadOptions | None = None,
+                 vad: SileroVad | None = None) -> list[SpeechSpan]:
     """Speech regions of 16 kHz `audio`, in time order, padded and non-overlapping."""
     options = options or VadOptions()
     options.check()

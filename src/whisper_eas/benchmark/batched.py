@@ -61,7 +61,8 @@ def fw_batched(model_dir: str | Path, compute_type: str, batch_size: int, thread
 def batched_systems(exports: dict[str, Path], ct2_dir: Path | None, batch_size: int,
                     threads: int | None = None) -> dict[str, System]:
     """Our exports (name -> folder) and faster-whisper int8 batched on `ct2_dir` (if given)."""
-    systems = {f"whisper-eas batched {name}": ours_batched(folder, batch_size, threads) for name, folder in exports.items()}
+    systems = {f"whisper-eas batched {name}": ours_batched(folder, batch_size, threads)
+               for name, folder in exports.items()}
     if ct2_dir is not None:
         systems[f"faster-whisper int8 batched (batch {batch_size})"] = fw_batched(ct2_dir, "int8", batch_size,
                                                                                  threads or 0)
@@ -108,7 +109,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--manifest", action="append", required=True, help="TSV of long recordings (repeatable)")
     parser.add_argument("--export", action="append", default=[], help="NAME=DIR of an ONNX export (repeatable)")
     parser.add_argument("--ct2-dir", type=Path, help="CTranslate2 folder for faster-whisper (default: --model's)")
-    parser.add_argument("--model", default="tiny.en", help="embedded model whose CTranslate2 weights faster-whisper runs")
+    parser.add_argument("--model", default="tiny.en",
+                        help="embedded model whose CTranslate2 weights faster-whisper runs")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None)
