@@ -1,7 +1,7 @@
-"""int8 graphs (`export --precision int8`) and the default CPU path that runs them.
+"""int8 graphs (`export --precision int8`) and the default CPU path (cached ONNX Runtime graphs).
 
-One int8 export per session: the one `trt-transcribe` runs by default (tiny.en, shipped config),
-through the same model cache, so the CLI test reuses it.
+Exports go through the model cache (`runners.cached_export`), so each is made once per cache and
+the CLI test reuses the default one.
 """
 
 from __future__ import annotations
@@ -93,14 +93,17 @@ def test_untied_projection_is_exact():
     np.testing.assert_array_equal(after[1], before[1])
 
 
-def test_default_cpu_backend_is_cached_int8_and_says_so(int8_dir):
+def test_default_cpu_backend_is_a_cached_export_and_says_so():
+    from whisper_eas.runners.cached_export import default_precision
     from whisper_eas.runners.factory import make_runner
 
+    precision = default_precision("tiny.en")
+    folder = cached_export("tiny.en", shipped_config("tiny.en"), precision).folder
     cached = default_cpu_export(None, shipped_config("tiny.en"))
-    assert cached.folder == int8_dir and not cached.exported and "int8" in cached.reason
+    assert cached.folder == folder and not cached.exported and precision in cached.reason
     runner = make_runner("auto", device="cpu", load=False)
-    assert runner.backend == "onnxruntime" and runner.export.precision == "int8"
-    assert "fastest on a CPU" in runner.reason and str(int8_dir) in runner.reason
+    assert runner.backend == "onnxruntime" and runner.export.precision == precision
+    assert "fastest on a CPU" in runner.reason and str(folder) in runner.reason
     assert make_runner("pytorch", device="cpu", load=False).backend == "pytorch"  # --backend still overrides
 
 

@@ -20,7 +20,7 @@ def test_transcribes_a_dev_file_to_stdout():
     result = CliRunner().invoke(command, [str(AUDIO / "jfk-inaugural-1961.flac")])
     assert result.exit_code == 0, result.output
     assert "ask not what your country can do for you" in result.output.lower()
-    # the default CPU path: int8 ONNX Runtime graphs exported once into the model cache (tests/test_int8.py)
+    # the default CPU path: ONNX Runtime graphs exported once into the model cache (tests/test_int8.py)
     assert "backend: onnxruntime" in result.output and "fastest on a CPU" in result.output
 
 

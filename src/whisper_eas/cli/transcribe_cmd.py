@@ -23,7 +23,7 @@ from whisper_eas.runners.factory import BACKEND_CHOICES
 @click.option("--engine-dir", type=click.Path(path_type=Path), help="ONNX export folder or TensorRT engines.")
 @click.option("--backend", default="auto", show_default=True, type=click.Choice(BACKEND_CHOICES),
               help="auto: TensorRT with engines and a GPU, else ONNX Runtime with an export; on a CPU without "
-                   "--engine-dir, int8 ONNX Runtime graphs exported once into the model cache; else PyTorch.")
+                   "--engine-dir, ONNX Runtime graphs exported once into the model cache; else PyTorch.")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @prune_options
 @click.option("--language", help="Language code (multilingual models; default: detect per file).")

@@ -2,8 +2,10 @@
 
 `trt-transcribe` with no `--engine-dir` on a CPU runs the fastest backend that holds accuracy:
 ONNX Runtime on graphs of the requested model and prune config, int8 where that was measured to
-hold accuracy (`INT8_MODELS`: tiny.en, docs/benchmarks.md), float32 elsewhere (base's int8 graphs
-lost 10 words on one of two long dev/val recordings: not shown to hold). The first run exports
+hold accuracy (`INT8_MODELS`), float32 elsewhere. None is listed now: on tiny.en int8 held on
+speech-val short (+0.16 WER points) and speech-dev long (+0.20) but lost +1.9 points on the eight
+long recordings of speech-dev + speech-val (+3.9 on speech-val), and base's lost 10 words on one
+of two (docs/benchmarks.md); float32 ONNX Runtime is still 2x+ the PyTorch backend. The first run exports
 them into `$WHISPER_EAS_HOME/onnx-exports/<key>/` (a progress line on stderr, ~15-45 s for
 tiny.en, ~1-2 min for base); later runs load that folder.
 
@@ -25,7 +27,7 @@ from typing import Callable
 
 from whisper_eas.config import PruneConfig
 
-INT8_MODELS = ("tiny.en",)  # int8 WER within +0.3 points of float32 on speech-dev and speech-val
+INT8_MODELS: tuple[str, ...] = ()  # models whose int8 WER is within +0.3 points of float32 on dev and val
 
 
 def default_precision(model: str | Path) -> str:
