@@ -140,6 +140,34 @@ def our_systems(args) -> list[System]:
     return systems
 
 
+def ours_batched(model: str, prune, precision: str, threads: int | None, batch_size: int) -> tuple[Transcribe, object]:
+    """The same cached export in batched long-form (`trt-transcribe --batched`): a file's VAD
+    chunks decoded `batch_size` at a time, no previous text, no timestamps (faster-whisper's
+    batched pipeline, to which it is compared at the same batch size)."""
+    from whisper_eas.batched_longform import BatchedOptions
+    from whisper_eas.runners.cached_export import cached_export
+    from whisper_eas.runners.ort_runner import OrtRunner
+    from whisper_eas.transcribe import Transcriber
+
+    runner = OrtRunner(cached_export(model, prune, precision).folder, threads=threads, verify=False)
+    transcriber = Transcriber(runner, batch_size=batch_size, batched=BatchedOptions())
+    return (lambda audio: transcriber.transcribe(audio).text), runner
+
+
+def our_batched_systems(args) -> list[System]:
+    from whisper_eas.defaults import shipped_config
+
+    shipped = shipped_config(args.model)
+    systems = []
+    for precision in args.precisions:
+        for label, prune in (("dense", None), ("shipped", shipped)):
+            if label in args.configs:
+                name = f"ours onnxruntime {label} {precision} batched {args.fw_batch}"
+                systems.append(built(name, lambda p=prune, q=precision: ours_batched(
+                    args.model, p, q, args.threads, args.fw_batch), kind="batched"))
+    return systems
+
+
 # ---- faster-whisper --------------------------------------------------------------------------
 
 def faster_whisper_systems(args, ct2_dir: Path) -> list[System]:
@@ -176,7 +204,8 @@ def faster_whisper_systems(args, ct2_dir: Path) -> list[System]:
 
 # ---- extension point: other systems (e.g. our batched long-form) register a builder here -------
 
-SYSTEMS: dict[str, Callable[[argparse.Namespace], list[System]]] = {"ours": our_systems}
+SYSTEMS: dict[str, Callable[[argparse.Namespace], list[System]]] = {"ours": our_systems,
+                                                                    "ours-batched": our_batched_systems}
 
 
 # ---- measurement -----------------------------------------------------------------------------
