@@ -58,7 +58,7 @@ def check(config: PruneConfig, batch: int, width: int) -> dict:
     kept, index = prune_triton(hidden, scores, config)
     expected_kept, expected_index = prune_hidden(hidden, scores, config)
     return {
-        "config": config.label(), "batch": batch, "width": width,
+        "config": config.format(), "batch": batch, "width": width,
         "index_equal": bool(torch.equal(index, expected_index)),
         "index_mismatches": int((index != expected_index).sum()),
         "max_abs_diff": float((kept - expected_kept).abs().max()),
@@ -96,7 +96,7 @@ def check_aot(config: PruneConfig, batch: int, width: int) -> dict:
     launch_ptx(ptx, name, (batch, -(-plan.keep // BLOCK_J)), threads, shared,
                [hidden, scores, 1500, width, plan.keep, kept, index, count])
     expected_kept, expected_index = prune_hidden(hidden, scores, config)
-    return {"config": config.label(), "batch": batch, "kernel": name, "threads": threads, "shared_bytes": shared,
+    return {"config": config.format(), "batch": batch, "kernel": name, "threads": threads, "shared_bytes": shared,
             "ptx_params": _entry_params(ptx), "expected_params": len(SIGNATURE),
             "index_equal": bool(torch.equal(index, expected_index)),
             "max_abs_diff": float((kept - expected_kept).abs().max()), "count": int(count)}

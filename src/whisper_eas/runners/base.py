@@ -98,6 +98,14 @@ class Runner(ABC):
     tokenizer: WhisperTokenizer
     n_mels: int = 80
     model_name: str = "?"
+    reason: str = ""  # why `make_runner` chose this backend
+
+    def load(self) -> "Runner":
+        """Build what running needs (sessions, engines) if creating the runner did not; returns self."""
+        return self
+
+    def close(self) -> None:
+        """Release sessions or engines (no-op where nothing is held)."""
 
     @abstractmethod
     def encode(self, mel: torch.Tensor, dense: bool = False) -> EncodedBatch:
