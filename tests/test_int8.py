@@ -113,3 +113,23 @@ def test_default_cpu_backend_falls_back_with_a_reason(monkeypatch):
     monkeypatch.setattr("whisper_eas.deps.installed", lambda package: package != "onnxruntime")
     choice = module.default_cpu_export("tiny.en", shipped_config("tiny.en"))
     assert choice.folder is None and "onnxruntime is not installed" in choice.reason
+
+
+def test_projection_scope_quantizes_only_the_vocabulary_projection(tmp_path):
+    """`scope="projection"`: the untied output projection is int8, every other matmul stays float32."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from whisper_eas.exporter.quantize import QuantizeConfig, quantize_graph
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal((64, 8)).astype(np.float32), "W"),
+             numpy_helper.from_array(rng.standard_normal((8, 8)).astype(np.float32), "L")]
+    nodes = [helper.make_node("MatMul", ["x", "L"], ["h"], name="layer"),
+             helper.make_node("Gemm", ["h", "W"], ["logits"], name="proj", transB=1)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 8])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [3, 64])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "g.onnx"))
+    for scope, float_matmuls in (("projection", 1), ("all", 0)):
+        quantize_graph(tmp_path / "g.onnx", tmp_path / f"{scope}.onnx", QuantizeConfig(scope=scope))
+        ops = [n.op_type for n in onnx.load(str(tmp_path / f"{scope}.onnx")).graph.node]
+        assert ops.count("MatMul") == float_matmuls and "MatMulInteger" in ops and "Gemm" not in ops
