@@ -27,7 +27,6 @@ builder to `SYSTEMS` (name -> function of the benchmark's arguments returning a 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
