@@ -36,7 +36,6 @@ def command(model, manifest, limit, dense, layer, keep_ratio, mass, strategy, sc
     """Transcribe a manifest as trt-transcribe does (timestamps, fallback, long files in 30 s
     windows) and score WER (Whisper English normalizer + jiwer). Exits 1 when nothing was scored."""
     from whisper_eas.cli.progress import Progress
-    from whisper_eas.decoding import DecodingOptions
     from whisper_eas.evaluation.evaluate import EvalError, check_scored, evaluate
     from whisper_eas.evaluation.manifest import read_manifest
     from whisper_eas.guard import GuardOptions
@@ -51,8 +50,10 @@ def command(model, manifest, limit, dense, layer, keep_ratio, mass, strategy, sc
         raise click.ClickException(f"{manifest}: no utterances (only a header?): nothing to evaluate")
     extra = {"head_precision": head_precision} if head_precision else {}
     runner = make_runner(backend=backend, model=model, prune=prune, device=device, engine_dir=engine_dir, **extra)
-    options = DecodingOptions(beam_size=beam_size, language=language, without_timestamps=False)
-    transcriber = Transcriber(runner, options=options, guard=GuardOptions(enabled=not no_guard), batch_size=batch_size)
+    # trt-transcribe's decoding defaults (Transcriber's), with only what was named changed
+    transcriber = Transcriber(runner, guard=GuardOptions(enabled=not no_guard), batch_size=batch_size)
+    transcriber = transcriber.with_settings(**{k: v for k, v in (("language", language), ("beam_size", beam_size))
+                                               if v is not None})
     progress = Progress(len(utterances), sum(u.duration_s for u in utterances))
     try:
         report = evaluate(transcriber, utterances,
