@@ -146,8 +146,8 @@ class Transcriber:
         if not settings:
             return self
         options, longform = merge_settings(self.options, self.longform, settings)
-        other = Transcriber(self.runner, options, self.guard, self.batch_size, longform, self.batched,
-                            self.allow_partial)
+        other = Transcriber(self.runner, options=options, guard=self.guard, batch_size=self.batch_size,
+                            longform=longform, batched=self.batched, allow_partial=self.allow_partial)
         other.backend_reason = self.backend_reason
         return other
 
