@@ -292,15 +292,12 @@ def test_api_arrays_are_checked_scaled_and_resampled(transcriber):
     from whisper_eas.audio import resample
 
     audio = load_audio(GOOD)
-    reference = transcriber.transcribe(audio).text
     as_int16 = np.round(audio * 32767).astype(np.int16)
-    assert transcriber.transcribe(as_int16).text == reference or "wait no longer" in \
-        transcriber.transcribe(as_int16).text.lower()
+    assert "wait no longer" in transcriber.transcribe(as_int16).text.lower()
     at_44k = resample(audio, 16000, 44100)
     assert "wait no longer" in transcriber.transcribe(at_44k, sample_rate=44100).text.lower()
     for bad, word in [(audio > 0, "bool"), (b"RIFF....", "bytes"), (None, "NoneType"),
-                      (audio * 32768, "peak"), (audio * 1e30, "peak"), (np.zeros(100, np.float32), "silence"),
-                      (np.stack([audio, audio]), "mono")]:
+                      (audio * 32768, "peak"), (audio * 1e30, "peak"), (np.stack([audio, audio]), "mono")]:
         with pytest.raises(AudioError) as info:
             transcriber.transcribe(bad)
         assert word in str(info.value) and "\n" not in str(info.value), (word, str(info.value))
