@@ -44,12 +44,13 @@ def _folder(manifest: Path, n: int, into: Path, shortest: bool) -> tuple[Path, f
     return folder, total
 
 
-def _commands(folder: Path, out: Path, backend: str) -> dict[str, list[str]]:
+def _commands(folder: Path, out: Path, backend: str, single_thread: bool) -> dict[str, list[str]]:
     common = ["--backend", backend, "--output-dir", str(out)]
     ray = ["whisper-eas", "transcribe-dataset", str(folder), *common, "--num-cpus", "3", "--files-per-call", "8"]
+    threads = "1" if single_thread else "2"  # torch threads of trt-transcribe and of the single actor
     return {
-        "trt-transcribe": ["trt-transcribe", str(folder), *common],
-        "ray-1-actor": [*ray, "--actors", "1", "--cpus-per-actor", "2"],
+        "trt-transcribe": ["env", f"OMP_NUM_THREADS={threads}", "trt-transcribe", str(folder), *common],
+        "ray-1-actor": [*ray, "--actors", "1", "--cpus-per-actor", threads],
         "ray-2-actors": [*ray, "--actors", "2", "--cpus-per-actor", "1"],
     }
 
@@ -93,13 +94,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--shortest", action="store_true",
                         help="the n shortest files (the most per-file overhead per second of audio)")
+    parser.add_argument("--single-thread", action="store_true",
+                        help="one torch thread for trt-transcribe and the single actor (on a contended machine "
+                             "two OpenMP threads wait on each other)")
     parser.add_argument("--only", nargs="*", help="names of the runs to do (default: all three)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-ray-") as tmp:
         folder, audio_s = _folder(args.manifest, args.files, Path(tmp), args.shortest)
         out = Path(tmp) / "out"
-        commands = _commands(folder, out, args.backend)
+        commands = _commands(folder, out, args.backend, args.single_thread)
         names = args.only or list(commands)
         runs = [_run(name, commands[name], out) for _ in range(args.repeats) for name in names]
     report = _report(runs, audio_s, args)
@@ -131,7 +135,7 @@ def _report(runs: list[dict], audio_s: float, args) -> dict:
             entry["transcripts_differing_from_trt"] = sum(
                 group[0]["texts"].get(k) != v for k, v in base[0]["texts"].items())
         summary[name] = entry
-    return {"files": args.files, "shortest": args.shortest, "audio_s": round(audio_s, 1), "backend": args.backend,
+    return {"files": args.files, "shortest": args.shortest, "single_thread": args.single_thread, "audio_s": round(audio_s, 1), "backend": args.backend,
             "cpus": os.cpu_count(),
             "summary": summary, "runs": [{k: v for k, v in r.items() if k != "texts"} for r in runs]}
 
