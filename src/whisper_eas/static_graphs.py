@@ -80,8 +80,9 @@ class StaticEncoder(nn.Module):
 
     def __init__(self, hf_model: nn.Module, prune: PruneConfig | None, head: EncoderHeadCopy | None = None):
         super().__init__()
-        if prune is not None and prune.adaptive:
-            raise ValueError("adaptive keep counts are data-dependent; CUDA graphs need a fixed keep ratio")
+        if prune is not None and (prune.per_input or prune.needs_audio):
+            raise ValueError("adaptive keep counts and dropped padding are data-dependent; CUDA graphs need a "
+                             "fixed keep ratio")
         if head is not None and (prune is None or len(head.layers) != prune.layer):
             raise ValueError("an encoder head copy must end at the pruning layer of a pruned config")
         self.encoder = find_encoder(hf_model)

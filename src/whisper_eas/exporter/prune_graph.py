@@ -33,6 +33,9 @@ def export_prune(
     config: PruneConfig, dims: ModelDims, path: str | Path, opset: int = 17, batch: int | str = BATCH
 ) -> Path:
     """Write `prune.onnx` for `config`: (head_hidden[, frame_scores]) -> (kept_hidden, kept_index)."""
+    if config.needs_audio:
+        raise ValueError("padding='drop' and onset_keep read the window's features, which the prune graph does "
+                         "not take yet; export a config without them")
     spec = prune(dims, config, batch)
     args = example_inputs(dims, config, batch if isinstance(batch, int) else 2)
     return trace_to_onnx(PruneStep(config), args, spec, Path(path), opset)

@@ -126,8 +126,9 @@ class CudaGraphRunner(HFModelRunner):
         """`head_precision`: how the encoder up to the pruning layer runs (`EncoderHeadCopy`): in the
         model's dtype (default, fastest), or from float32 copies ("float32": exactly the float32
         reference's frames; "tf32": float32 with TF32 matmuls)."""
-        if prune is not None and prune.adaptive:
-            raise ValueError("the CUDA graph backend needs a fixed keep ratio (adaptive counts change shapes)")
+        if prune is not None and (prune.per_input or prune.needs_audio):
+            raise ValueError("the CUDA graph backend needs a fixed keep ratio (adaptive counts and dropped "
+                             "padding change shapes)")
         super().__init__(model, prune, device, dtype, hf_model)
         self.use_graphs = use_graphs
         # float32 copy of the encoder up to the pruning layer (or None), shared by every batch size
