@@ -173,3 +173,16 @@ def test_search_grid_has_the_padding_trim_and_dropped_padding():
     assert keys[:3] == ["uniform L1 k1.0 padding=drop speech_floor=10.0", "uniform L1 k1.0 padding=drop",
                         "coverage@4+merge L1 k0.5 padding=drop speech_floor=10.0"]
     assert len(keys) == 6
+
+
+def test_export_refuses_configs_that_read_the_audio(tmp_path):
+    """The ONNX prune graph takes no audio length: exporting padding=drop or onset_keep is one clear
+    error, not a graph that silently keeps the padding."""
+    from prune_configs import TINY
+
+    from whisper_eas.exporter.prune_graph import export_prune
+
+    for config in (PruneConfig(layer=1, keep_ratio=0.5, strategy="coverage", padding="drop"),
+                   PruneConfig(layer=1, keep_ratio=0.5, strategy="coverage", onset_keep=1.0)):
+        with pytest.raises(ValueError, match="read the window's features"):
+            export_prune(config, TINY, tmp_path / "prune.onnx")
