@@ -120,13 +120,13 @@ class ValidationReport:
         return bool(self.rows) and not self.failures
 
     def table(self) -> str:
-        lines = ["| graph | output | runner | max abs | mean abs | max rel | atol / rtol | ok |",
+        lines = ["| graph | output | runner | max abs | max rel | mean abs | atol / rtol | ok |",
                  "|---|---|---|---|---|---|---|---|"]
         for r in self.rows:
             tol = f"{r.tolerance.atol:.0e} / {r.tolerance.rtol:.0e}"
             tol += f" ({r.tolerance.stat})" if r.tolerance.stat != "elemwise" else ""
             rel = f"{r.max_rel:.3g}" if np.isfinite(r.max_rel) else "-"
-            lines.append(f"| {r.graph} | {r.output} | {r.runner} | {r.max_abs:.3g} | {r.mean_abs:.3g} | {rel} | "
+            lines.append(f"| {r.graph} | {r.output} | {r.runner} | {r.max_abs:.3g} | {rel} | {r.mean_abs:.3g} | "
                          f"{tol} | {'yes' if r.passed else 'NO'} |")
         return "\n".join(lines)
 
