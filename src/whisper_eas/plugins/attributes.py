@@ -37,6 +37,9 @@ ATTRIBUTE_TYPES: dict[str, type] = {
 }
 _FILLERS: dict[str, Any] = {"keep_ratio": 0.0, "mass": 0.0, "keep_count": 0}
 PLUGIN_STRATEGIES = ("attentive", "coverage")  # the ones that rank frames by attention scores
+# Fields that select from the window's audio (its speech bounds): the plugin sees hidden states only,
+# so it runs configs that leave them at their defaults, where they change nothing.
+AUDIO_FIELDS = ("padding", "speech_floor", "speech_margin", "onset_keep")
 
 
 def plugin_applies(config: PruneConfig | None) -> bool:
@@ -50,7 +53,11 @@ def plugin_applies(config: PruneConfig | None) -> bool:
 
 def plugin_attributes(config: PruneConfig, dims: ModelDims) -> dict[str, Any]:
     """What a single-node plugin form needs to reproduce the selection (its node attributes)."""
-    attributes: dict[str, Any] = {k: v for k, v in config.to_dict().items() if v is not None}
+    if config.needs_audio:
+        raise ConfigError(f"{config.format()}: selects from the window's audio (padding=drop, onset_keep), "
+                          "which the prune plugin does not see; run it on the PyTorch backend")
+    attributes: dict[str, Any] = {k: v for k, v in config.to_dict().items()
+                                  if v is not None and k not in AUDIO_FIELDS}
     attributes["n_frames"] = dims.n_frames
     if config.keep_ratio is not None:
         attributes["keep_count"] = config.keep_count(dims.n_frames)
