@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -24,11 +25,15 @@ def exported(tmp_path_factory, model, config: PruneConfig | None) -> Path:
 
 
 def linked_copy(src: Path, dst: Path, copy: tuple[str, ...] = ("manifest.json",)) -> Path:
-    """A copy of an export folder: `copy` files are real copies (to edit), the rest symlinks."""
+    """A copy of an export folder: `copy` files are real copies (to edit), the rest hard links (a
+    symlink leading out of the folder is refused by the manifest check, as it should be)."""
     dst.mkdir(parents=True)
     for path in src.iterdir():
         if path.name in copy:
             shutil.copy2(path, dst / path.name)
         else:
-            (dst / path.name).symlink_to(path)
+            try:
+                os.link(path, dst / path.name)
+            except OSError:  # another filesystem
+                shutil.copy2(path, dst / path.name)
     return dst
