@@ -13,7 +13,7 @@ from whisper_eas.cli.main import cli
 def test_bench_runs_every_backend_side_by_side(tmp_path):
     out_json, out_md = tmp_path / "bench.json", tmp_path / "bench.md"
     args = ["bench", "--manifest", str(DATA / "manifest.tsv"), "--limit", "2", "--repeats", "1", "--batch-size", "2",
-            "--export-dir", str(tmp_path / "exports"), "--json", str(out_json), "--markdown", str(out_md)]
+            "--prune", "coverage@4+merge L1 k0.5", "--export-dir", str(tmp_path / "exports"), "--json", str(out_json), "--markdown", str(out_md)]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     payload = json.loads(out_json.read_text())

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import DATA
-from prune_configs import ADAPTIVE, K, SHIPPED, TINY
+from prune_configs import ADAPTIVE, K, COVERAGE, TINY
 from whisper_eas.config import PruneConfig
 from whisper_eas.engines.builder import build_engines, engine_file, engine_profiles, uses_plugin
 from whisper_eas.deps import TensorRTMissingError
@@ -34,7 +34,7 @@ NO_TENSORRT = pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not Non
 BUILT_ON = Platform(tensorrt="10.13.2.6", gpu="NVIDIA H100 80GB HBM3", compute_capability="9.0")
 
 
-def _export(directory, config: PruneConfig | None = SHIPPED, batch: int | str = "batch") -> ExportManifest:
+def _export(directory, config: PruneConfig | None = COVERAGE, batch: int | str = "batch") -> ExportManifest:
     """An export manifest over small stand-in files (the checks hash files; they never parse them)."""
     directory.mkdir(parents=True, exist_ok=True)
     manifest = ExportManifest(directory, "tiny.en", TINY, config, 17, batch, files={})
@@ -84,9 +84,9 @@ def test_adaptive_dense_and_static_batch_profiles():
     assert ranges["encoder_tail"]["frames"] == (300, 600, 1500)  # min_keep 0.2 .. max_keep 0.6 of 1500
     dense = axis_ranges(TINY, None, EngineConfig(), "batch")
     assert dense["encoder_tail"]["frames"] == dense["decoder_step"]["frames"] == (1500, 1500, 1500)
-    static = axis_ranges(TINY, SHIPPED, EngineConfig(), 4)
+    static = axis_ranges(TINY, COVERAGE, EngineConfig(), 4)
     assert {r["batch"] for r in static.values()} == {(4, 4, 4)}
-    small = axis_ranges(TINY, SHIPPED, EngineConfig(max_batch=2, opt_batch=1, max_beam=1), "batch")
+    small = axis_ranges(TINY, COVERAGE, EngineConfig(max_batch=2, opt_batch=1, max_beam=1), "batch")
     assert small["decoder_step"]["batch"] == (1, 1, 2)
 
 
@@ -135,7 +135,7 @@ def test_engines_for_another_tensorrt_or_gpu_say_how_to_rebuild(tmp_path, change
         manifest.check(export, replace(BUILT_ON, **change))
     message = str(error.value)
     assert message.startswith(f"{export.directory / ENGINE_MANIFEST}: engines were built for")
-    assert message.endswith(f"rebuild with `whisper-eas export --model tiny.en --prune '{SHIPPED.format()}' "
+    assert message.endswith(f"rebuild with `whisper-eas export --model tiny.en --prune '{COVERAGE.format()}' "
                             f"--out {export.directory} --engines`")
     assert "\n" not in message
 
@@ -152,14 +152,14 @@ def test_engines_built_from_other_onnx_files_are_stale(tmp_path):
 def test_engines_of_another_config_do_not_fit(tmp_path):
     manifest = _engines(_export(tmp_path))
     dense = _export(tmp_path, None)  # the folder was re-exported dense over the sparse engines
-    expected = (rf"engines are for tiny.en \[{re.escape(SHIPPED.format())}\], the export is tiny.en \[dense\]; "
+    expected = (rf"engines are for tiny.en \[{re.escape(COVERAGE.format())}\], the export is tiny.en \[dense\]; "
                 r"rebuild with `whisper-eas export --model tiny.en --prune 'dense'")
     with pytest.raises(EngineError, match=expected):
         manifest.check_sources(dense)
     manifest.config = None
     with pytest.raises(EngineError, match="engine prune.engine is for graph 'prune'"):
         manifest.check_sources(dense)
-    manifest.config = SHIPPED
+    manifest.config = COVERAGE
     del manifest.engines["prune"]
     with pytest.raises(EngineError, match="no engine for prune"):
         manifest.check_sources(_export(tmp_path))
@@ -194,7 +194,7 @@ def test_unreadable_engine_manifests(tmp_path):
         EngineManifest.load(tmp_path)
 
 
-@pytest.mark.parametrize("config", [SHIPPED, None, PruneConfig(layer=2, keep_ratio=None, mass=0.95,
+@pytest.mark.parametrize("config", [COVERAGE, None, PruneConfig(layer=2, keep_ratio=None, mass=0.95,
                                     strategy="coverage", query_stride=8, merge=True, scoring="max_head")],
                          ids=["shipped", "dense", "adaptive"])
 def test_rebuild_command_reproduces_the_config(config, tmp_path):
@@ -271,7 +271,7 @@ def shipped_engines(tmp_path_factory, tiny_model):
     from whisper_eas.exporter.export import export_model
 
     out = tmp_path_factory.mktemp("trt-shipped")
-    export_model("tiny.en", SHIPPED, out, hf_model=tiny_model)
+    export_model("tiny.en", COVERAGE, out, hf_model=tiny_model)
     build_engines(out, EngineConfig(max_batch=4, opt_batch=2))
     return out
 
@@ -303,7 +303,7 @@ def test_tensorrt_transcripts_match_pytorch(shipped_engines, dev_mels, tiny_mode
 
     mels, references = dev_mels
     trt_runner = make_runner("tensorrt", "tiny.en", None, "cuda", shipped_engines)
-    torch_runner = TorchRunner("tiny.en", prune=SHIPPED, hf_model=tiny_model)
+    torch_runner = TorchRunner("tiny.en", prune=COVERAGE, hf_model=tiny_model)
     texts = {}
     for name, runner in (("tensorrt", trt_runner), ("pytorch", torch_runner)):
         texts[name] = [r.text for r in decode_encoded(runner, runner.encode(mels), DecodingOptions())]

@@ -11,6 +11,7 @@ import onnx
 import pytest
 
 from whisper_eas.defaults import shipped_config
+from prune_configs import COVERAGE
 from whisper_eas.evaluation.manifest import read_manifest
 from whisper_eas.evaluation.wer import corpus_wer
 from whisper_eas.exporter.manifest import ExportManifest
@@ -21,7 +22,7 @@ from conftest import DATA
 
 @pytest.fixture(scope="session")
 def int8_dir():
-    return cached_export("tiny.en", shipped_config("tiny.en"), "int8").folder
+    return cached_export("tiny.en", COVERAGE, "int8").folder
 
 
 def _ops(path) -> set[str]:
@@ -53,7 +54,7 @@ def test_int8_transcribes_real_speech_like_float32(int8_dir):
     from whisper_eas.runners.ort_runner import OrtRunner
     from whisper_eas.transcribe import Transcriber
 
-    fp32_dir = cached_export("tiny.en", shipped_config("tiny.en"), "fp32").folder
+    fp32_dir = cached_export("tiny.en", COVERAGE, "fp32").folder
     utts = [u for u in read_manifest(DATA / "manifest.tsv") if u.duration_s <= 30]
     paths = [u.path for u in utts]
     int8 = [o.result.text for o in Transcriber(OrtRunner(int8_dir)).transcribe_many(paths)]

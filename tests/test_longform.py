@@ -116,16 +116,16 @@ def test_one_failing_file_does_not_stop_the_others(tiny_runner):
     assert "not audio" in str(finished[1].error) and "cursed" in str(finished[2].error)
 
 
-# ---- real audio, tiny.en with its shipped sparse config ------------------------------------------
+# ---- real audio, tiny.en with a coverage + merge config ------------------------------------------
 
 @pytest.fixture(scope="module")
 def transcriber(tiny_runner):
     from whisper_eas.config import PruneConfig
-    from whisper_eas.defaults import shipped_config
+    from prune_configs import COVERAGE
     from whisper_eas.runners.torch_runner import TorchRunner
     from whisper_eas.transcribe import Transcriber
 
-    config = shipped_config("tiny.en")
+    config = COVERAGE
     assert isinstance(config, PruneConfig)
     runner = TorchRunner("tiny.en", prune=config, hf_model=tiny_runner.model)
     return Transcriber(runner, batch_size=4)

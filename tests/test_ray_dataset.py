@@ -108,14 +108,14 @@ def test_job_matches_trt_transcribe_and_reports_broken_files(local_ray, mixed):
     assert sorted(r["error"] for r in rows.values() if r["status"] == "error") == errors  # trt-transcribe's lines
     ok = [r for r in rows.values() if r["status"] == "ok"]
     assert len(ok) == len(GOOD) + 1 and all(r["duration_s"] > 1 and r["transcribe_s"] > 0 for r in ok)
-    assert {r["config"] for r in rows.values()} == {"coverage@4+merge L1 k0.5"} and ok[0]["model"] == "tiny.en"
+    assert {r["config"] for r in rows.values()} == {"dense"} and ok[0]["model"] == "tiny.en"
 
 
 @requires_ray
 def test_killed_actor_is_restarted_and_nothing_is_lost(local_ray, mixed, tmp_path):
     from whisper_eas.cli.dataset_cmd import dataset_items
     from whisper_eas.scaleout import ClusterSpec, TranscribeSpec, run_job
-    from whisper_eas.defaults import shipped_config
+    from prune_configs import COVERAGE
 
     folder = _good_folder(tmp_path / "in")
     out, killed = tmp_path / "out", []
@@ -126,7 +126,7 @@ def test_killed_actor_is_restarted_and_nothing_is_lost(local_ray, mixed, tmp_pat
             os.kill(pid, signal.SIGKILL)
             killed.append(pid)
 
-    spec = TranscribeSpec(prune=shipped_config("tiny.en"), backend="pytorch")
+    spec = TranscribeSpec(prune=COVERAGE, backend="pytorch")
     cluster = ClusterSpec(files_per_call=1)
     report = run_job(dataset_items(str(folder)), out, ("txt",), spec, cluster, on_row=kill_first_worker)
     assert killed and report.ok == len(GOOD) and report.failed == 0

@@ -160,15 +160,15 @@ def test_pytorch_backend_takes_the_graph_runner_on_cuda_for_fixed_keep_counts():
 
 @pytest.mark.requires_cuda
 def test_transcriber_on_cuda_runs_the_graph_runner_and_agrees_with_the_cpu():
-    """The user's path (`trt-transcribe --device cuda`): FP16 CUDA graphs, shipped config, long audio."""
+    """The user's path (`trt-transcribe --device cuda`): FP16 CUDA graphs, a coverage + merge config, long audio."""
     import difflib
     import re
 
     from conftest import AUDIO
-    from whisper_eas.defaults import shipped_config
+    from prune_configs import COVERAGE
     from whisper_eas.transcribe import Transcriber
 
-    prune = shipped_config("tiny.en")
+    prune = COVERAGE
     gpu = Transcriber.from_model("tiny.en", prune, backend="pytorch", device="cuda")
     assert isinstance(gpu.runner, CudaGraphRunner)
     cpu = Transcriber.from_model("tiny.en", prune, backend="pytorch", device="cpu")

@@ -13,7 +13,7 @@ import pytest
 import torch
 from onnx import helper
 
-from prune_configs import ADAPTIVE, K, SHIPPED, TINY
+from prune_configs import ADAPTIVE, K, COVERAGE, TINY
 from whisper_eas.config import PruneConfig
 from whisper_eas.deps import TensorRTMissingError
 from whisper_eas.exporter.graph_specs import PRUNE_PLUGIN_DOMAIN, PRUNE_PLUGIN_OP, ModelDims, prune
@@ -36,7 +36,7 @@ from whisper_eas.exporter.prune_graph import export_prune
 from whisper_eas.plugins.trt_plugin import plugin_compute
 from whisper_eas.selection import prune_hidden
 
-CONFIGS = [SHIPPED, ADAPTIVE, PruneConfig(layer=1, keep_ratio=0.5), PruneConfig(layer=3, keep_ratio=0.35, merge=True)]
+CONFIGS = [COVERAGE, ADAPTIVE, PruneConfig(layer=1, keep_ratio=0.5), PruneConfig(layer=3, keep_ratio=0.35, merge=True)]
 
 
 def _float32(attributes: dict) -> dict:
@@ -53,7 +53,7 @@ def test_tiny_dims_are_the_real_model_dims(tiny_model):
     assert ModelDims.from_hf_config(tiny_model.config) == TINY
 
 
-@pytest.mark.parametrize("config", [SHIPPED, ADAPTIVE], ids=["shipped", "adaptive"])
+@pytest.mark.parametrize("config", [COVERAGE, ADAPTIVE], ids=["shipped", "adaptive"])
 def test_plugin_node_onnx_is_one_custom_node_with_the_config(tmp_path, config):
     path = export_prune_plugin(config, TINY, tmp_path / "prune_plugin.onnx")
     onnx.checker.check_model(str(path))
@@ -83,8 +83,8 @@ def test_plugin_node_onnx_is_one_custom_node_with_the_config(tmp_path, config):
 
 
 def test_plugin_node_swaps_in_for_the_standard_graph(tmp_path):
-    standard = onnx.load(str(export_prune(SHIPPED, TINY, tmp_path / "prune.onnx")))
-    plugin = onnx.load(str(export_prune_plugin(SHIPPED, TINY, tmp_path / "prune_plugin.onnx", aot=True)))
+    standard = onnx.load(str(export_prune(COVERAGE, TINY, tmp_path / "prune.onnx")))
+    plugin = onnx.load(str(export_prune_plugin(COVERAGE, TINY, tmp_path / "prune_plugin.onnx", aot=True)))
 
     def io(model):  # output dims of the traced graph are the tracer's, so names and types only there
         def dims(v):
@@ -99,23 +99,23 @@ def test_plugin_node_swaps_in_for_the_standard_graph(tmp_path):
 
 
 def test_static_batch_plugin_node(tmp_path):
-    path = export_prune_plugin(SHIPPED, TINY, tmp_path / "p.onnx", batch=4)
+    path = export_prune_plugin(COVERAGE, TINY, tmp_path / "p.onnx", batch=4)
     shapes = [[d.dim_value for d in v.type.tensor_type.shape.dim] for v in onnx.load(str(path)).graph.output]
     assert shapes == [[4, K, 384], [4, K]]
 
 
 def test_check_names_the_file_when_an_attribute_differs(tmp_path):
-    path = export_prune_plugin(SHIPPED, TINY, tmp_path / "prune_plugin.onnx")
+    path = export_prune_plugin(COVERAGE, TINY, tmp_path / "prune_plugin.onnx")
     model = onnx.load(str(path))
     for attribute in model.graph.node[0].attribute:
         if attribute.name == "keep_count":
             attribute.i = K + 1  # any count but the config's
     onnx.save(model, str(path))
     with pytest.raises(ExportError, match=r"prune_plugin\.onnx: node attributes"):
-        check_plugin_graph(path, SHIPPED, TINY)
-    static = export_prune_plugin(SHIPPED, TINY, tmp_path / "static" / "prune_plugin.onnx", batch=4)
+        check_plugin_graph(path, COVERAGE, TINY)
+    static = export_prune_plugin(COVERAGE, TINY, tmp_path / "static" / "prune_plugin.onnx", batch=4)
     with pytest.raises(ExportError, match=r"static/prune_plugin\.onnx: shapes"):
-        check_plugin_graph(static, SHIPPED, TINY)  # checked against the dynamic-batch spec
+        check_plugin_graph(static, COVERAGE, TINY)  # checked against the dynamic-batch spec
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.format().replace(" ", "-"))
@@ -130,11 +130,11 @@ def test_fixed_position_strategies_keep_the_standard_graph():
         assert not plugin_applies(config)
         with pytest.raises(ValueError, match="standard-op prune graph"):
             node_attributes(config, TINY)
-    assert not plugin_applies(None) and plugin_applies(SHIPPED) and plugin_applies(ADAPTIVE)
+    assert not plugin_applies(None) and plugin_applies(COVERAGE) and plugin_applies(ADAPTIVE)
 
 
 def test_keep_count_must_follow_from_the_ratio():
-    attributes = node_attributes(SHIPPED, TINY) | {"keep_count": 601}
+    attributes = node_attributes(COVERAGE, TINY) | {"keep_count": 601}
     with pytest.raises(ValueError, match="keep_count 601"):
         config_from_attributes(attributes)
 
@@ -154,7 +154,7 @@ def test_plugin_computes_what_prune_hidden_computes(config, dev_mels):
 
 def test_plugin_rejects_another_window_length():
     with pytest.raises(ValueError, match="built for 1500 frames"):
-        plugin_compute(torch.zeros(1, 100, 384), torch.ones(1, 100), node_attributes(SHIPPED, TINY))
+        plugin_compute(torch.zeros(1, 100, 384), torch.ones(1, 100), node_attributes(COVERAGE, TINY))
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="tensorrt is installed")
@@ -167,7 +167,7 @@ def test_plugin_module_needs_no_tensorrt_until_registered():
 
 
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
-@pytest.mark.parametrize("config", [SHIPPED, PruneConfig(layer=1, keep_ratio=0.3)], ids=["coverage-merge", "attentive"])
+@pytest.mark.parametrize("config", [COVERAGE, PruneConfig(layer=1, keep_ratio=0.3)], ids=["coverage-merge", "attentive"])
 def test_triton_kernel_matches_prune_hidden(config):
     """On a GPU, or in Triton's CPU interpreter (slow: a short window keeps it to seconds)."""
     if not torch.cuda.is_available() and "triton" not in sys.modules:
@@ -203,7 +203,7 @@ def _plugin_engine(config: PruneConfig, tmp_path, aot: bool = False):
 
 
 @pytest.mark.requires_tensorrt
-@pytest.mark.parametrize("config,aot", [(SHIPPED, False), (ADAPTIVE, False), (SHIPPED, True)],
+@pytest.mark.parametrize("config,aot", [(COVERAGE, False), (ADAPTIVE, False), (COVERAGE, True)],
                          ids=["shipped-jit", "adaptive-jit", "shipped-aot"])
 def test_plugin_engine_matches_prune_hidden(config, aot, tmp_path):
     if aot:

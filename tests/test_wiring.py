@@ -14,7 +14,7 @@ from whisper_eas.errors import ConfigError, WhisperEasError
 from whisper_eas.runners.factory import make_runner
 
 from onnx_exports import SPARSE
-from prune_configs import ADAPTIVE, SHIPPED
+from prune_configs import ADAPTIVE, COVERAGE
 
 AUDIO = "tests/data/audio/cathy-arctic_a0001.flac"
 
@@ -23,7 +23,7 @@ ALL_FIELDS = PruneConfig(layer=3, keep_ratio=None, mass=0.9, strategy="coverage"
                          max_keep=0.7, query_stride=8, merge=True, uniform_floor=0.25)
 
 
-@pytest.mark.parametrize("config", [SHIPPED, ADAPTIVE, SPARSE, ALL_FIELDS, None], ids=str)
+@pytest.mark.parametrize("config", [COVERAGE, ADAPTIVE, SPARSE, ALL_FIELDS, None], ids=str)
 def test_prune_grammar_round_trips(config):
     text = format_prune(config)
     assert parse_prune(text) == config

@@ -17,7 +17,8 @@ def _shipped() -> dict[str, dict]:
 
 
 def shipped_config(model: str | Path) -> PruneConfig | None:
-    """The shipped config for an embedded model name (or a folder whose name matches), else None."""
+    """The shipped config for an embedded model name (or a folder whose name matches); None for a
+    model that ships dense (no config held on speech-val: tiny.en) or that has no entry."""
     name = str(model)
     data = _shipped().get(name) or _shipped().get(Path(name).name)
     return PruneConfig.from_dict(data) if data else None

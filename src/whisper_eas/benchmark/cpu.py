@@ -270,7 +270,7 @@ class BenchSpec:
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"limit must be >= 1, got {self.limit}")
         if self.config is None and shipped_config(self.model) is None:
-            raise ConfigError(f"no shipped config for {self.model}: name one (--layer and --keep-ratio, or --prune)")
+            raise ConfigError(f"{self.model} ships dense (no shipped config): name one (--layer and --keep-ratio, or --prune)")
 
 
 def run(args: BenchSpec) -> str:

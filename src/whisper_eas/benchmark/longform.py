@@ -130,11 +130,11 @@ def our_systems(args) -> list[System]:
     systems = []
     for precision in args.precisions:
         for label, prune in (("dense", None), ("shipped", shipped)):
-            if label not in args.configs:
+            if label not in args.configs or (label == "shipped" and shipped is None):  # the model ships dense
                 continue
             name = f"ours onnxruntime {label} {precision}"
             systems.append(built(name, lambda p=prune, q=precision: ours(args.model, p, q, args.threads)))
-    if args.pytorch:
+    if args.pytorch and shipped is not None:
         systems.append(built("ours pytorch shipped fp32", lambda: ours_pytorch(args.model, shipped)))
     return systems
 
@@ -160,7 +160,7 @@ def our_batched_systems(args) -> list[System]:
     systems = []
     for precision in args.precisions:
         for label, prune in (("dense", None), ("shipped", shipped)):
-            if label in args.configs:
+            if label in args.configs and not (label == "shipped" and shipped is None):
                 name = f"ours onnxruntime {label} {precision} batched {args.fw_batch}"
                 systems.append(built(name, lambda p=prune, q=precision: ours_batched(
                     args.model, p, q, args.threads, args.fw_batch), kind="batched"))

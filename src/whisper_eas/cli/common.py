@@ -94,7 +94,8 @@ def resolve_prune(model: str | None, dense: bool, layer, keep_ratio, mass, strat
                 raise click.UsageError("--keep-ratio/--mass need --layer")
             base = shipped_config(model or DEFAULT_MODEL)
             if base is None and extra:
-                raise click.UsageError(f"{model} has no shipped config to change: give --layer and --keep-ratio")
+                raise click.UsageError(f"{model or DEFAULT_MODEL} ships dense (no shipped config to change): "
+                                       "give --layer and --keep-ratio, or --prune")
             return base.with_(**extra) if base is not None else None
         if keep_ratio is None and mass is None:
             raise click.UsageError("--layer needs --keep-ratio K (fixed) or --mass M (adaptive)")
