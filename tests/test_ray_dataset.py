@@ -19,7 +19,8 @@ HAVE_RAY = importlib.util.find_spec("ray") is not None
 requires_ray = pytest.mark.skipif(not HAVE_RAY, reason="Ray is not installed (pip install 'whisper-eas[ray]')")
 GOOD = ["cathy-arctic_a0001.flac", "ls-test-clean-1089-134686-0001.flac", "ls-test-clean-1089-134691-0000.flac",
         "ls-test-other-1688-142285-0002.flac"]
-BACKEND = ["--backend", "pytorch"]  # the same backend on both sides (auto may pick a cached ONNX export)
+# The same backend and a sparse config on both sides (auto may pick a cached ONNX export; tiny.en ships dense).
+BACKEND = ["--backend", "pytorch", "--prune", "coverage@4+merge L1 k0.5"]
 
 
 def _good_folder(folder: Path) -> Path:
@@ -108,7 +109,7 @@ def test_job_matches_trt_transcribe_and_reports_broken_files(local_ray, mixed):
     assert sorted(r["error"] for r in rows.values() if r["status"] == "error") == errors  # trt-transcribe's lines
     ok = [r for r in rows.values() if r["status"] == "ok"]
     assert len(ok) == len(GOOD) + 1 and all(r["duration_s"] > 1 and r["transcribe_s"] > 0 for r in ok)
-    assert {r["config"] for r in rows.values()} == {"dense"} and ok[0]["model"] == "tiny.en"
+    assert {r["config"] for r in rows.values()} == {"coverage@4+merge L1 k0.5"} and ok[0]["model"] == "tiny.en"
 
 
 @requires_ray
