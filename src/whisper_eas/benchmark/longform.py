@@ -123,17 +123,24 @@ def ours_pytorch(model: str, prune) -> tuple[Transcribe, object]:
     return (lambda audio: transcriber.transcribe(audio).text), runner
 
 
-def our_systems(args) -> list[System]:
+def _our_configs(args) -> list[tuple[str, object, str]]:
+    """(label, prune config, precision) of our rows: dense and the model's shipped config (skipped
+    for a model that ships dense), at each precision asked for."""
     from whisper_eas.defaults import shipped_config
 
     shipped = shipped_config(args.model)
-    systems = []
-    for precision in args.precisions:
-        for label, prune in (("dense", None), ("shipped", shipped)):
-            if label not in args.configs or (label == "shipped" and shipped is None):  # the model ships dense
-                continue
-            name = f"ours onnxruntime {label} {precision}"
-            systems.append(built(name, lambda p=prune, q=precision: ours(args.model, p, q, args.threads)))
+    configs = [(label, prune) for label, prune in (("dense", None), ("shipped", shipped))
+               if label in args.configs and not (label == "shipped" and shipped is None)]
+    return [(label, prune, precision) for precision in args.precisions for label, prune in configs]
+
+
+def our_systems(args) -> list[System]:
+    from whisper_eas.defaults import shipped_config
+
+    systems = [built(f"ours onnxruntime {label} {precision}",
+                     lambda p=prune, q=precision: ours(args.model, p, q, args.threads))
+               for label, prune, precision in _our_configs(args)]
+    shipped = shipped_config(args.model)
     if args.pytorch and shipped is not None:
         systems.append(built("ours pytorch shipped fp32", lambda: ours_pytorch(args.model, shipped)))
     return systems
@@ -154,17 +161,10 @@ def ours_batched(model: str, prune, precision: str, threads: int | None, batch_s
 
 
 def our_batched_systems(args) -> list[System]:
-    from whisper_eas.defaults import shipped_config
-
-    shipped = shipped_config(args.model)
-    systems = []
-    for precision in args.precisions:
-        for label, prune in (("dense", None), ("shipped", shipped)):
-            if label in args.configs and not (label == "shipped" and shipped is None):
-                name = f"ours onnxruntime {label} {precision} batched {args.fw_batch}"
-                systems.append(built(name, lambda p=prune, q=precision: ours_batched(
-                    args.model, p, q, args.threads, args.fw_batch), kind="batched"))
-    return systems
+    return [built(f"ours onnxruntime {label} {precision} batched {args.fw_batch}",
+                  lambda p=prune, q=precision: ours_batched(args.model, p, q, args.threads, args.fw_batch),
+                  kind="batched")
+            for label, prune, precision in _our_configs(args)]
 
 
 # ---- faster-whisper --------------------------------------------------------------------------
