@@ -107,5 +107,45 @@ def test_project_exceptions_share_one_base():
     from whisper_eas.exporter.manifest import ExportError
     from whisper_eas.validation.parity import ParityError
 
-    for error in (AudioError, ModelNotFoundError, TensorRTMissingError, ManifestError, ExportError, ParityError):
+    from whisper_eas.evaluation.evaluate import EvalError
+    from whisper_eas.scaleout.job import JobError
+    from whisper_eas.scaleout.sources import SourceError
+
+    for error in (AudioError, ModelNotFoundError, TensorRTMissingError, ManifestError, ExportError, ParityError,
+                  EvalError, JobError, SourceError):
         assert issubclass(error, WhisperEasError), error
+
+
+def test_an_internal_error_raised_in_our_own_code_gets_the_debug_hint(monkeypatch, tiny_model):
+    """A RuntimeError from inside whisper_eas that is no check of ours (here: the pruner's query
+    hook lost, a bug) is not a user error: the CLI adds the hint, not just the message."""
+    from whisper_eas.sparsify import EncoderPruner, sparsified
+
+    monkeypatch.setattr(EncoderPruner, "_keep_q", lambda self, module, inputs, output: None)
+
+    @click.command()
+    @friendly_errors
+    def encode():
+        with torch.inference_mode(), sparsified(tiny_model, COVERAGE):
+            tiny_model.model.encoder(torch.zeros(1, 80, 3000))
+
+    result = CliRunner().invoke(encode, [])
+    assert result.exit_code == 1 and "scoring block ran without its query/key projections" in result.output
+    assert "(unexpected RuntimeError; set WHISPER_EAS_DEBUG=1 to see the traceback)" in result.output
+    assert result.output.count("\n") == 1
+
+
+def test_pytorch_runners_load_on_first_use(tiny_model):
+    """Creating a PyTorch runner reads the checkpoint's config only; `load()` or the first encode
+    loads the weights (as the graph runners build their sessions)."""
+    from whisper_eas.runners.torch_runner import TorchRunner
+
+    runner = make_runner("pytorch", "tiny.en", COVERAGE, load=False)
+    assert isinstance(runner, TorchRunner) and runner._model is None and runner.reason == "named with --backend"
+    assert runner.n_mels == 80 and runner.prune == COVERAGE and runner.tokenizer.eot == 50256
+    with pytest.raises(ConfigError, match="layer"):
+        TorchRunner("tiny.en", prune=PruneConfig(layer=9, keep_ratio=0.5))  # checked against config.json
+    shared = TorchRunner("tiny.en", prune=COVERAGE, hf_model=tiny_model)
+    assert shared.load() is shared and shared.model is tiny_model
+    mel = torch.zeros(1, 80, 3000)
+    assert runner.encode(mel).n_kept == shared.encode(mel).n_kept == 750 and runner._model is not None

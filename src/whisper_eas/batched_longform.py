@@ -28,6 +28,7 @@ import torch
 from whisper_eas.audio import SAMPLE_RATE
 from whisper_eas.config import ENCODER_FRAMES_PER_SECOND, PruneConfig
 from whisper_eas.decoding import DecodingOptions
+from whisper_eas.errors import ConfigError
 from whisper_eas.features import N_FFT, N_FRAMES, N_SAMPLES, TIME_PRECISION, log_mel
 from whisper_eas.guard import GuardOptions
 from whisper_eas.longform import LongformOptions, WindowOutcome, WindowRequest, is_silence, split_segments
@@ -52,9 +53,9 @@ class BatchedOptions:
     def check(self) -> None:
         self.vad.check()
         if not 1.0 <= self.chunk_s <= 30.0:
-            raise ValueError(f"chunk_s must be in [1, 30] seconds, got {self.chunk_s}")
+            raise ConfigError(f"chunk_s must be in [1, 30] seconds, got {self.chunk_s}")
         if not 0.0 < self.region_grid_s <= 30.0:
-            raise ValueError(f"region_grid_s must be in (0, 30], got {self.region_grid_s}")
+            raise ConfigError(f"region_grid_s must be in (0, 30], got {self.region_grid_s}")
 
 
 @dataclass(frozen=True)

@@ -82,9 +82,9 @@ class PruneConfig:
             raise ConfigError(f"speech_floor and speech_margin must be seconds in [0, 30], got "
                              f"{self.speech_floor!r}, {self.speech_margin!r}")
         if not (0.0 <= self.onset_keep <= 30.0):
-            raise ValueError(f"onset_keep must be seconds in [0, 30], got {self.onset_keep!r}")
+            raise ConfigError(f"onset_keep must be seconds in [0, 30], got {self.onset_keep!r}")
         if self.onset_keep and self.strategy in ("uniform", "truncate"):
-            raise ValueError(f"onset_keep ranks frames; strategy {self.strategy!r} keeps a fixed pattern")
+            raise ConfigError(f"onset_keep ranks frames; strategy {self.strategy!r} keeps a fixed pattern")
         if self.mass is not None and self.strategy in ("uniform", "truncate"):
             raise ConfigError(f"adaptive mass needs attention scores; strategy {self.strategy!r} has none")
 

@@ -15,6 +15,7 @@ from typing import Protocol, Sequence
 import torch
 import torch.nn.functional as F
 
+from whisper_eas.errors import ConfigError
 from whisper_eas.tokenizer import WhisperTokenizer
 
 N_TEXT_CTX = 448
@@ -68,17 +69,17 @@ class DecodingOptions:
 
     def check(self) -> None:
         if self.task not in ("transcribe", "translate"):
-            raise ValueError(f"task must be transcribe or translate, got {self.task!r}")
+            raise ConfigError(f"task must be transcribe or translate, got {self.task!r}")
         if self.beam_size is not None and self.beam_size < 1:
-            raise ValueError(f"beam_size must be >= 1, got {self.beam_size}")
+            raise ConfigError(f"beam_size must be >= 1, got {self.beam_size}")
         if self.beam_size not in (None, 1) and self.temperature > 0:
-            raise ValueError("beam search is deterministic; use temperature 0 with beam_size > 1")
+            raise ConfigError("beam search is deterministic; use temperature 0 with beam_size > 1")
         if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+            raise ConfigError(f"temperature must be >= 0, got {self.temperature}")
         if self.patience is not None and self.beam_size in (None, 1):
-            raise ValueError("patience needs beam_size > 1")
+            raise ConfigError("patience needs beam_size > 1")
         if self.best_of is not None and self.best_of < 1:
-            raise ValueError(f"best_of must be >= 1, got {self.best_of}")
+            raise ConfigError(f"best_of must be >= 1, got {self.best_of}")
 
 
 @dataclass

@@ -19,5 +19,10 @@ class ConfigError(WhisperEasError, ValueError):
     """Settings that contradict each other (e.g. command-line flags against a folder's manifest)."""
 
 
+class InputError(WhisperEasError, ValueError):
+    """Input data that cannot be used (a report, a manifest's recordings, a file's contents); the
+    message names the file or item and the problem."""
+
+
 class MissingDependencyError(WhisperEasError, RuntimeError):
     """An optional package (or the GPU it needs) is not available; the message says what to install."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from whisper_eas.decoding import DecodingResult
+from whisper_eas.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -30,12 +31,12 @@ class GuardOptions:
         for name in ("compression_ratio_threshold", "logprob_threshold"):
             value = getattr(self, name)
             if value is not None and value != value:
-                raise ValueError(f"guard {name} must be a number or None, got {value}")
+                raise ConfigError(f"guard {name} must be a number or None, got {value}")
         if self.max_ngram < 1 or self.min_repeats < 2 or self.min_loop_tokens < 1:
-            raise ValueError(f"guard loop check needs max_ngram >= 1, min_repeats >= 2, min_loop_tokens >= 1; "
-                             f"got {self.max_ngram}, {self.min_repeats}, {self.min_loop_tokens}")
+            raise ConfigError(f"guard loop check needs max_ngram >= 1, min_repeats >= 2, min_loop_tokens >= 1; "
+                              f"got {self.max_ngram}, {self.min_repeats}, {self.min_loop_tokens}")
         if not 0.0 <= self.language_min_prob <= 1.0:
-            raise ValueError(f"guard language_min_prob must be within [0, 1], got {self.language_min_prob}")
+            raise ConfigError(f"guard language_min_prob must be within [0, 1], got {self.language_min_prob}")
 
 
 def repeated_ngram_loop(tokens: list[int], max_ngram: int = 10, min_repeats: int = 4, min_span: int = 8) -> bool:

@@ -21,6 +21,7 @@ import torch
 
 from whisper_eas.audio import SAMPLE_RATE, AudioStream, array_stream
 from whisper_eas.decoding import DecodingResult
+from whisper_eas.errors import ConfigError
 from whisper_eas.features import HOP_LENGTH, INPUT_STRIDE, N_FRAMES, TIME_PRECISION, StreamMel, pad_or_trim
 from whisper_eas.results import Segment, WindowInfo
 from whisper_eas.tokenizer import WhisperTokenizer
@@ -49,7 +50,7 @@ class LongformOptions:
     def check(self) -> None:
         temps = self.temperatures
         if not temps or temps[0] != 0.0 or list(temps) != sorted(temps):
-            raise ValueError(f"temperatures must start at 0.0 and ascend, got {temps}")
+            raise ConfigError(f"temperatures must start at 0.0 and ascend, got {temps}")
 
 
 def needs_fallback(result: DecodingResult, options: LongformOptions) -> bool:

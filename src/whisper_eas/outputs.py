@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from whisper_eas.errors import ConfigError
 from whisper_eas.io_utils import atomic_write_text
 from whisper_eas.results import Segment, TranscriptionResult
 
@@ -17,7 +18,7 @@ def expand_formats(fmt: str) -> tuple[str, ...]:
     if fmt == "all":
         return FORMATS
     if fmt not in FORMATS:
-        raise ValueError(f"unknown output format {fmt!r}; choose from {', '.join(FORMATS)}, all")
+        raise ConfigError(f"unknown output format {fmt!r}; choose from {', '.join(FORMATS)}, all")
     return (fmt,)
 
 
@@ -68,7 +69,7 @@ def render(result: TranscriptionResult, fmt: str) -> str:
         return render_srt(result)
     if fmt == "vtt":
         return render_vtt(result)
-    raise ValueError(f"unknown output format {fmt!r}")
+    raise ConfigError(f"unknown output format {fmt!r}")
 
 
 def output_path(name: str | Path, output_dir: Path, fmt: str) -> Path:

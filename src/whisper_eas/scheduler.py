@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Hashable, Iterable, Iterator
 
+from whisper_eas.errors import ConfigError
 from whisper_eas.longform import LongformFile, WindowOutcome, WindowRequest
 
 Opener = Callable[[], LongformFile]
@@ -40,7 +41,7 @@ class _Open:
 def run_lockstep(jobs: Iterable[tuple[Hashable, Opener]], decode: DecodeFn, batch_size: int) -> Iterator[Finished]:
     """Yield every job as `Finished`, in the order files finish."""
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     pending = iter(jobs)
     active: list[_Open] = []
     exhausted = False

@@ -19,6 +19,7 @@ from torch import nn
 
 from whisper_eas.config import PruneConfig
 from whisper_eas.decoder_step import DecoderModules, _heads
+from whisper_eas.errors import ConfigError
 from whisper_eas.sparsify import EncoderPruner, encoder_stem, find_encoder, run_blocks
 
 
@@ -54,7 +55,7 @@ def encoder_head(encoder: nn.Module, prune: PruneConfig | None, precision: str,
                  model_dtype: torch.dtype) -> EncoderHeadCopy | None:
     """The head copy for `precision` ("model": none, the head runs in the model's dtype)."""
     if precision not in HEAD_PRECISIONS:
-        raise ValueError(f"head precision must be one of {', '.join(HEAD_PRECISIONS)}, got {precision!r}")
+        raise ConfigError(f"head precision must be one of {', '.join(HEAD_PRECISIONS)}, got {precision!r}")
     if precision == "model" or prune is None or not prune.uses_attention or model_dtype == torch.float32:
         return None
     return EncoderHeadCopy(encoder, prune.layer, torch.float32, tf32=precision == "tf32")
@@ -81,10 +82,10 @@ class StaticEncoder(nn.Module):
     def __init__(self, hf_model: nn.Module, prune: PruneConfig | None, head: EncoderHeadCopy | None = None):
         super().__init__()
         if prune is not None and (prune.per_input or prune.needs_audio):
-            raise ValueError("adaptive keep counts and dropped padding are data-dependent; CUDA graphs need a "
-                             "fixed keep ratio")
+            raise ConfigError("adaptive keep counts and dropped padding are data-dependent; CUDA graphs need a "
+                              "fixed keep ratio")
         if head is not None and (prune is None or len(head.layers) != prune.layer):
-            raise ValueError("an encoder head copy must end at the pruning layer of a pruned config")
+            raise ConfigError("an encoder head copy must end at the pruning layer of a pruned config")
         self.encoder = find_encoder(hf_model)
         self.head = head
         self.pruner = EncoderPruner(head if head is not None else hf_model, prune) if prune is not None else None

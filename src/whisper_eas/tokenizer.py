@@ -11,6 +11,8 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
+from whisper_eas.errors import ConfigError
+
 MULTILINGUAL_VOCAB = 51865  # multilingual Whisper vocabularies have 51865+ tokens, English-only ones 51864
 
 
@@ -74,9 +76,9 @@ class WhisperTokenizer:
         if not self.multilingual:
             return [self.sot]
         if task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+            raise ConfigError(f"task must be one of {TASKS}, got {task!r}")
         if language not in self.languages:
-            raise ValueError(f"unknown language {language!r}; known: {', '.join(sorted(self.languages))}")
+            raise ConfigError(f"unknown language {language!r}; known: {', '.join(sorted(self.languages))}")
         return [self.sot, self.languages[language], self.transcribe if task == "transcribe" else self.translate]
 
     def encode(self, text: str) -> list[int]:

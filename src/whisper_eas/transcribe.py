@@ -25,6 +25,7 @@ from whisper_eas.batched_longform import BatchedOptions, batched_result, transcr
 from whisper_eas.config import DEFAULT_PRUNE, PruneConfig
 from whisper_eas.decoding import DecodingOptions
 from whisper_eas.alignment import align_words, check_supported
+from whisper_eas.errors import ConfigError
 from whisper_eas.guard import GuardOptions
 from whisper_eas.features import HOP_LENGTH
 from whisper_eas.longform import LongformFile, LongformOptions
@@ -93,7 +94,7 @@ class Transcriber:
         if self.longform.word_timestamps:
             check_supported(runner)
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size
         self.allow_partial = allow_partial  # transcribe what a truncated/corrupt file yields, with a warning
         self.batched = batched  # None: sequential, conditioned long-form (the default; batched_longform.py)
@@ -131,7 +132,7 @@ class Transcriber:
 
         if dense:
             if prune is not DEFAULT_PRUNE and prune is not None:
-                raise ValueError("dense=True cannot be combined with a prune config")
+                raise ConfigError("dense=True cannot be combined with a prune config")
             prune = None
         merged, longform = merge_settings(options or DecodingOptions(without_timestamps=False, best_of=5),
                                           longform or LongformOptions(), settings)
@@ -326,10 +327,10 @@ def _check_model_fits(runner: Runner, options: DecodingOptions) -> None:
     if runner.tokenizer.multilingual:
         return
     if options.language not in (None, "en"):
-        raise ValueError(f"{runner.model_name} is English-only; language {options.language!r} "
-                         "needs a multilingual model")
+        raise ConfigError(f"{runner.model_name} is English-only; language {options.language!r} "
+                          "needs a multilingual model")
     if options.task != "transcribe":
-        raise ValueError(f"{runner.model_name} is English-only and cannot {options.task}; use a multilingual model")
+        raise ConfigError(f"{runner.model_name} is English-only and cannot {options.task}; use a multilingual model")
 
 
 def _source(audio: AudioInput) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from whisper_eas.audio import SAMPLE_RATE
-from whisper_eas.errors import MissingDependencyError
+from whisper_eas.errors import ConfigError, MissingDependencyError
 
 WINDOW = 512  # samples per VAD probability (32 ms)
 CONTEXT = 64  # samples of the previous row the model sees in front of each row
@@ -45,13 +45,13 @@ class VadOptions:
 
     def check(self) -> None:
         if not 0.0 < self.threshold < 1.0:
-            raise ValueError(f"VAD threshold must be in (0, 1), got {self.threshold}")
+            raise ConfigError(f"VAD threshold must be in (0, 1), got {self.threshold}")
         if self.neg_threshold is not None and not 0.0 < self.neg_threshold <= self.threshold:
-            raise ValueError(f"VAD neg_threshold must be in (0, threshold], got {self.neg_threshold}")
+            raise ConfigError(f"VAD neg_threshold must be in (0, threshold], got {self.neg_threshold}")
         if self.max_speech_s <= 2 * self.speech_pad_ms / 1000 + WINDOW / SAMPLE_RATE:
-            raise ValueError(f"VAD max_speech_s {self.max_speech_s} leaves no room inside its padding")
+            raise ConfigError(f"VAD max_speech_s {self.max_speech_s} leaves no room inside its padding")
         if min(self.min_speech_ms, self.min_silence_ms, self.speech_pad_ms) < 0:
-            raise ValueError("VAD durations must be >= 0")
+            raise ConfigError("VAD durations must be >= 0")
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from whisper_eas.errors import MissingDependencyError
+
 
 def _ctranslate2():
     try:
         import ctranslate2
     except ImportError as error:  # pragma: no cover - depends on the environment
-        raise RuntimeError("comparing against CTranslate2 needs it: pip install 'whisper-eas[compare]'") from error
+        raise MissingDependencyError("comparing against CTranslate2 needs it: pip install 'whisper-eas[compare]'") from error
     return ctranslate2
 
 

@@ -20,6 +20,17 @@ def _one_line(error: Exception) -> str:
     return f"{type(error).__name__}: {text[:300]}" if text else type(error).__name__
 
 
+def load_whisper_config(name_or_dir: str | os.PathLike):
+    """The checkpoint's `WhisperConfig` (config.json only: no weights are read)."""
+    from transformers import WhisperConfig
+
+    path = resolve_model(name_or_dir)
+    try:
+        return WhisperConfig.from_pretrained(path)
+    except Exception as error:  # config.json that is not JSON or not a Whisper config
+        raise ModelLoadError(f"{path}: cannot read this Whisper checkpoint's config ({_one_line(error)})") from None
+
+
 def load_whisper(name_or_dir: str | os.PathLike, device: str = "cpu", dtype: torch.dtype = torch.float32):
     """An HF `WhisperForConditionalGeneration` in eval mode, with the fused (SDPA) attention path."""
     from transformers import WhisperForConditionalGeneration

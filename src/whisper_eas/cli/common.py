@@ -134,20 +134,9 @@ def friendly_errors(f: Callable) -> Callable:
 def error_line(error: BaseException) -> str:
     """The one line the CLI prints for `error`."""
     message = " ".join(str(error).split()) or type(error).__name__
-    if isinstance(error, USER_ERRORS) or _raised_on_purpose(error):
+    if isinstance(error, USER_ERRORS):
         return message
     return f"{message} (unexpected {type(error).__name__}; set {DEBUG_ENV}=1 to see the traceback)"
-
-
-def _raised_on_purpose(error: BaseException) -> bool:
-    """A ValueError/RuntimeError raised by whisper-eas code itself (a check not yet moved under
-    `WhisperEasError`), not one from deep inside torch or another library."""
-    if not isinstance(error, (ValueError, RuntimeError)) or error.__traceback__ is None:
-        return False
-    tb = error.__traceback__
-    while tb.tb_next is not None:
-        tb = tb.tb_next
-    return str(tb.tb_frame.f_globals.get("__name__", "")).startswith("whisper_eas.")
 
 
 def quiet_libraries() -> None:

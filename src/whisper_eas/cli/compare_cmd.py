@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from whisper_eas.cli.common import friendly_errors
+from whisper_eas.errors import InputError
 
 
 def read_transcripts(spec: str) -> tuple[dict[str, str], dict[str, str], str]:
@@ -18,18 +19,18 @@ def read_transcripts(spec: str) -> tuple[dict[str, str], dict[str, str], str]:
     try:
         data = json.loads(Path(path).read_text())
     except FileNotFoundError:
-        raise ValueError(f"{path}: no such file") from None
+        raise InputError(f"{path}: no such file") from None
     except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not JSON ({error.msg}, line {error.lineno})") from None
+        raise InputError(f"{path}: not JSON ({error.msg}, line {error.lineno})") from None
     if "utterances" in data:
         rows = [u for u in data["utterances"] if u.get("error") is None and u.get("hyp") is not None]
         return {u["id"]: u["ref"] for u in rows}, {u["id"]: u["hyp"] for u in rows}, path
     if "points" in data and "refs" in data:
         if key not in data["points"]:
             names = ", ".join(sorted(data["points"]))
-            raise ValueError(f"{path}: name a config as {path}#NAME, one of: {names}")
+            raise InputError(f"{path}: name a config as {path}#NAME, one of: {names}")
         return data["refs"], data["points"][key]["hyps"], key
-    raise ValueError(f"{path}: neither an eval report (utterances) nor a grid file (points, refs)")
+    raise InputError(f"{path}: neither an eval report (utterances) nor a grid file (points, refs)")
 
 
 def _line(name: str, d: dict) -> str:
@@ -65,7 +66,7 @@ def print_comparison(refs: dict[str, str], hyps_a: dict[str, str], hyps_b: dict[
     from whisper_eas.evaluation.stats import compare
 
     if not any(uid in hyps_a and uid in hyps_b for uid in refs):
-        raise ValueError(f"{label_a} and {label_b} share no utterance ids")
+        raise InputError(f"{label_a} and {label_b} share no utterance ids")
     result = compare(refs, hyps_a, hyps_b, resamples, seed)
     click.echo(f"{label_b} against {label_a} (delta = WER points, paired bootstrap 95%, {resamples} resamples)")
     click.echo(f"{'source':<10} {'utts':>5} {'words':>6} {'WER A':>7} {'WER B':>7} {'delta':>7}  interval"

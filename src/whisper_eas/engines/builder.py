@@ -22,6 +22,7 @@ from pathlib import Path
 from whisper_eas.deps import require_cuda, require_tensorrt
 from whisper_eas.engines.manifest import ENGINE_MANIFEST, EngineEntry, EngineManifest, Platform
 from whisper_eas.engines.profiles import EngineConfig, Shapes, axis_ranges, profile_shapes
+from whisper_eas.errors import MissingDependencyError
 from whisper_eas.exporter.export import library_versions
 from whisper_eas.exporter.graph_specs import DECODER_GRAPHS
 from whisper_eas.exporter.manifest import ExportManifest, sha256_file
@@ -97,8 +98,8 @@ def _prune_source(export: ExportManifest, engine: EngineConfig) -> tuple[Path, b
     aot_available = register_plugin()
     aot = engine.plugin_aot and not export.config.adaptive
     if aot and not aot_available:
-        raise RuntimeError("--aot-plugin needs triton (it ships with CUDA builds of PyTorch) and a TensorRT "
-                           "release with tensorrt.plugin.aot_impl")
+        raise MissingDependencyError("--aot-plugin needs triton (it ships with CUDA builds of PyTorch) and a TensorRT "
+                                     "release with tensorrt.plugin.aot_impl")
     path = export_prune_plugin(export.config, export.dims, export.directory / PLUGIN_FILE, export.opset,
                                export.batch, aot=aot)
     return path, aot

@@ -15,6 +15,7 @@ from typing import Callable
 import torch
 
 from whisper_eas.audio import AudioError, load_audio
+from whisper_eas.errors import WhisperEasError
 from whisper_eas.evaluation.manifest import Utterance
 from whisper_eas.evaluation.wer import word_errors
 from whisper_eas.features import N_SAMPLES, window_features
@@ -24,7 +25,7 @@ from whisper_eas.transcribe import Transcriber
 EMPTY_REFERENCE = "empty reference"
 
 
-class EvalError(ValueError):
+class EvalError(WhisperEasError, ValueError):
     """An evaluation that scored nothing (no utterance transcribed, or no reference words)."""
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from whisper_eas.audio import SAMPLE_RATE, load_audio
+from whisper_eas.errors import InputError
 from whisper_eas.evaluation.manifest import Utterance, read_manifest
 
 GAP_S = 0.3  # silence between utterances in the long recordings (speech-dev SOURCE.md)
@@ -55,7 +56,7 @@ def plan_windows(
         members = _members(rec.id, short)
         offsets = np.cumsum([0.0] + [u.duration_s + GAP_S for u in members])
         if abs(offsets[-1] - GAP_S - rec.duration_s) > 0.05:
-            raise ValueError(f"{rec.id}: member durations do not add up to the recording ({offsets[-1]:.2f}s)")
+            raise InputError(f"{rec.id}: member durations do not add up to the recording ({offsets[-1]:.2f}s)")
         for first in range(len(members)):
             last = first
             while last + 1 < len(members) and offsets[last + 1] + members[last + 1].duration_s - offsets[first] <= window_s:

@@ -14,6 +14,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from whisper_eas.errors import InputError
 from whisper_eas.evaluation.wer import word_errors
 
 DEFAULT_RESAMPLES = 2000
@@ -73,13 +74,13 @@ def paired_bootstrap(
 ) -> PairedDelta:
     """Corpus-level WER delta (B - A, points) and its paired bootstrap 95% interval over utterances."""
     if not pairs:
-        raise ValueError("no utterances scored by both systems")
+        raise InputError("no utterances scored by both systems")
     a = np.array([p.errors_a for p in pairs], dtype=np.float64)
     b = np.array([p.errors_b for p in pairs], dtype=np.float64)
     words = np.array([p.n_words for p in pairs], dtype=np.float64)
     total = words.sum()
     if total == 0:
-        raise ValueError("the paired utterances have no reference words")
+        raise InputError("the paired utterances have no reference words")
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, len(pairs), size=(resamples, len(pairs)))
     sums = words[draws].sum(axis=1)

@@ -28,6 +28,8 @@ from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 
+from whisper_eas.errors import MissingDependencyError
+
 import numpy as np
 
 PRECISIONS = ("fp32", "int8")
@@ -59,7 +61,7 @@ def _quantization():
     try:
         from onnxruntime import quantization
     except ImportError as error:
-        raise RuntimeError("int8 export needs onnxruntime: pip install 'whisper-eas[onnx]'") from error
+        raise MissingDependencyError("int8 export needs onnxruntime: pip install 'whisper-eas[onnx]'") from error
     return quantization
 
 

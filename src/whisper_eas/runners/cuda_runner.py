@@ -16,10 +16,11 @@ from pathlib import Path
 import torch
 
 from whisper_eas.config import PruneConfig
+from whisper_eas.errors import ConfigError
 from whisper_eas.runners.base import EncodedBatch
 from whisper_eas.runners.torch_runner import HFModelRunner
 from whisper_eas.sparsify import find_encoder
-from whisper_eas.static_graphs import GraphedCall, StaticDecoderStep, StaticEncoder, encoder_head
+from whisper_eas.static_graphs import HEAD_PRECISIONS, GraphedCall, StaticDecoderStep, StaticEncoder, encoder_head
 
 CACHE_BUCKETS = (64, 128, 256, 448)
 
@@ -127,16 +128,21 @@ class CudaGraphRunner(HFModelRunner):
         model's dtype (default, fastest), or from float32 copies ("float32": exactly the float32
         reference's frames; "tf32": float32 with TF32 matmuls)."""
         if prune is not None and (prune.per_input or prune.needs_audio):
-            raise ValueError("the CUDA graph backend needs a fixed keep ratio (adaptive counts and dropped "
-                             "padding change shapes)")
+            raise ConfigError("the CUDA graph backend needs a fixed keep ratio (adaptive counts and dropped "
+                              "padding change shapes)")
+        if head_precision not in HEAD_PRECISIONS:  # checked here: the head is built on load
+            raise ConfigError(f"head precision must be one of {', '.join(HEAD_PRECISIONS)}, got {head_precision!r}")
         super().__init__(model, prune, device, dtype, hf_model)
-        self.use_graphs = use_graphs
-        # float32 copy of the encoder up to the pruning layer (or None), shared by every batch size
-        self.head = encoder_head(find_encoder(self.model), prune, head_precision, dtype)
-        self.step_module = StaticDecoderStep(self.model).eval()
+        self.use_graphs, self.head_precision = use_graphs, head_precision
         self._encoders: dict[tuple[int, bool], tuple[GraphedCall, StaticEncoder]] = {}
         self._steps: dict[tuple[int, int, int], _StepGraph] = {}
         self._cross: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _build(self) -> None:
+        super()._build()
+        # float32 copy of the encoder up to the pruning layer (or None), shared by every batch size
+        self.head = encoder_head(find_encoder(self.model), self.prune, self.head_precision, self.dtype)
+        self.step_module = StaticDecoderStep(self.model).eval()
 
     def _encoder(self, batch: int, dense: bool, mel: torch.Tensor):
         key = (batch, dense or self.prune is None)
@@ -147,6 +153,7 @@ class CudaGraphRunner(HFModelRunner):
 
     @torch.inference_mode()
     def encode(self, mel: torch.Tensor, dense: bool = False) -> EncodedBatch:
+        self.load()
         head = self.head is not None and not dense  # the head takes the mel in its own dtype
         rows = mel.shape[0]
         mel = _pad_rows(mel.to(self.device, self.head.dtype if head else self.dtype), row_bucket(rows))
@@ -175,7 +182,8 @@ class CudaGraphRunner(HFModelRunner):
     @torch.inference_mode()
     def decoder(self, encoded: EncodedBatch, group: int = 1) -> CudaGraphSession:
         if encoded.frame_mask is not None:
-            raise ValueError(f"{self.backend}: padded batches (EncodedBatch.padded) decode on the pytorch runner only")
+            raise ConfigError(f"{self.backend}: padded batches (EncodedBatch.padded) decode on the pytorch runner only")
+        self.load()
         hidden = encoded.hidden.repeat_interleave(group, dim=0) if group > 1 else encoded.hidden
         cross_k, cross_v = self.cross_module(hidden)
         return CudaGraphSession(self, cross_k, cross_v)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from whisper_eas.checkpoints.loading import load_whisper
+from whisper_eas.checkpoints.loading import load_whisper, load_whisper_config
 from whisper_eas.checkpoints.registry import resolve_model
 from whisper_eas.config import PruneConfig
 from whisper_eas.decoder_step import DecoderCrossKV, DecoderStep, empty_self_cache
@@ -48,16 +48,38 @@ class TorchDecoderSession:
 class HFModelRunner(Runner):
     """What every runner over an in-process Hugging Face model sets up: the model (loaded, or
     shared with another runner through `hf_model`), the checked prune config, the tokenizer and
-    the cross-attention key/value module. Subclasses add the encoder and decoder-step paths."""
+    the cross-attention key/value module. Subclasses add the encoder and decoder-step paths.
+
+    Creating a runner reads the checkpoint's config.json only (prune config checked, tokenizer,
+    n_mels), as the graph runners read their manifest only; `load()`, the first encode or the
+    first use of `runner.model` loads the weights and builds the modules (`_build`)."""
 
     def __init__(self, model: str | Path, prune: PruneConfig | None, device: str, dtype: torch.dtype, hf_model=None):
-        self.model = hf_model if hf_model is not None else load_whisper(model, device=device, dtype=dtype)
+        self._model = hf_model
+        self._built = False
+        config = hf_model.config if hf_model is not None else load_whisper_config(model)
         if prune is not None:
-            prune.check_model(self.model.config.encoder_layers)
+            prune.check_model(config.encoder_layers)
         self.prune, self.device, self.dtype = prune, device, dtype
         self.model_name = str(model)
-        self.n_mels = self.model.config.num_mel_bins
-        self.tokenizer = WhisperTokenizer.for_model(resolve_model(model), self.model.config.vocab_size)
+        self.n_mels = config.num_mel_bins
+        self.tokenizer = WhisperTokenizer.for_model(resolve_model(model), config.vocab_size)
+
+    @property
+    def model(self):
+        """The Hugging Face model (loaded on first use)."""
+        return self.load()._model
+
+    def load(self) -> "HFModelRunner":
+        if self._model is None:
+            self._model = load_whisper(self.model_name, device=self.device, dtype=self.dtype)
+        if not self._built:
+            self._built = True
+            self._build()
+        return self
+
+    def _build(self) -> None:
+        """Modules over the loaded model (subclasses add theirs)."""
         self.cross_module = DecoderCrossKV(self.model).eval()
 
 
@@ -75,10 +97,14 @@ class TorchRunner(HFModelRunner):
         hf_model=None,
     ):
         super().__init__(model, prune, device, dtype, hf_model)
+
+    def _build(self) -> None:
+        super()._build()
         self.step_module = DecoderStep(self.model).eval()
 
     @torch.inference_mode()
     def encode(self, mel: torch.Tensor, dense: bool = False) -> EncodedBatch:
+        self.load()
         mel = mel.to(self.device, self.dtype)
         with sparsified(self.model, None if dense else self.prune) as record:
             hidden = self.model.model.encoder(mel).last_hidden_state
@@ -87,6 +113,7 @@ class TorchRunner(HFModelRunner):
 
     @torch.inference_mode()
     def decoder(self, encoded: EncodedBatch, group: int = 1) -> TorchDecoderSession:
+        self.load()
         hidden, mask = encoded.hidden, encoded.frame_mask
         if group > 1:
             hidden = hidden.repeat_interleave(group, dim=0)

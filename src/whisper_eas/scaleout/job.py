@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from whisper_eas.audio import display_path
+from whisper_eas.errors import ConfigError, WhisperEasError
 from whisper_eas.outputs import outputs_exist, write_outputs
 from whisper_eas.scaleout.results_table import ResultsLog, new_run_id
 from whisper_eas.scaleout.stages import TranscribeSpec, bound, decode_row, one_line
@@ -28,7 +29,7 @@ from whisper_eas.scaleout.stages import TranscribeSpec, bound, decode_row, one_l
 RAY_MISSING = "Ray is not installed: pip install 'whisper-eas[ray]' (or pip install 'ray[data]')"
 
 
-class JobError(RuntimeError):
+class JobError(WhisperEasError, RuntimeError):
     """The job could not run (no Ray, no cluster, actors that cannot load the model); one line."""
 
 
@@ -55,11 +56,11 @@ class ClusterSpec:
 
     def __post_init__(self):
         if self.actors < 1 or self.files_per_call < 1:
-            raise ValueError("actors and files_per_call must be >= 1")
+            raise ConfigError("actors and files_per_call must be >= 1")
         if self.cpus_per_actor <= 0 or self.gpus_per_actor < 0 or self.decode_cpus <= 0:
-            raise ValueError("cpus_per_actor and decode_cpus must be > 0, gpus_per_actor >= 0")
+            raise ConfigError("cpus_per_actor and decode_cpus must be > 0, gpus_per_actor >= 0")
         if self.max_decoded_s < 0:
-            raise ValueError("max_decoded_s must be >= 0 (0: every file is read by the actor)")
+            raise ConfigError("max_decoded_s must be >= 0 (0: every file is read by the actor)")
 
 
 @dataclass

@@ -16,6 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import Iterator
 
 from whisper_eas.audio import AUDIO_EXTENSIONS
+from whisper_eas.errors import WhisperEasError
 
 # Table formats by suffix; a .tsv is a manifest (`trt-transcribe`'s and `eval`'s tab-separated files).
 TABLE_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv": "tsv",
@@ -23,7 +24,7 @@ TABLE_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv":
 PATH_COLUMN = "path"
 
 
-class SourceError(ValueError):
+class SourceError(WhisperEasError, ValueError):
     """An input that cannot be listed; the message names it and the problem."""
 
 

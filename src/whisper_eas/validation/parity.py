@@ -18,7 +18,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
-from whisper_eas.errors import WhisperEasError
+from whisper_eas.errors import ConfigError, InputError, WhisperEasError
 from whisper_eas.exporter.manifest import ExportError, ExportManifest
 from whisper_eas.exporter.reference import Case, Feed, decoder_cases, encoder_cases
 
@@ -152,7 +152,7 @@ def mel_batches(manifest_tsv: str | Path, n_mels: int, limit: int | None = 4, ba
 
     utterances = read_manifest(manifest_tsv, limit)
     if not utterances:
-        raise ValueError(f"{manifest_tsv}: no utterances to validate with")
+        raise InputError(f"{manifest_tsv}: no utterances to validate with")
     mels = [window_features(load_audio(u.path)[: 30 * 16000], n_mels) for u in utterances]
     return [torch.stack(mels[i : i + batch]) for i in range(0, len(mels), batch)]
 
@@ -261,7 +261,7 @@ def validate_export(
     manifest = ExportManifest.load(directory, verify=True)
     unknown = sorted(set(graphs or ()) - set(manifest.graphs))
     if unknown:
-        raise ValueError(f"{directory}: no graph(s) {', '.join(unknown)}; it has {', '.join(manifest.graphs)}")
+        raise ConfigError(f"{directory}: no graph(s) {', '.join(unknown)}; it has {', '.join(manifest.graphs)}")
     model = hf_model if hf_model is not None else load_whisper(manifest.model)
     model = model.float().eval()
     if ModelDims.from_hf_config(model.config) != manifest.dims:
