@@ -175,14 +175,44 @@ def test_search_grid_has_the_padding_trim_and_dropped_padding():
     assert len(keys) == 6
 
 
-def test_export_refuses_configs_that_read_the_audio(tmp_path):
-    """The ONNX prune graph takes no audio length: exporting padding=drop or onset_keep is one clear
-    error, not a graph that silently keeps the padding."""
-    from prune_configs import TINY
+def test_exported_padding_drop_keeps_pytorchs_frames(tmp_path, tiny_model):
+    """The prune graph takes the window's speech bounds (computed on the host from the features):
+    an exported padding-drop + onset_keep config keeps exactly PyTorch's frames on real short
+    clips, transcribes them as PyTorch does, passes the ORT parity check, and TensorRT refuses it."""
+    from conftest import DATA
 
-    from whisper_eas.exporter.prune_graph import export_prune
+    from whisper_eas.decoding import DecodingOptions
+    from whisper_eas.engines.builder import build_engines
+    from whisper_eas.errors import ConfigError
+    from whisper_eas.exporter.export import export_model
+    from whisper_eas.exporter.graph_specs import SPEECH_BOUNDS
+    from whisper_eas.runners.ort_runner import OrtRunner
+    from whisper_eas.runners.torch_runner import TorchRunner
+    from whisper_eas.validation.parity import validate_export
+    from whisper_eas.window_decode import decode_encoded
 
-    for config in (PruneConfig(layer=1, keep_ratio=0.5, strategy="coverage", padding="drop"),
-                   PruneConfig(layer=1, keep_ratio=0.5, strategy="coverage", onset_keep=1.0)):
-        with pytest.raises(ValueError, match="read the window's features"):
-            export_prune(config, TINY, tmp_path / "prune.onnx")
+    config = PruneConfig.parse("coverage@4+merge L1 k0.5 padding=drop speech_floor=5.0 onset_keep=1.0")
+    manifest = export_model("tiny.en", config, tmp_path / "drop", hf_model=tiny_model)
+    assert manifest.graphs["prune"].input_names[-1] == SPEECH_BOUNDS
+    ort, reference = OrtRunner(tmp_path / "drop"), TorchRunner("tiny.en", prune=config, hf_model=tiny_model)
+    for clip in ("cathy-arctic_a0001", "ls-test-clean-1089-134686-0001"):  # 3.3 s each: 5 s floor region
+        mel = pad_or_trim(log_mel(load_audio(str(DATA / "audio" / f"{clip}.flac")), 80, padding=N_SAMPLES)).unsqueeze(0)
+        ours, theirs = ort.encode(mel), reference.encode(mel)
+        # region: the 5 s floor + 1.28 s margin = 314 frames, half of them kept, none past it
+        assert torch.equal(ours.kept, theirs.kept) and ours.n_kept == 157 and int(ours.kept.max()) < 314
+        text = decode_encoded(ort, ours, DecodingOptions())[0].text
+        assert text == decode_encoded(reference, theirs, DecodingOptions())[0].text and len(text.split()) >= 5
+    report = validate_export(tmp_path / "drop", DATA / "manifest.tsv", limit=2, hf_model=tiny_model,
+                             graphs=["prune"])
+    assert report.passed and report.n_utterances == 2
+    with pytest.raises(ConfigError, match="TensorRT engines of it are not built"):
+        build_engines(tmp_path / "drop")
+    with pytest.raises(ConfigError, match="adaptive counts within a speech region"):
+        export_model("tiny.en", PruneConfig(layer=1, keep_ratio=None, mass=0.9, strategy="coverage",
+                                            padding="drop"), tmp_path / "adaptive", hf_model=tiny_model)
+
+
+def load_audio(path: str):
+    from whisper_eas.audio import load_audio as load
+
+    return load(path)

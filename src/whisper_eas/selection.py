@@ -142,23 +142,31 @@ def gather_frames(hidden: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return torch.gather(hidden, 1, idx.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
 
 
-def merge_frames(hidden: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+def merge_frames(hidden: torch.Tensor, idx: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
     """Each kept frame becomes the mean of the frames nearest to it in time (its Voronoi cell).
 
     No frame's content vanishes; the kept frame's own position embedding stays dominant because
     its neighbours carry nearly the same position. Frame t lies beyond the boundary between kept
     frames a < b when 2t > a + b (integers: exact in any precision; a tie joins the earlier cell).
     Sums accumulate in float32 (or wider) and the result returns in the activations' dtype.
+    `valid` [B, T] (bool): only these frames are merged (a speech region inside a whole window:
+    the traced form of `_prune_regions`); the others add zero to their cell and count for nothing.
     """
     b, t, d = hidden.shape
     twice_bounds = idx[:, 1:] + idx[:, :-1]  # [B, K-1] twice the cell boundaries
     twice_frames = 2 * torch.arange(t, device=hidden.device, dtype=idx.dtype)
     cell = (twice_frames.view(1, t, 1) > twice_bounds.unsqueeze(1)).sum(dim=-1)  # [B, T] cell of each frame
     values = hidden.to(torch.promote_types(hidden.dtype, torch.float32))
+    ones = torch.ones_like(cell, dtype=values.dtype)
+    if valid is not None:
+        values = torch.where(valid.unsqueeze(-1), values, torch.zeros_like(values))
+        ones = valid.to(values.dtype)
     sums = torch.zeros(b, idx.shape[1], d, dtype=values.dtype, device=hidden.device)
     sums = sums.scatter_add(1, cell.unsqueeze(-1).expand(-1, -1, d), values)
     sizes = torch.zeros(b, idx.shape[1], dtype=values.dtype, device=hidden.device)
-    sizes = sizes.scatter_add(1, cell, torch.ones_like(cell, dtype=values.dtype))
+    sizes = sizes.scatter_add(1, cell, ones)
+    if valid is not None:  # a kept frame is valid, so its cell has >= 1; guards rows fed past their region
+        sizes = sizes.clamp_min(1.0)
     return (sums / sizes.unsqueeze(-1)).to(hidden.dtype)
 
 
@@ -219,6 +227,8 @@ def prune_hidden(
     """
     b, t, _ = hidden.shape
     if config.padding == "drop" and bounds is not None:
+        if torch.jit.is_tracing():  # the exported prune graph: one static-shape form (`prune_regions_masked`)
+            return prune_regions_masked(hidden, scores, config, bounds)
         return _prune_regions(hidden, scores, config, bounds)
     protect = onset_mask(bounds, config, t) if bounds is not None else None
     idx = select_indices(None if scores is None else scores.float(), config, b, t, hidden.device, protect)
@@ -257,3 +267,64 @@ def _prune_regions(
             outs[i] = torch.cat([outs[i], gather_frames(hidden[i : i + 1], fill.unsqueeze(0))], dim=1)
             idxs[i] = torch.cat([idxs[i], fill.unsqueeze(0)], dim=1)
     return torch.cat(outs), torch.cat(idxs)
+
+
+def region_lengths(bounds: torch.Tensor, config: PruneConfig, t: int) -> torch.Tensor:
+    """`PruneConfig.region_frames` per window as tensor ops, [B] (the traced prune graph's region)."""
+    margin = int(round(config.speech_margin * ENCODER_FRAMES_PER_SECOND))
+    floor = int(round(config.speech_floor * ENCODER_FRAMES_PER_SECOND))
+    return (bounds[:, 1].to(torch.long).clamp_min(floor) + margin).clamp(1, t)
+
+
+def region_keep_counts(region: torch.Tensor, config: PruneConfig) -> torch.Tensor:
+    """`PruneConfig.keep_count(region)` per window, [B]: floor(keep_ratio * R + 0.5) in float64."""
+    if config.keep_ratio is None:
+        raise ValueError("adaptive counts within a speech region do not export; give keep_ratio")
+    counts = torch.floor(region.to(torch.float64) * config.keep_ratio + 0.5).to(torch.long).clamp_min(1)
+    return torch.minimum(counts, region)
+
+
+def prune_regions_masked(
+    hidden: torch.Tensor, scores: torch.Tensor | None, config: PruneConfig, bounds: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`_prune_regions` for the exported graph: the region is a mask over the whole window, the
+    count a tensor (K = the batch's largest), so one traced graph serves every audio length.
+
+    For one window (runners feed these graphs a row at a time) it keeps exactly the frames
+    `_prune_regions` keeps: scores, density and ranking are those of the region (frames past it
+    add zero to every sum, and rank below every region frame), the stride is the region's.
+    """
+    b, t, _ = hidden.shape
+    frames = torch.arange(t, device=hidden.device)
+    region = region_lengths(bounds, config, t)
+    valid = frames.unsqueeze(0) < region.unsqueeze(1)  # [B, T]
+    counts = region_keep_counts(region, config)
+    k = counts.max()
+    if config.strategy in ("uniform", "truncate"):
+        steps = torch.arange(k, device=hidden.device, dtype=torch.float64).unsqueeze(0)  # [1, K]
+        if config.strategy == "uniform":
+            stride = region.to(torch.float64) / counts.to(torch.float64)
+            idx = ((steps + 0.5) * stride.unsqueeze(1)).floor().to(torch.long)
+        else:
+            idx = steps.to(torch.long).expand(b, -1)
+        idx = torch.minimum(idx, (region - 1).unsqueeze(1))
+    else:
+        s = torch.where(valid, scores.float(), torch.zeros_like(scores, dtype=torch.float32))
+        ranking = s / s.amax(dim=-1, keepdim=True).clamp_min(1e-30)
+        if config.strategy == "coverage":
+            attention = s / s.sum(dim=-1, keepdim=True)
+            floor_share = (config.uniform_floor / region.to(torch.float64)).to(torch.float32).unsqueeze(1)
+            density = torch.where(valid, floor_share + (1.0 - config.uniform_floor) * attention,
+                                  torch.zeros_like(attention))
+            cdf = torch.cumsum(density.double(), dim=-1)
+            cdf = cdf / cdf[:, -1:]
+            reached = torch.floor(cdf * counts.to(torch.float64).unsqueeze(-1) + 0.5)
+            before = torch.cat([torch.zeros_like(reached[:, :1]), reached[:, :-1]], dim=-1)
+            ranking = ranking + 2.0 * (reached > before).to(ranking.dtype)
+        protect = onset_mask(bounds, config, t)
+        if protect is not None:
+            ranking = ranking + 4.0 * (protect & valid).to(ranking.dtype)
+        ranking = torch.where(valid, ranking, torch.full_like(ranking, -1.0))
+        idx = torch.sort(torch.topk(ranking, k, dim=-1).indices, dim=-1).values
+    kept = merge_frames(hidden, idx, valid) if config.merge else gather_frames(hidden, idx)
+    return kept, idx

@@ -22,7 +22,7 @@ from pathlib import Path
 from whisper_eas.deps import require_cuda, require_tensorrt
 from whisper_eas.engines.manifest import ENGINE_MANIFEST, EngineEntry, EngineManifest, Platform
 from whisper_eas.engines.profiles import EngineConfig, Shapes, axis_ranges, profile_shapes
-from whisper_eas.errors import MissingDependencyError
+from whisper_eas.errors import ConfigError, MissingDependencyError
 from whisper_eas.exporter.export import library_versions
 from whisper_eas.exporter.graph_specs import DECODER_GRAPHS
 from whisper_eas.exporter.manifest import ExportManifest, sha256_file
@@ -109,9 +109,13 @@ def build_engines(
     directory: str | Path, engine: EngineConfig = EngineConfig(), reuse_decoder: bool = True
 ) -> EngineManifest:
     """Build every engine of the export folder `directory` and write `engines.json` beside them."""
+    export = ExportManifest.load(directory, verify=True)
+    if export.config is not None and export.config.needs_audio:
+        raise ConfigError(f"{directory}: [{export.config.format()}] reads the window's speech bounds "
+                          "(padding=drop, onset_keep); TensorRT engines of it are not built (run the folder on "
+                          "onnxruntime, or the config on the PyTorch backend)")
     require_tensorrt("whisper-eas export --engines")
     require_cuda("whisper-eas export --engines")
-    export = ExportManifest.load(directory, verify=True)
     platform = Platform.current()
     profiles = engine_profiles(export, engine)
     (export.directory / ENGINE_MANIFEST).unlink(missing_ok=True)

@@ -25,6 +25,7 @@ from whisper_eas.config import PruneConfig
 from whisper_eas.tokenizer import is_multilingual
 
 N_MEL_FRAMES = 3000  # log-mel frames in a 30 s window
+SPEECH_BOUNDS = "speech_bounds"  # prune input of configs that read the audio, computed on the host
 BATCH = "batch"
 
 # The frame-pruning op as a single custom node, for runtimes that take a plugin (TensorRT): the
@@ -128,11 +129,15 @@ def encoder_head(dims: ModelDims, with_scores: bool, batch: int | str = BATCH) -
 
 
 def prune(dims: ModelDims, config: PruneConfig, batch: int | str = BATCH) -> GraphSpec:
-    """Kept count is static for a fixed ratio and a named dynamic axis for adaptive configs."""
-    kept: int | str = "kept" if config.adaptive else config.keep_count(dims.n_frames)
+    """Kept count is static for a fixed ratio over the whole window and a named dynamic axis for
+    per-window counts (adaptive, dropped padding). Configs that read the audio take the window's
+    `speech_bounds` (speech onset, content end; encoder frames) as a third input."""
+    kept: int | str = "kept" if config.per_input else config.keep_count(dims.n_frames)
     inputs = [TensorSpec("head_hidden", "float32", (batch, dims.n_frames, dims.d_model))]
     if config.uses_attention:
         inputs.append(TensorSpec("frame_scores", "float32", (batch, dims.n_frames)))
+    if config.needs_audio:
+        inputs.append(TensorSpec(SPEECH_BOUNDS, "int64", (batch, 2)))
     outputs = (
         TensorSpec("kept_hidden", "float32", (batch, kept, dims.d_model)),
         TensorSpec("kept_index", "int64", (batch, kept)),

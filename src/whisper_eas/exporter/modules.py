@@ -65,14 +65,18 @@ class EncoderHead(nn.Module):
 
 
 class PruneStep(nn.Module):
-    """(hidden [B, T, D], scores [B, T]) -> (kept hidden [B, K, D], kept indices [B, K]), time order."""
+    """(hidden [B, T, D][, scores [B, T]][, speech bounds [B, 2]]) -> (kept hidden [B, K, D], kept
+    indices [B, K]), time order. Scores when the config ranks by attention; the bounds (speech onset,
+    content end in encoder frames: `selection.speech_bounds` on the host) when it reads the audio."""
 
     def __init__(self, config: PruneConfig):
         super().__init__()
         self.config = config
 
-    def forward(self, hidden: torch.Tensor, scores: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        return prune_hidden(hidden, scores, self.config)
+    def forward(self, hidden: torch.Tensor, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        scores = inputs[0] if self.config.uses_attention else None
+        bounds = inputs[-1] if self.config.needs_audio else None
+        return prune_hidden(hidden, scores, self.config, bounds)
 
 
 class EncoderTail(nn.Module):

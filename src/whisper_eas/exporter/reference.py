@@ -17,7 +17,8 @@ from torch import nn
 
 from whisper_eas.config import PruneConfig
 from whisper_eas.decoder_step import DecoderCrossKV, DecoderStep, empty_self_cache
-from whisper_eas.selection import attention_scores, prune_hidden
+from whisper_eas.exporter.graph_specs import SPEECH_BOUNDS
+from whisper_eas.selection import attention_scores, prune_hidden, speech_bounds
 from whisper_eas.sparsify import block_output, find_encoder, sparsified
 
 Feed = dict[str, np.ndarray]
@@ -73,8 +74,13 @@ def encoder_cases(
         hidden = encoder(mel).last_hidden_state
         cases["encoder_tail"] = ({"tail_input": head["head_hidden"]}, {"encoder_hidden": _np(hidden)})
         return cases, hidden
-    kept, index = prune_hidden(seen["hidden"], scores, config)
-    cases["prune"] = (head, {"kept_hidden": _np(kept), "kept_index": _np(index)})
+    feed = dict(head)
+    bounds = None
+    if config.needs_audio:  # computed on the host from the features, as the runners feed it
+        bounds = speech_bounds(mel)
+        feed[SPEECH_BOUNDS] = _np(bounds)
+    kept, index = prune_hidden(seen["hidden"], scores, config, bounds)
+    cases["prune"] = (feed, {"kept_hidden": _np(kept), "kept_index": _np(index)})
     with sparsified(model, config):
         hidden = encoder(mel).last_hidden_state
     cases["encoder_tail"] = ({"tail_input": _np(kept)}, {"encoder_hidden": _np(hidden)})

@@ -134,8 +134,9 @@ def default_cpu_export(model: str | Path | None, prune: PruneConfig | None,
     model = model if model is not None else DEFAULT_MODEL
     if not installed("onnxruntime"):
         return CachedExport(None, "onnxruntime is not installed (pip install 'whisper-eas[onnx]' for the faster path)")
-    if prune is not None and (prune.per_input or prune.needs_audio):
-        return CachedExport(None, f"config [{prune}] sets keep counts per window, which the ONNX graphs do not")
+    if prune is not None and prune.adaptive:
+        return CachedExport(None, f"config [{prune}] sets keep counts per window from attention, which the "
+                                  "cached ONNX graphs do not")
     try:
         return cached_export(model, prune, default_precision(model), progress)
     except Exception as error:  # an export that fails must not stop a transcription: PyTorch runs anything

@@ -20,8 +20,10 @@ from typing import Callable, Protocol
 import torch
 
 from whisper_eas.errors import ConfigError
+from whisper_eas.exporter.graph_specs import SPEECH_BOUNDS
 from whisper_eas.exporter.manifest import TOKENIZER, ExportManifest
 from whisper_eas.runners.base import EncodedBatch, Runner, encode_in_chunks
+from whisper_eas.selection import speech_bounds
 from whisper_eas.tokenizer import WhisperTokenizer
 
 
@@ -124,11 +126,27 @@ class GraphRunner(Runner):
             pruned = graphs["prune"].infer({name: head[name] for name in names})
             hidden, kept = pruned["kept_hidden"], pruned["kept_index"].cpu()
         hidden = graphs["encoder_tail"].infer({"tail_input": hidden})["encoder_hidden"]
+            if SPEECH_BOUNDS in names:  # the audio's extent, from the features as the PyTorch hooks read it
+                return self._encode_regions(mel, head, names)
         return EncodedBatch(hidden, kept, n_frames=self.dims.n_frames)
 
     @torch.inference_mode()
     def decoder(self, encoded: EncodedBatch, group: int = 1):
         if encoded.frame_mask is not None:
+    def _encode_regions(self, mel: torch.Tensor, head: dict, names: list[str]) -> EncodedBatch:
+        """Prune graphs that take `speech_bounds` keep a count per window: one window at a time
+        (a batch of unequal counts comes back padded, which only the PyTorch decoder takes)."""
+        graphs, parts = self.graphs, []
+        bounds = speech_bounds(mel.cpu()).to(self.device)
+        for row in range(mel.shape[0]):
+            feed = {name: head[name][row : row + 1] for name in names if name != SPEECH_BOUNDS}
+            pruned = graphs["prune"].infer({**feed, SPEECH_BOUNDS: bounds[row : row + 1]})
+            hidden = graphs["encoder_tail"].infer({"tail_input": pruned["kept_hidden"]})["encoder_hidden"]
+            parts.append(EncodedBatch(hidden, pruned["kept_index"].cpu(), n_frames=self.dims.n_frames))
+        if len({part.n_kept for part in parts}) > 1:
+            return EncodedBatch.padded(parts)
+        return EncodedBatch.concat(parts)
+
             raise ConfigError(f"{self.backend}: padded batches (EncodedBatch.padded) decode on the pytorch runner only")
         hidden = torch.as_tensor(encoded.hidden).to(self.device, torch.float32)
         cross = self.graphs["decoder_cross"].infer({"encoder_hidden": hidden})
