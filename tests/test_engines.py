@@ -73,7 +73,8 @@ def test_profiles_follow_graph_specs_for_the_shipped_config(tmp_path):
     assert profiles["decoder_cross"] == {"encoder_hidden": ((1, K, 384), (8, K, 384), (16, 1500, 384))}
     step = profiles["decoder_step"]
     assert "offset" not in step  # a scalar: nothing to profile
-    assert len(step) == 1 + 4 * TINY.decoder_layers
+    assert len(step) == 2 + 4 * TINY.decoder_layers
+    assert step["logit_positions"] == ((1,), (1,), (232,))  # the last token's logits; a whole prompt at most
     assert step["tokens"] == ((1, 1), (8, 1), (80, 232))  # 16 windows x 5 beams; a whole prompt at first
     assert step["self_k_0"] == step["self_v_3"] == ((1, 6, 0, 64), (8, 6, 32, 64), (80, 6, 447, 64))
     assert step["cross_k_0"] == step["cross_v_3"] == ((1, 6, K, 64), (8, 6, K, 64), (80, 6, 1500, 64))

@@ -54,8 +54,9 @@ def test_manifest_records_model_config_hashes_and_versions(sparse_dir):
     data = json.loads((sparse_dir / "manifest.json").read_text())
     assert data["model"] == "tiny.en" and data["opset"] == 17 and data["split_layer"] == 1
     assert PruneConfig.from_dict(data["config"]) == SPARSE
-    assert data["graphs"]["decoder_step"]["inputs"][2] == {"name": "self_k_0", "dtype": "float32",
-                                                            "shape": ["batch", 6, "past", 64]}
+    step_inputs = {i["name"]: i for i in data["graphs"]["decoder_step"]["inputs"]}
+    assert step_inputs["self_k_0"] == {"name": "self_k_0", "dtype": "float32", "shape": ["batch", 6, "past", 64]}
+    assert step_inputs["logit_positions"] == {"name": "logit_positions", "dtype": "int64", "shape": ["wanted"]}
     for name in ("torch", "transformers", "onnx", "onnxruntime"):
         assert data["versions"][name] not in ("", "absent")
     for name, digest in data["files"].items():

@@ -81,6 +81,22 @@ def test_ended_windows_leave_the_batch_without_changing_tokens(sparse_runner, al
     assert [r.tokens for r in batched] == [r.tokens for r in alone]
 
 
+@pytest.mark.parametrize("backend", ["onnxruntime", "pytorch"])
+def test_prompt_logits_only_for_the_positions_asked(backend, sparse_runner, tiny_model, all_mels):
+    """`step(tokens, positions)` projects only those positions (the graph's `logit_positions`),
+    with the same values as a step projecting them all, and the same cache after it."""
+    runner = sparse_runner if backend == "onnxruntime" else TorchRunner("tiny.en", prune=SPARSE, hf_model=tiny_model)
+    encoded = runner.encode(all_mels[:2])
+    prompt = torch.tensor([[50361, 262, 3797, 50257], [50361, 314, 716, 50257]])  # prev, 2 words, start
+    full, some = runner.decoder(encoded), runner.decoder(encoded)
+    everything = full.step(prompt)
+    wanted = some.step(prompt, [1, 3])
+    assert everything.shape[1] == 4 and wanted.shape[1] == 2
+    torch.testing.assert_close(wanted, everything[:, [1, 3]], rtol=0, atol=2e-5)
+    following = torch.tensor([[50362], [50362]])
+    torch.testing.assert_close(some.step(following), full.step(following), rtol=0, atol=2e-5)
+
+
 def test_beam_search_reorders_the_cache(sparse_runner, tiny_model, all_mels):
     mel = all_mels[2:3]
     _, results = _decode(sparse_runner, mel, beam_size=2)

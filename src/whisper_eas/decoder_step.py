@@ -57,7 +57,10 @@ class DecoderStep(DecoderModules):
     """(tokens [B, n], offset, self cache [L, B, H, P, Dh] x2, cross k/v) -> logits [B, n, V], new cache.
 
     The new cache holds P + n positions. `cross_mask` ([B, S], 1 = keep) is optional and lets
-    a batch hold windows with different kept-frame counts, padded to the longest.
+    a batch hold windows with different kept-frame counts, padded to the longest. `positions`
+    ([m], indices into the n new tokens) projects only those positions to logits [B, m, V]: a
+    prompt step needs the last position (and the start token's, for the no-speech probability),
+    and projecting all of them over the vocabulary cost up to ~220 x a step's largest matmul.
     """
 
     def _self_attention(self, layer, x, past_k, past_v, mask):
@@ -107,8 +110,11 @@ class DecoderStep(DecoderModules):
         cross_k: torch.Tensor,
         cross_v: torch.Tensor,
         cross_mask: torch.Tensor | None = None,
+        positions: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x, new_k, new_v = self.run_layers(tokens, offset, self_k, self_v, cross_k, cross_v, cross_mask)
+        if positions is not None:
+            x = x.index_select(1, positions.to(x.device))
         return self.proj_out(self.layer_norm(x)), torch.stack(new_k), torch.stack(new_v)
 
 

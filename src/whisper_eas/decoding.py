@@ -24,8 +24,9 @@ N_TEXT_CTX = 448
 class DecoderSession(Protocol):
     """A KV-cached decoder for one batch of encoded windows."""
 
-    def step(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Feed new tokens [B, n]; return logits [B, n, vocab]."""
+    def step(self, tokens: torch.Tensor, positions: Sequence[int] | None = None) -> torch.Tensor:
+        """Feed new tokens [B, n]; return logits [B, n, vocab], or [B, m, vocab] for only these
+        m positions of the n (a prompt step needs one or two: see `decode_batch`)."""
 
     def reorder(self, index: torch.Tensor) -> None:
         """Reorder the batch rows of the cache (beam search)."""
@@ -322,10 +323,11 @@ def decode_batch(
     sample_len = options.sample_len or N_TEXT_CTX // 2
     sum_logprobs = torch.zeros(tokens.shape[0], device=device)
 
-    logits = session.step(tokens)
+    wanted = sorted({sot_index, sample_begin - 1})  # no-speech probability and the first token
+    logits = session.step(tokens, wanted)
     no_speech_probs = [float("nan")] * batch
     if tokenizer.no_speech is not None:
-        probs = F.softmax(logits[::group, sot_index].float(), dim=-1)
+        probs = F.softmax(logits[::group, wanted.index(sot_index)].float(), dim=-1)
         no_speech_probs = probs[:, tokenizer.no_speech].tolist()
     rows = None if beam else _RowCompactor(session, tokens.shape[0], tokenizer.eot, device)
     for _ in range(sample_len):

@@ -8,6 +8,8 @@ cannot drift between the exporter and the engines.
     frames  encoder_tail input and decoder frames: the kept count (adaptive: its whole range) up
             to all frames, because the quality guard re-runs a window dense on the same engines
     new     tokens fed in one decoder step: 1, or a whole prompt on the first step
+    wanted  positions of a step whose logits are returned: 1, 2 on a prompt step (its last token and
+            the start token), up to the whole prompt
     past    cached positions before the step
 """
 
@@ -72,6 +74,7 @@ def axis_ranges(
         "encoder_tail": encoder,
         "decoder_cross": encoder,
         "decoder_step": {"batch": rows, "frames": frames, "new": (1, 1, engine.max_prompt),
+                         "wanted": (1, 1, engine.max_prompt),
                          "past": (0, min(engine.opt_past, positions - 1), positions - 1)},
     }
 

@@ -44,7 +44,7 @@ from whisper_eas.exporter.tracing import trace_to_onnx
 from whisper_eas.io_utils import link_or_copy, publish_folder
 
 MIN_OPSET = 17  # LayerNormalization; ScatterElements(reduction=add) for merged frames needs 16
-DECODER_EXPORT_VERSION = "2"  # bump when the decoder graphs change for the same weights
+DECODER_EXPORT_VERSION = "3"  # bump when the decoder graphs change for the same weights
 EXAMPLE_BATCH = 2  # traced example sizes: distinct from every model dimension on purpose
 EXAMPLE_FRAMES = 37
 EXAMPLE_PAST, EXAMPLE_NEW = 5, 3
@@ -78,6 +78,7 @@ def _export_decoder(model, dims: ModelDims, specs, out: Path, opset: int) -> Non
     args = (
         torch.randint(0, dims.vocab_size, (b, EXAMPLE_NEW)),
         torch.tensor(EXAMPLE_PAST),
+        torch.tensor([0, EXAMPLE_NEW - 1]),
         *[torch.randn(past) for _ in range(2 * dims.decoder_layers)],
         *[cross_k[i] for i in layers],
         *[cross_v[i] for i in layers],

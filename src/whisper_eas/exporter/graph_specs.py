@@ -174,12 +174,14 @@ def decoder_cross(dims: ModelDims, batch: int | str = BATCH) -> GraphSpec:
 def decoder_step(dims: ModelDims, batch: int | str = BATCH) -> GraphSpec:
     """One cache tensor per layer [B, H, S, Dh]: stacked caches would be split (copied) every step.
 
-    `offset` is the position of the first new token (a scalar; the past length in practice).
+    `offset` is the position of the first new token (a scalar; the past length in practice);
+    `logit_positions` the new tokens whose logits are returned (a prompt step needs one or two).
     """
-    inputs = [TensorSpec("tokens", "int64", (batch, "new")), TensorSpec("offset", "int64", ())]
+    inputs = [TensorSpec("tokens", "int64", (batch, "new")), TensorSpec("offset", "int64", ()),
+              TensorSpec("logit_positions", "int64", ("wanted",))]
     inputs += _per_layer("self_k", dims, batch, "past") + _per_layer("self_v", dims, batch, "past")
     inputs += _per_layer("cross_k", dims, batch, "frames") + _per_layer("cross_v", dims, batch, "frames")
-    outputs = [TensorSpec("logits", "float32", (batch, "new", dims.vocab_size))]
+    outputs = [TensorSpec("logits", "float32", (batch, "wanted", dims.vocab_size))]
     outputs += _per_layer("new_self_k", dims, batch, "total") + _per_layer("new_self_v", dims, batch, "total")
     return GraphSpec("decoder_step", tuple(inputs), tuple(outputs))
 

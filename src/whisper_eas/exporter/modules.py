@@ -118,8 +118,9 @@ class LayerwiseDecoderStep(nn.Module):
     A stacked [L, B, H, S, Dh] input is split per layer inside a graph, and ONNX Runtime copies
     every slice on every step (the cross keys/values of the whole window included); separate
     tensors are bound as they are, so the self-attention concat is the only per-step copy.
-    Inputs: tokens, offset, self_k[L], self_v[L], cross_k[L], cross_v[L] (see `graph_specs`).
-    The math is `DecoderStep.run_layers` itself.
+    Inputs: tokens, offset, logit_positions, self_k[L], self_v[L], cross_k[L], cross_v[L] (see
+    `graph_specs`); logits only for `logit_positions` (a Gather before the final norm). The math is
+    `DecoderStep.run_layers` itself.
     """
 
     def __init__(self, hf_model: nn.Module):
@@ -130,9 +131,11 @@ class LayerwiseDecoderStep(nn.Module):
         self.n_layers = len(self.step.layers)
         self.proj = OutputProjection(hf_model.proj_out)
 
-    def forward(self, tokens: torch.Tensor, offset: torch.Tensor, *caches: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(self, tokens: torch.Tensor, offset: torch.Tensor, logit_positions: torch.Tensor,
+                *caches: torch.Tensor) -> tuple[torch.Tensor, ...]:
         n = self.n_layers
         self_k, self_v = caches[:n], caches[n : 2 * n]
         cross_k, cross_v = caches[2 * n : 3 * n], caches[3 * n :]
         x, new_k, new_v = self.step.run_layers(tokens, offset, self_k, self_v, cross_k, cross_v)
+        x = x.index_select(1, logit_positions)
         return (self.proj(self.step.layer_norm(x)), *new_k, *new_v)

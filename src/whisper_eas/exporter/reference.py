@@ -102,9 +102,11 @@ def decoder_cases(model: nn.Module, hidden: torch.Tensor, prompt: list[int]) -> 
     tokens = torch.tensor([prompt] * hidden.shape[0])
     offset, cases = 0, []
     for _ in range(2):
-        feed = {"tokens": _np(tokens), "offset": np.array(offset, dtype=np.int64),
+        positions = torch.tensor(sorted({0, tokens.shape[1] - 1}))  # the start token's and the last, as decoding asks
+        feed = {"tokens": _np(tokens), "offset": np.array(offset, dtype=np.int64), "logit_positions": _np(positions),
                 **_per_layer("self_k", self_k), **_per_layer("self_v", self_v), **cross_feed}
-        logits, self_k, self_v = step(tokens, torch.tensor(offset), self_k, self_v, cross_k, cross_v)
+        logits, self_k, self_v = step(tokens, torch.tensor(offset), self_k, self_v, cross_k, cross_v,
+                                      positions=positions)
         expected = {"logits": _np(logits), **_per_layer("new_self_k", self_k), **_per_layer("new_self_v", self_v)}
         cases.append((feed, expected))
         offset += tokens.shape[1]

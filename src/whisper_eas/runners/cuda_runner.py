@@ -12,6 +12,7 @@ Runs eagerly (no graphs) on the CPU, which is how tests check it against the ref
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
@@ -90,16 +91,19 @@ class CudaGraphSession:
             dst[:, :, :, : src.shape[3]].copy_(src)
         self.graph = new
 
-    def step(self, tokens: torch.Tensor) -> torch.Tensor:
-        logits = []
+    def step(self, tokens: torch.Tensor, positions: Sequence[int] | None = None) -> torch.Tensor:
+        wanted = range(tokens.shape[1]) if positions is None else positions
+        logits = {}
         for j in range(tokens.shape[1]):
             if self.offset >= self.graph.positions:
                 self._grow()
             self.graph.tokens[: self.rows].copy_(tokens[:, j : j + 1])
             self.graph.pos.fill_(self.offset)
-            logits.append(self.graph.run()[: self.rows].clone())
+            out = self.graph.run()
+            if j in wanted:  # the graph's output buffer is overwritten by the next token
+                logits[j] = out[: self.rows].clone()
             self.offset += 1
-        return torch.cat(logits, dim=1)
+        return torch.cat([logits[j] for j in wanted], dim=1)
 
     def reorder(self, index: torch.Tensor) -> None:
         index = index.to(self.graph.self_k.device)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable, Protocol, Sequence
 
 import torch
 
@@ -47,8 +47,9 @@ class LoadedGraphs:
 class GraphDecoderSession:
     """Decoding state of one batch: per-layer self cache as tensors, cross k/v fixed per window."""
 
-    def __init__(self, step: GraphCall, cross_k: torch.Tensor, cross_v: torch.Tensor):
+    def __init__(self, step: GraphCall, cross_k: torch.Tensor, cross_v: torch.Tensor, takes_positions: bool = True):
         self.step_graph = step
+        self.takes_positions = takes_positions  # exports before `logit_positions` project every position
         self.n_layers = cross_k.shape[0]
         layers = range(self.n_layers)
         self.cross = {**{f"cross_k_{i}": cross_k[i] for i in layers}, **{f"cross_v_{i}": cross_v[i] for i in layers}}
@@ -58,14 +59,16 @@ class GraphDecoderSession:
         self.cache = {f"self_{kv}_{i}": empty for kv in "kv" for i in layers}
         self.offset = 0
 
-    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+    def step(self, tokens: torch.Tensor, positions: Sequence[int] | None = None) -> torch.Tensor:
         device = next(iter(self.cross.values())).device
+        wanted = torch.tensor(range(tokens.shape[1]) if positions is None else positions, device=device)
         feed = {"tokens": tokens.to(device, torch.long), "offset": torch.tensor(self.offset, device=device),
-                **self.cache, **self.cross}
+                **({"logit_positions": wanted} if self.takes_positions else {}), **self.cache, **self.cross}
         outputs = self.step_graph.infer(feed)
         self.cache = {name: outputs[f"new_{name}"] for name in self.cache}
         self.offset += tokens.shape[1]
-        return outputs["logits"]
+        logits = outputs["logits"]
+        return logits if self.takes_positions or positions is None else logits[:, wanted.to(logits.device)]
 
     def reorder(self, index: torch.Tensor) -> None:
         index = index.to(next(iter(self.cache.values())).device)
@@ -157,7 +160,8 @@ class GraphRunner(Runner):
         return self._session(cross_k, cross_v)
 
     def _session(self, cross_k: torch.Tensor, cross_v: torch.Tensor):
-        return GraphDecoderSession(self.graphs["decoder_step"], cross_k, cross_v)
+        takes_positions = "logit_positions" in self.export.graphs["decoder_step"].input_names
+        return GraphDecoderSession(self.graphs["decoder_step"], cross_k, cross_v, takes_positions)
 
     def close(self) -> None:
         if self._graphs is not None:

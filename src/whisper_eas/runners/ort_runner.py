@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -37,13 +38,18 @@ class OrtDecoderSession:
         self.offset = 0
         self._binding = session.io_binding()
         self._outputs = [o.name for o in session.get_outputs()]
+        # exports before `logit_positions` project every position (sliced here)
+        self._takes_positions = "logit_positions" in {i.name for i in session.get_inputs()}
 
-    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+    def step(self, tokens: torch.Tensor, positions: Sequence[int] | None = None) -> torch.Tensor:
         binding = self._binding
         binding.clear_binding_inputs()
         binding.clear_binding_outputs()
+        wanted = np.arange(tokens.shape[1], dtype=np.int64) if positions is None else np.array(positions, np.int64)
         binding.bind_cpu_input("tokens", np.ascontiguousarray(tokens.cpu().numpy(), dtype=np.int64))
         binding.bind_cpu_input("offset", np.array(self.offset, dtype=np.int64))
+        if self._takes_positions:
+            binding.bind_cpu_input("logit_positions", wanted)
         for name, ort_value in (*self.cache.items(), *self.cross.items()):
             binding.bind_ortvalue_input(name, ort_value)
         for name in self._outputs:
@@ -52,7 +58,8 @@ class OrtDecoderSession:
         logits, *caches = binding.get_outputs()
         self.cache = dict(zip(self.cache, caches))  # new_self_k_i / new_self_v_i in input order
         self.offset += tokens.shape[1]
-        return torch.from_numpy(logits.numpy())
+        logits = logits.numpy()
+        return torch.from_numpy(logits if self._takes_positions or positions is None else logits[:, wanted])
 
     def reorder(self, index: torch.Tensor) -> None:
         self.cache = self._gather(self.cache, index)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
@@ -26,10 +27,11 @@ class TorchDecoderSession:
         self.offset = 0
 
     @torch.inference_mode()
-    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+    def step(self, tokens: torch.Tensor, positions: Sequence[int] | None = None) -> torch.Tensor:
         offset = torch.tensor(self.offset, device=tokens.device)
+        wanted = None if positions is None else torch.tensor(positions, device=tokens.device)
         logits, self.self_k, self.self_v = self.step_module(
-            tokens, offset, self.self_k, self.self_v, self.cross_k, self.cross_v, self.cross_mask
+            tokens, offset, self.self_k, self.self_v, self.cross_k, self.cross_v, self.cross_mask, wanted
         )
         self.offset += tokens.shape[1]
         return logits
