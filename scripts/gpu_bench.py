@@ -1,32 +1,46 @@
-"""GPU fast-path benchmark: FP16, static shapes, CUDA graphs; real Whisper dims, random weights.
+"""GPU benchmark of the product's path: its CUDA-graph runner and decode loop; real Whisper dims, random weights.
 
-For each model size, batch size and prune config: encoder latency and end-to-end latency of a
-fixed decode (prompt + N greedy steps, argmax on the device, every step a graph replay), dense
-and sparse measured side by side in one run. Also: decoder step eager vs graph, and the step
-time against the bytes-moved floor (weights and caches read once per step over the measured
-copy bandwidth).
+For each model size, batch size and prune config, the runner `trt-transcribe --device cuda` uses
+(`runners.factory.make_runner("pytorch", device="cuda")`: the `CudaGraphRunner`, FP16, CUDA graphs)
+over a randomly initialised model of that size, and the product's decode loop
+(`window_decode.decode_windows`: greedy, Whisper's logit rules) on random log-mel windows, with
+end-of-text suppressed so that every window decodes exactly `--steps` tokens (the same work for
+every config; the guard is off: random weights loop). Timed through `whisper_eas.benchmark.timing`:
+the encoder (`runner.encode`) and one captured decoder step per call (`torch.utils.benchmark`), the
+whole decode end to end (perf_counter, CUDA synchronized; warm-up, repeats, median and spread).
+Also the same step eager (the runner with graphs off) and against the bytes-moved floor (weights
+and caches read once per step over the measured copy bandwidth). Dense and sparse are measured one
+after the other in one run.
 
-    PYTHONPATH=src python scripts/gpu_bench.py --out results.json [--models tiny,base,small,large-v3,large-v3-turbo]
-    (or with whisper-eas installed: python scripts/gpu_bench.py ...)
+Random weights: every dimension of the named size except the vocabulary, which is tiny.en's
+(English-only: no language pass), so the tokenizer is tiny.en's `tokenizer.json` (`--tokenizer`;
+default: the embedded tiny.en's, which needs its weights converted once).
+
+    PYTHONPATH=src python scripts/gpu_bench.py --out results.json [--models large-v3-turbo,large-v3,...]
+    PYTHONPATH=src python scripts/gpu_bench.py --device cpu --models test --batches 1,2 --steps 4 --out x.json
+    (the second: a check of the script on a CPU: float32, the same runner class run eagerly)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 import traceback
 from pathlib import Path
 
 import torch
 
+from whisper_eas.benchmark.timing import Samples, device_sync, per_call, take_turns
 from whisper_eas.config import PruneConfig
-from whisper_eas.decoder_step import DecoderCrossKV
-from whisper_eas.sparsify import find_encoder
-from whisper_eas.static_graphs import GraphedCall, StaticDecoderStep, StaticEncoder, encoder_head
+from whisper_eas.decoding import DecodingOptions
+from whisper_eas.guard import GuardOptions
+from whisper_eas.runners.cuda_runner import CudaGraphRunner, row_bucket
+from whisper_eas.tokenizer import WhisperTokenizer
+from whisper_eas.window_decode import SHORT_FORM, decode_windows, window_requests
 
-DEVICE, DTYPE = "cuda", torch.float16  # --cpu-dry-run switches to cpu/float32 to check the script
+DEVICE, DTYPE = "cuda", torch.float16  # --device cpu switches to cpu/float32 to check the script
+TINY_EN_VOCAB = 51864
 
 DIMS = {
     "tiny": dict(d_model=384, encoder_layers=4, decoder_layers=4, heads=6, n_mels=80, vocab=51865),
@@ -34,6 +48,7 @@ DIMS = {
     "small": dict(d_model=768, encoder_layers=12, decoder_layers=12, heads=12, n_mels=80, vocab=51865),
     "large-v3": dict(d_model=1280, encoder_layers=32, decoder_layers=32, heads=20, n_mels=128, vocab=51866),
     "large-v3-turbo": dict(d_model=1280, encoder_layers=32, decoder_layers=4, heads=20, n_mels=128, vocab=51866),
+    "test": dict(d_model=64, encoder_layers=2, decoder_layers=2, heads=2, n_mels=80, vocab=51865),  # --device cpu check
 }
 
 
@@ -41,8 +56,8 @@ def build(name: str):
     from transformers import WhisperConfig, WhisperForConditionalGeneration
 
     d = DIMS[name]
-    config = WhisperConfig(
-        vocab_size=d["vocab"], num_mel_bins=d["n_mels"], d_model=d["d_model"],
+    config = WhisperConfig(  # tiny.en's vocabulary for every size (see the module docstring)
+        vocab_size=TINY_EN_VOCAB, num_mel_bins=d["n_mels"], d_model=d["d_model"],
         encoder_layers=d["encoder_layers"], decoder_layers=d["decoder_layers"],
         encoder_attention_heads=d["heads"], decoder_attention_heads=d["heads"],
         encoder_ffn_dim=4 * d["d_model"], decoder_ffn_dim=4 * d["d_model"],
@@ -59,71 +74,27 @@ def build(name: str):
     return model.eval()
 
 
-def timed(fn, repeats: int = 20, warmup: int = 3) -> dict:
-    """Median and spread (ms) of `fn` over repeats, timed with CUDA events."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        if DEVICE == "cpu":
-            t0 = time.perf_counter()
-            fn()
-            times.append(1e3 * (time.perf_counter() - t0))
-            continue
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return {"median_ms": statistics.median(times), "min_ms": min(times), "max_ms": max(times)}
-
-
 def copy_bandwidth() -> float:
     """Device-to-device copy bandwidth in bytes/s (bytes read + written)."""
     a = torch.empty(2 << 30 if DEVICE == "cuda" else 1 << 26, dtype=torch.uint8, device=DEVICE)
     b = torch.empty_like(a)
-    t = timed(lambda: b.copy_(a), repeats=10)
-    return 2 * a.numel() / (t["median_ms"] / 1e3)
+    return 2 * a.numel() / per_call(lambda: b.copy_(a), min_run_time=0.5).median
 
 
-class Decode:
-    """Cross k/v, prompt and N greedy steps, all on static buffers; graph replays only."""
+def product_runner(model, config: PruneConfig | None, tokenizer: WhisperTokenizer, head: str = "model",
+                   use_graphs: bool = True) -> CudaGraphRunner:
+    """The runner `trt-transcribe --device cuda` builds, over the random `model`: through the
+    factory on a GPU; on a CPU (a check of this script) the same class, run eagerly."""
+    options = dict(hf_model=model, tokenizer=tokenizer, head_precision=head)
+    if DEVICE == "cpu":
+        return CudaGraphRunner("random", config, device="cpu", dtype=DTYPE, use_graphs=False, **options)
+    from whisper_eas.runners.factory import make_runner
 
-    def __init__(self, model, hidden: torch.Tensor, steps: int, prompt: int = 3, graphs: bool = True):
-        cfg = model.config
-        rows = hidden.shape[0]
-        heads, dt = cfg.decoder_attention_heads, DTYPE
-        positions = 64 if prompt + steps <= 64 else 448
-        shape = (cfg.decoder_layers, rows, heads, positions, cfg.d_model // heads)
-        self.tokens = torch.full((rows, 1), 50258, dtype=torch.long, device=DEVICE)
-        self.pos = torch.zeros(1, dtype=torch.long, device=DEVICE)
-        self.sk, self.sv = torch.zeros(shape, dtype=dt, device=DEVICE), torch.zeros(shape, dtype=dt, device=DEVICE)
-        self.steps, self.prompt = steps, prompt
-        self.step = StaticDecoderStep(model)
-        self.cross = GraphedCall(DecoderCrossKV(model), (hidden,), enabled=graphs)
-        ck, cv = self.cross(hidden)
-        self.ck, self.cv = ck, cv
-
-        def greedy(tokens, pos, sk, sv, ck, cv):
-            logits = self.step(tokens, pos, sk, sv, ck, cv)
-            tokens.copy_(logits[:, -1].argmax(-1, keepdim=True))
-            pos.add_(1)
-            return logits
-
-        self.greedy = GraphedCall(greedy, (self.tokens, self.pos, self.sk, self.sv, ck, cv), enabled=graphs, clone=False)
-        self.hidden = hidden
-
-    def run(self, hidden: torch.Tensor | None = None):
-        if hidden is not None:
-            self.cross(hidden)
-        self.pos.zero_()
-        for _ in range(self.prompt + self.steps):
-            self.greedy(self.tokens, self.pos, self.sk, self.sv, self.ck, self.cv, copy_inputs=False)
-
-    def one_step(self):
-        self.pos.fill_(self.prompt)
-        self.greedy(self.tokens, self.pos, self.sk, self.sv, self.ck, self.cv, copy_inputs=False)
+    runner = make_runner("pytorch", "random", config, device=DEVICE, load=False, **options)
+    if not isinstance(runner, CudaGraphRunner):
+        raise TypeError(f"make_runner gave {type(runner).__name__}, not the CUDA-graph runner")
+    runner.use_graphs = use_graphs
+    return runner.load()
 
 
 def decoder_bytes(model, rows: int, frames: int, positions: int) -> int:
@@ -154,54 +125,60 @@ def configs_for(name: str, extra: list[PruneConfig], variants: bool = True) -> l
     ] + extra
 
 
-def encoder_variants(model, config: PruneConfig | None, heads: list[str]):
-    """(label suffix, StaticEncoder, input dtype): the whole encoder in FP16, and for each head
-    precision in `heads` ("float32", "tf32") the stem and blocks up to the pruning layer from
-    float32 copies, as `CudaGraphRunner(head_precision=...)` runs them."""
-    yield "", StaticEncoder(model, config).eval(), DTYPE
-    for precision in heads:
-        head = encoder_head(find_encoder(model), config, precision, DTYPE)
-        if head is not None:
-            yield f" {precision}head", StaticEncoder(model, config, head).eval(), head.dtype
+def decode_options(tokenizer: WhisperTokenizer, steps: int) -> DecodingOptions:
+    """Greedy, exactly `steps` tokens per window: end-of-text suppressed beside Whisper's usual set."""
+    return DecodingOptions(sample_len=steps, suppress_tokens=(tokenizer.eot, *tokenizer.non_speech_tokens()))
+
+
+def measure(runner: CudaGraphRunner, eager: CudaGraphRunner, mel: torch.Tensor, steps: int,
+            bandwidth: float) -> dict:
+    """Encoder, end-to-end decode and one decoder step of `runner` on `mel`."""
+    options, guard = decode_options(runner.tokenizer, steps), GuardOptions(enabled=False)
+    requests = window_requests(mel, options)
+    turns = take_turns({"e2e": lambda _: decode_windows(runner, requests, options, SHORT_FORM, guard)}, [None],
+                       repeats=5, warmup=[None], sync=device_sync(DEVICE), log=None)["e2e"]
+    lengths = {len(outcome.result.tokens) for outcome in turns.last[0]}
+    if lengths != {steps}:  # the same work for every config, or the comparison means nothing
+        raise RuntimeError(f"windows decoded {sorted(lengths)} tokens, not {steps}")
+    e2e = turns.totals
+    encoded = runner.encode(mel)
+    encoder = per_call(lambda: runner.encode(mel))
+    rows, frames = row_bucket(mel.shape[0]), encoded.n_kept
+    with torch.inference_mode():  # as the runner's decoder sessions run
+        graph, eager_graph = runner.step_graph(rows, frames, 64), eager.step_graph(rows, frames, 64)
+        graph.pos.fill_(3)  # a step after the prompt, as in decoding
+        eager_graph.pos.fill_(3)
+        step, step_eager = per_call(graph.run), per_call(eager_graph.run)
+    floor_ms = decoder_bytes(runner.model, rows, frames, 64) / bandwidth * 1e3
+    return {"kept_frames": frames, "encoder_ms": encoder.ms(), "e2e_ms": e2e.ms(), "decode_steps": steps,
+            "step_graph_ms": step.ms()["median_ms"], "step_eager_ms": step_eager.ms()["median_ms"],
+            "step_floor_ms": floor_ms}
 
 
 def bench_model(name: str, batches: list[int], steps: int, extra: list[PruneConfig], bandwidth: float,
-                rows: list[dict], log, heads: list[str] = (), variants: bool = True) -> None:
-    """Append one row per (batch, config) to `rows` as soon as it is measured."""
+                rows: list[dict], log, heads: list[str] = (), variants: bool = True, tokenizer_path: Path | None = None) -> None:
+    """Append one row per (batch, config, head precision) to `rows` as soon as it is measured."""
     model = build(name)
     cfg = model.config
+    tokenizer = WhisperTokenizer.from_file(tokenizer_path, multilingual=False)
     for batch in batches:
-        dense_e2e = dense_enc = None
-        for config, (suffix, module, mel_dtype) in ((c, v) for c in configs_for(name, extra, variants)
-                                                    if c is None or c.layer <= cfg.encoder_layers
-                                                    for v in encoder_variants(model, c, heads)):
-            mel = torch.randn(batch, cfg.num_mel_bins, 3000, device=DEVICE, dtype=mel_dtype,
-                              generator=torch.Generator(DEVICE).manual_seed(0))
-            label = ("dense" if config is None else config.format()) + suffix
+        dense = None
+        for config, head in ((c, h) for c in configs_for(name, extra, variants)
+                             if c is None or c.layer <= cfg.encoder_layers
+                             for h in ("model", *heads) if h == "model" or (c is not None and c.uses_attention)):
+            label = ("dense" if config is None else config.format()) + ("" if head == "model" else f" {head}head")
+            mel = torch.randn(batch, cfg.num_mel_bins, 3000, device=DEVICE, generator=torch.Generator(DEVICE).manual_seed(0))
             try:
-                encoder = GraphedCall(module, (mel,))
-                hidden = encoder(mel)
-                enc_t = timed(lambda: encoder(mel, copy_inputs=False), repeats=10)
-                decode = Decode(model, hidden, steps)
-                e2e_t = timed(lambda: (encoder(mel, copy_inputs=False), decode.run(hidden)), repeats=5, warmup=1)
-                step_graph = timed(decode.one_step, repeats=20)
-                eager = StaticDecoderStep(model)
-                with torch.inference_mode():
-                    step_eager = timed(lambda: eager(decode.tokens, decode.pos, decode.sk, decode.sv, decode.ck, decode.cv), repeats=5)
-                floor_ms = decoder_bytes(model, batch, hidden.shape[1], decode.sk.shape[3]) / bandwidth * 1e3
+                runner = product_runner(model, config, tokenizer, head)
+                eager = product_runner(model, config, tokenizer, head, use_graphs=False)
+                row = {"model": name, "batch": batch, "config": label, **measure(runner, eager, mel, steps, bandwidth)}
                 if config is None:
-                    dense_e2e, dense_enc = e2e_t["median_ms"], enc_t["median_ms"]
-                row = {
-                    "model": name, "batch": batch, "config": label, "kept_frames": int(hidden.shape[1]),
-                    "encoder_ms": enc_t, "e2e_ms": e2e_t, "decode_steps": steps,
-                    "step_graph_ms": step_graph["median_ms"], "step_eager_ms": step_eager["median_ms"],
-                    "step_floor_ms": floor_ms,
-                    "encoder_speedup": dense_enc / enc_t["median_ms"] if dense_enc else None,
-                    "e2e_speedup": dense_e2e / e2e_t["median_ms"] if dense_e2e else None,
-                }
+                    dense = row
+                row["encoder_speedup"] = dense["encoder_ms"]["median_ms"] / row["encoder_ms"]["median_ms"] if dense else None
+                row["e2e_speedup"] = dense["e2e_ms"]["median_ms"] / row["e2e_ms"]["median_ms"] if dense else None
                 rows.append(row)
                 log(row)
-                del encoder, decode, eager
+                del runner, eager
             except Exception as error:  # record and go on: one failing config must not cost the run
                 rows.append({"model": name, "batch": batch, "config": label, "error": repr(error)})
                 log({"model": name, "batch": batch, "config": label, "error": traceback.format_exc(limit=3)})
@@ -219,13 +196,21 @@ def main() -> None:
                     "'coverage@4+merge L1 k0.5,attentive L1 k0.4'")
     ap.add_argument("--no-variants", action="store_true", help="skip the tiny/base strategy variants")
     ap.add_argument("--out", required=True)
-    ap.add_argument("--cpu-dry-run", action="store_true", help="check the script on a CPU (float32, no graphs)")
+    ap.add_argument("--device", default="cuda", choices=("cuda", "cpu"),
+                    help="cpu: a check of the script (float32, the runner run eagerly; use --models test)")
+    ap.add_argument("--cpu-dry-run", action="store_true", help="the same as --device cpu")
+    ap.add_argument("--tokenizer", type=Path, help="tiny.en's tokenizer.json (default: the embedded tiny.en's)")
     ap.add_argument("--heads", default="", help="also time each attention config with the encoder up to the "
                     "pruning layer from float32 copies: float32 and/or tf32, comma-separated")
     args = ap.parse_args()
-    if args.cpu_dry_run:
+    if args.cpu_dry_run or args.device == "cpu":
         global DEVICE, DTYPE
         DEVICE, DTYPE = "cpu", torch.float32
+    tokenizer = args.tokenizer
+    if tokenizer is None:
+        from whisper_eas.checkpoints.registry import resolve_model
+
+        tokenizer = resolve_model("tiny.en") / "tokenizer.json"
     torch.backends.cuda.matmul.allow_tf32 = True
     extra = [PruneConfig.parse(item) for item in args.extra.split(",") if item.strip()]
     info = {"gpu": torch.cuda.get_device_name() if DEVICE == "cuda" else "cpu", "torch": torch.__version__,
@@ -244,7 +229,8 @@ def main() -> None:
     t0 = time.time()
     for name in args.models.split(","):
         bench_model(name, [int(b) for b in args.batches.split(",")], args.steps, extra,
-                    info["copy_bandwidth_GBps"] * 1e9, out["rows"], log, [h for h in args.heads.split(",") if h], not args.no_variants)
+                    info["copy_bandwidth_GBps"] * 1e9, out["rows"], log, [h for h in args.heads.split(",") if h],
+                    not args.no_variants, tokenizer)
         print(f"# {name} done at {time.time() - t0:.0f}s", flush=True)
         Path(args.out).write_text(json.dumps(out, indent=1))
 

@@ -23,7 +23,9 @@ fi
 if [ "$stage" = 1 ]; then
   cp -r .devrun/w1 .devrun/short .devrun/whl "$STASH"/  # first: stage 2 needs them even if the bench fails
   # the targets' configs and tiny.en's shipped one at every size, each with the FP16, TF32 and float32 head
-  timeout 200 python3 scripts/gpu_bench.py --models large-v3-turbo,large-v3,small,base,tiny --no-variants \
+  # the product's CUDA-graph runner over random weights needs tiny.en's tokenizer.json (w1 or w2 carries it)
+  TOK=$(ls .devrun/w1/tokenizer.json .devrun/w2/tokenizer.json $STASH/w1/tokenizer.json 2>/dev/null | head -n 1)
+  timeout 200 python3 scripts/gpu_bench.py --tokenizer "$TOK" --models large-v3-turbo,large-v3,small,base,tiny --no-variants \
     --extra "coverage@4+merge L1 k0.5" --heads float32,tf32 --out "$OUT/bench.json" 2>&1 | grep -v Warning | cut -c1-160
   exit 0
 fi

@@ -15,6 +15,7 @@ MODEL=$(python -c "from whisper_eas.checkpoints.registry import resolve_model; p
 split -n 2 -d -a 2 "$MODEL/model.safetensors" "$OUT.tmp/part"
 mv "$OUT.tmp/part00" "$OUT.tmp/w1/" && mv "$OUT.tmp/part01" "$OUT.tmp/w2/"
 cp "$MODEL"/*.json "$OUT.tmp/w2/"
+cp "$MODEL/tokenizer.json" "$OUT.tmp/w1/"  # stage 1's gpu_bench.py (random weights) needs only the tokenizer
 cp "$DEV"/manifest-short.tsv "$OUT.tmp/short/manifest.tsv"
 tail -n +2 "$DEV/manifest-short.tsv" | cut -f2 | while read -r path; do cp "$DEV/$path" "$OUT.tmp/short/audio/"; done
 python scripts/make_full_windows.py --dev "$DEV" --out "$OUT.tmp/full30"

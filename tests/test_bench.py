@@ -27,3 +27,23 @@ def test_bench_runs_every_backend_side_by_side(tmp_path):
     assert rows["onnxruntime dense"]["texts"] == rows["pytorch dense"]["texts"]
     assert rows["onnxruntime dense"]["wer"] < 30
     assert "vs faster-whisper int8" in out_md.read_text()
+
+
+def test_bench_longform_named_configs_take_turns_per_file(tmp_path):
+    """`bench --longform --prune C --turns file`: rows for a named sparse config beside dense,
+    sequential and batched, timed per file through the shared harness (what benchmark/batched.py did)."""
+    out_json, out_md = tmp_path / "lf.json", tmp_path / "lf.md"
+    args = ["bench", "--longform", "--manifest", str(DATA / "manifest.tsv"), "--limit", "2", "--repeats", "1",
+            "--threads", "1", "--precisions", "fp32", "--configs", "dense", "--prune", "coverage@4+merge L1 k0.5",
+            "--no-faster-whisper", "--turns", "file", "--json", str(out_json), "--markdown", str(out_md)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    payload = json.loads(out_json.read_text())
+    rows = {r["name"]: r for r in payload["results"]}
+    sparse = "ours onnxruntime coverage@4+merge L1 k0.5 fp32"
+    assert {"ours onnxruntime dense fp32", sparse, f"{sparse} batched 8", "ours onnxruntime dense fp32 batched 8"} == set(rows)
+    assert payload["args"]["prune"] == ["coverage@4+merge L1 k0.5"] and payload["args"]["turns"] == "file"
+    for row in rows.values():
+        assert len(row["file_times"]) == 1 and len(row["file_times"][0]) == 2 and all(t > 0 for t in row["file_times"][0])
+        assert row["median"] == sum(row["file_times"][0]) and row["wer"] < 30
+    assert sparse in out_md.read_text()

@@ -8,6 +8,7 @@ file at a time (`faster-whisper`). Backends take turns within each repeat (drift
 machine hits all of them alike); one warm-up pass first; median and min-max of the repeats. WER
 after Whisper's English normalizer, beside each. Also encoder-only ONNX Runtime dense vs layer 1
 keep 0.4, the published selection and ours (target >= 2x). Writes a markdown table and JSON.
+Timed by `benchmark.timing`, the harness every benchmark shares.
 
     whisper-eas bench --manifest ../shared/data/speech-dev/manifest-short.tsv \\
         --json bench.json --markdown bench.md             # shipped config; --limit 4 for a smoke run
@@ -19,7 +20,6 @@ import os
 import platform
 import statistics
 import tempfile
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from whisper_eas.audio import load_audio
+from whisper_eas.benchmark.timing import take_turns
 from whisper_eas.config import PruneConfig
 from whisper_eas.decoding import DecodingOptions
 from whisper_eas.defaults import shipped_config
@@ -190,23 +191,18 @@ def faster_whisper_backends(args, runner, language) -> dict[str, tuple[str, Call
 
 
 def measure(backends: dict, inputs: list, refs: list[str], repeats: int) -> list[Measured]:
-    """Warm every backend on the first inputs, then `repeats` rounds with the backends taking turns."""
-    rows = {name: Measured(name, label) for name, (label, _) in backends.items()}
-    warm = inputs[:2]
-    for name, (_, fn) in backends.items():
-        print(f"warm-up {name}", flush=True)
-        fn(warm)
-    for r in range(repeats):
-        for name, (_, fn) in backends.items():
-            start = time.perf_counter()
-            texts, fallbacks = fn(inputs)
-            rows[name].times.append(time.perf_counter() - start)
-            rows[name].texts, rows[name].fallbacks = texts, fallbacks
-            print(f"repeat {r + 1}/{repeats} {name}: {rows[name].times[-1]:.2f}s", flush=True)
-    for row in rows.values():
+    """Warm every backend on the first inputs, then `repeats` rounds with the backends taking turns
+    (`benchmark.timing.take_turns`: one item, the whole pass)."""
+    runs = {name: fn for name, (_, fn) in backends.items()}
+    turns = take_turns(runs, [inputs], repeats, warmup=[inputs[:2]])
+    rows = []
+    for name, (label, _) in backends.items():
+        texts, fallbacks = turns[name].last[0]
+        row = Measured(name, label, turns[name].totals.seconds, texts, fallbacks=fallbacks)
         if row.texts:
             row.wer = corpus_wer(list(zip(refs, row.texts)))[0]
-    return list(rows.values())
+        rows.append(row)
+    return rows
 
 
 def machine() -> dict[str, str | int]:

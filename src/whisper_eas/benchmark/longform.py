@@ -4,15 +4,17 @@ The real job: long recordings transcribed with timestamps, openai/whisper's sequ
 (previous-text conditioning, temperature fallback), greedy. Every system runs in this one process
 on the same decoded 16 kHz audio in memory, one file at a time:
 
-* ours: ONNX Runtime graphs, dense and the shipped sparse config, float32 and int8
-  (`trt-transcribe`'s defaults on a CPU are `shipped int8`), sequential (`Transcriber.transcribe`
-  per file); optionally PyTorch (`--pytorch`);
+* ours: ONNX Runtime graphs, dense, the shipped sparse config and any `--prune` config, float32
+  and int8 (`trt-transcribe`'s defaults on a CPU are `shipped int8`), sequential
+  (`Transcriber.transcribe` per file) and batched (`trt-transcribe --batched`: VAD chunks,
+  `--fw-batch` at a time); optionally PyTorch (`--pytorch`);
 * faster-whisper (CTranslate2, the same model) int8 and float32: `WhisperModel.transcribe` per
   file (beam 1, no VAD, its own long-form loop), and `BatchedInferencePipeline` (batch 8, its
-  Silero VAD chunks decoded as a batch, no conditioning).
+  Silero VAD chunks decoded as a batch, no conditioning, no timestamps).
 
 One warm-up pass on a 30 s excerpt first, then `--repeats` rounds with the systems taking turns
-(machine drift hits all alike); median seconds, RTFx (audio seconds / wall seconds), WER after
+(`benchmark.timing.take_turns`: per round, or per file with `--turns file`, so machine drift
+hits all alike); median seconds, RTFx (audio seconds / wall seconds), WER after
 Whisper's English normalizer against the manifest's reference, and memory (resident MB the
 system's model added when it was built, and the peak working set above that during its runs,
 from /proc: Linux only). `--profile` adds a per-stage breakdown of our systems (features,
@@ -28,14 +30,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
 from whisper_eas.audio import SAMPLE_RATE, load_audio
+from whisper_eas.benchmark.timing import take_turns
 from whisper_eas.evaluation.manifest import read_manifest
 from whisper_eas.evaluation.wer import corpus_wer
 from whisper_eas.io_utils import atomic_write_json, atomic_write_text
@@ -125,12 +128,13 @@ def ours_pytorch(model: str, prune) -> tuple[Transcribe, object]:
 
 def _our_configs(args) -> list[tuple[str, object, str]]:
     """(label, prune config, precision) of our rows: dense and the model's shipped config (skipped
-    for a model that ships dense), at each precision asked for."""
+    for a model that ships dense) and any `--prune` configs, at each precision asked for."""
     from whisper_eas.defaults import shipped_config
 
     shipped = shipped_config(args.model)
     configs = [(label, prune) for label, prune in (("dense", None), ("shipped", shipped))
                if label in args.configs and not (label == "shipped" and shipped is None)]
+    configs += [(prune.format(), prune) for prune in getattr(args, "prune", None) or ()]  # --prune: named configs
     return [(label, prune, precision) for precision in args.precisions for label, prune in configs]
 
 
@@ -209,28 +213,27 @@ SYSTEMS: dict[str, Callable[[argparse.Namespace], list[System]]] = {"ours": our_
 
 # ---- measurement -----------------------------------------------------------------------------
 
-def measure(systems: list[System], audios: list[np.ndarray], refs: list[str], repeats: int) -> list[Row]:
-    """Warm-up on a 30 s excerpt, then `repeats` rounds with the systems taking turns."""
+def measure(systems: list[System], audios: list[np.ndarray], refs: list[str], repeats: int,
+            turns: str = "round") -> list[Row]:
+    """Warm-up on a 30 s excerpt, then `repeats` rounds with the systems taking turns
+    (`benchmark.timing.take_turns`): each system over every file in turn (`turns="round"`), or
+    every system on one file before the next file (`"file"`)."""
     rows = {s.name: Row(s.name, s.kind, load_mb=s.load_mb) for s in systems}
-    excerpt = audios[0][: 30 * SAMPLE_RATE]
-    for system in systems:
-        print(f"warm-up {system.name}", flush=True)
-        system.transcribe(excerpt)
-    for r in range(repeats):
-        for system in systems:
-            row = rows[system.name]
-            base = rss_mb()
-            reset_peak()
-            texts, seconds = [], []
-            for audio in audios:
-                start = time.perf_counter()
-                texts.append(system.transcribe(audio))
-                seconds.append(time.perf_counter() - start)
-            row.times.append(sum(seconds))
-            row.file_times.append(seconds)
-            row.peak_mb = max(row.peak_mb, _status("VmHWM") - base)
-            row.texts = texts
-            print(f"repeat {r + 1}/{repeats} {system.name}: {row.times[-1]:.2f}s", flush=True)
+
+    @contextmanager
+    def peak_memory(name: str) -> Iterator[None]:
+        base = rss_mb()
+        reset_peak()
+        yield
+        rows[name].peak_mb = max(rows[name].peak_mb, _status("VmHWM") - base)
+
+    runs = {s.name: s.transcribe for s in systems}
+    timed = take_turns(runs, audios, repeats, warmup=[audios[0][: 30 * SAMPLE_RATE]],
+                       order="round" if turns == "round" else "item", around=peak_memory)
+    for name, row in rows.items():
+        row.file_times = timed[name].seconds
+        row.times = timed[name].totals.seconds
+        row.texts = timed[name].last
     return list(rows.values())
 
 
@@ -372,7 +375,7 @@ def run(args: argparse.Namespace) -> None:
 
             ct2 = Path(args.ct2_dir) if args.ct2_dir else embedded_ct2_dir(args.model, Path(scratch))
             systems += faster_whisper_systems(args, ct2)
-        rows = measure(systems, audios, refs, args.repeats)
+        rows = measure(systems, audios, refs, args.repeats, getattr(args, "turns", "round"))
     if args.profile:
         for system, row in zip(systems, rows):
             if system.runner is not None and "onnxruntime shipped" in system.name:
@@ -382,7 +385,8 @@ def run(args: argparse.Namespace) -> None:
         row.wer = corpus_wer(list(zip(refs, row.texts)))[0]
     table = markdown(rows, sets, ids, refs, durations, info, args)
     atomic_write_text(Path(args.markdown), table)
-    payload = {"machine": info, "args": vars(args), "ids": ids, "durations": durations, "sets": sets,
+    settings = {**vars(args), "prune": [c.format() for c in getattr(args, "prune", None) or ()]}
+    payload = {"machine": info, "args": settings, "ids": ids, "durations": durations, "sets": sets,
                "results": [asdict(r) | {"median": r.median,
                                         "sets": {k: asdict(v) for k, v in by_set(r, sets, refs, durations).items()}}
                            for r in rows]}

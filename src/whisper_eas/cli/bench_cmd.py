@@ -3,7 +3,7 @@
 Two benchmarks: short clips, one padded 30 s window each (the default, `benchmark.cpu`), and
 `bench --longform`: whole long recordings end to end, sequential and batched, against
 faster-whisper (`benchmark.longform`, its own options: `whisper-eas bench --longform --help`; lists
-comma-separated, e.g. `--precisions fp32,int8`).
+comma-separated, e.g. `--precisions fp32,int8`). Both time through `benchmark.timing`.
 """
 
 from __future__ import annotations
@@ -29,6 +29,16 @@ def _choices(*allowed: str):
     return convert
 
 
+def _sparse_configs(ctx, param, values: tuple[str, ...]) -> list:
+    """Each `--prune` text as a PruneConfig (the one grammar; `dense` is `--configs dense`)."""
+    from whisper_eas.config import PruneConfig
+
+    try:
+        return [PruneConfig.parse(text) for text in values]
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
 @click.command("longform")
 @model_option
 @click.option("--manifest", "manifest", multiple=True, required=True, type=click.Path(dir_okay=False),
@@ -37,11 +47,16 @@ def _choices(*allowed: str):
 @click.option("--repeats", default=2, show_default=True, type=click.IntRange(min=1))
 @click.option("--threads", default=2, show_default=True, type=click.IntRange(min=0),
               help="Threads for every system (0: each library's own).")
-@click.option("--precisions", default="fp32,int8", show_default=True, callback=_choices("fp32", "int8"))
+@click.option("--precisions", default="fp32,int8", show_default=True, callback=_choices("fp32", "int8", "int8-proj"))
 @click.option("--configs", default="dense,shipped", show_default=True, callback=_choices("dense", "shipped"))
 @click.option("--fw-types", default="int8,float32", show_default=True, callback=_choices("int8", "float32"))
 @click.option("--fw-modes", default="sequential,batched", show_default=True,
               callback=_choices("sequential", "batched"))
+@click.option("--prune", "prune", multiple=True, callback=_sparse_configs,
+              help="Also our rows for this sparse config, e.g. 'coverage@4+merge L1 k0.5' (repeatable; "
+                   "exported once into the model cache).")
+@click.option("--turns", default="round", show_default=True, type=click.Choice(["round", "file"]),
+              help="Systems take turns per round (each over every file) or per file (finer, for a busy machine).")
 @click.option("--systems", help="Only these builders of benchmark.longform.SYSTEMS, comma-separated (default: all).")
 @click.option("--pytorch", is_flag=True, help="Add our PyTorch backend (slow).")
 @click.option("--no-faster-whisper", is_flag=True)

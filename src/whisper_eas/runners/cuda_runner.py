@@ -22,6 +22,7 @@ from whisper_eas.runners.base import EncodedBatch
 from whisper_eas.runners.torch_runner import HFModelRunner
 from whisper_eas.sparsify import find_encoder
 from whisper_eas.static_graphs import HEAD_PRECISIONS, GraphedCall, StaticDecoderStep, StaticEncoder, encoder_head
+from whisper_eas.tokenizer import WhisperTokenizer
 
 CACHE_BUCKETS = (64, 128, 256, 448)
 
@@ -127,6 +128,7 @@ class CudaGraphRunner(HFModelRunner):
         hf_model=None,
         use_graphs: bool = True,
         head_precision: str = "model",
+        tokenizer: WhisperTokenizer | None = None,
     ):
         """`head_precision`: how the encoder up to the pruning layer runs (`EncoderHeadCopy`): in the
         model's dtype (default, fastest), or from float32 copies ("float32": exactly the float32
@@ -136,7 +138,7 @@ class CudaGraphRunner(HFModelRunner):
                               "padding change shapes)")
         if head_precision not in HEAD_PRECISIONS:  # checked here: the head is built on load
             raise ConfigError(f"head precision must be one of {', '.join(HEAD_PRECISIONS)}, got {head_precision!r}")
-        super().__init__(model, prune, device, dtype, hf_model)
+        super().__init__(model, prune, device, dtype, hf_model, tokenizer)
         self.use_graphs, self.head_precision = use_graphs, head_precision
         self._encoders: dict[tuple[int, bool], tuple[GraphedCall, StaticEncoder]] = {}
         self._steps: dict[tuple[int, int, int], _StepGraph] = {}

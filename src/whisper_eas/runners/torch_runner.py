@@ -56,7 +56,8 @@ class HFModelRunner(Runner):
     n_mels), as the graph runners read their manifest only; `load()`, the first encode or the
     first use of `runner.model` loads the weights and builds the modules (`_build`)."""
 
-    def __init__(self, model: str | Path, prune: PruneConfig | None, device: str, dtype: torch.dtype, hf_model=None):
+    def __init__(self, model: str | Path, prune: PruneConfig | None, device: str, dtype: torch.dtype, hf_model=None,
+                 tokenizer: WhisperTokenizer | None = None):
         self._model = hf_model
         self._built = False
         config = hf_model.config if hf_model is not None else load_whisper_config(model)
@@ -65,7 +66,8 @@ class HFModelRunner(Runner):
         self.prune, self.device, self.dtype = prune, device, dtype
         self.model_name = str(model)
         self.n_mels = config.num_mel_bins
-        self.tokenizer = WhisperTokenizer.for_model(resolve_model(model), config.vocab_size)
+        # `tokenizer` with `hf_model`: a model that is no checkpoint folder (random weights in benchmarks)
+        self.tokenizer = tokenizer or WhisperTokenizer.for_model(resolve_model(model), config.vocab_size)
 
     @property
     def model(self):
@@ -97,8 +99,9 @@ class TorchRunner(HFModelRunner):
         device: str = "cpu",
         dtype: torch.dtype = torch.float32,
         hf_model=None,
+        tokenizer: WhisperTokenizer | None = None,
     ):
-        super().__init__(model, prune, device, dtype, hf_model)
+        super().__init__(model, prune, device, dtype, hf_model, tokenizer)
 
     def _build(self) -> None:
         super()._build()

@@ -1,20 +1,20 @@
 """Latency of a prune config measured side by side with the dense model.
 
 Dense and sparse runs alternate on the same windows (batch 1, as a user transcribes a file), after
-one warm-up window, so machine noise hits both alike; medians over repeats. One dense run serves a
-group of sparse configs timed right after it. End to end means the whole
-window transcription including any dense re-run the quality guard triggers.
+one warm-up window, so machine noise hits both alike; medians over repeats (the shared harness,
+`benchmark.timing`). One dense run serves a group of sparse configs timed right after it. End to
+end means the whole window transcription including any dense re-run the quality guard triggers.
 """
 
 from __future__ import annotations
 
 import statistics
-import time
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
 import torch
 
+from whisper_eas.benchmark.timing import Turns, clock, device_sync, take_turns
 from whisper_eas.decoding import DecodingOptions
 from whisper_eas.guard import GuardOptions
 from whisper_eas.runners.base import Runner
@@ -42,22 +42,17 @@ class SideBySide:
         return {**asdict(self), "encoder_speedup": self.encoder_speedup, "e2e_speedup": self.e2e_speedup}
 
 
-def _sync(runner: Runner) -> None:
-    if str(runner.device).startswith("cuda"):
-        torch.cuda.synchronize()
+def _window_run(runner: Runner, options: DecodingOptions, guard: GuardOptions, sync):
+    """One window's transcription (the harness times it end to end); returns the encoder's seconds
+    within it, so the encoder is never run on its own."""
 
+    def run(mel: torch.Tensor) -> float:
+        batch = mel.unsqueeze(0)
+        encoder_s, encoded = clock(lambda: runner.encode(batch), sync)
+        decode_windows(runner, window_requests(batch, options), options, SHORT_FORM, guard, encoded=encoded)
+        return encoder_s
 
-def _time_window(runner: Runner, batch: torch.Tensor, options: DecodingOptions, guard: GuardOptions) -> tuple[float, float]:
-    """(encoder ms, end-to-end ms) of one transcription, the encoder timed inside the end-to-end run."""
-    _sync(runner)
-    start = time.perf_counter()
-    encoded = runner.encode(batch)
-    _sync(runner)
-    encoded_at = time.perf_counter()
-    decode_windows(runner, window_requests(batch, options), options, SHORT_FORM, guard, encoded=encoded)
-    _sync(runner)
-    end = time.perf_counter()
-    return 1e3 * (encoded_at - start), 1e3 * (end - start)
+    return run
 
 
 def measure_against_dense(
@@ -72,30 +67,25 @@ def measure_against_dense(
     group (the search times 8 configs per dense run; timing dense beside every config had been
     half of the latency phase), and each config is still timed within seconds of its dense run.
 
-    Each window is timed `repeats` times (at least once); only the first window gets an untimed
-    warm-up round, since after it every runner's kernels and buffers are warm for every window.
-    The encoder time is read inside the end-to-end run rather than from runs of its own, which
-    had cost a third of the latency phase. A runner that fails gets its exception, the others go on.
+    Each window is timed `repeats` times (at least once), the runners taking turns on it
+    (`benchmark.timing.take_turns`, order "item"); only the first window gets an untimed warm-up,
+    since after it every runner's kernels and buffers are warm for every window. The encoder time
+    is read inside the end-to-end run rather than from runs of its own, which had cost a third of
+    the latency phase. A sparse runner that fails gets its exception, the others go on.
     """
-    dense_times: dict[str, list[float]] = {"encoder": [], "e2e": []}
-    times = [{"encoder": [], "e2e": []} for _ in sparse]
-    failed: dict[int, Exception] = {}
-    for i, mel in enumerate(windows):
-        batch = mel.unsqueeze(0)
-        warm_up = 1 if i == 0 else 0
-        for rep in range(max(repeats, 1) + warm_up):
-            samples = [(dense_times, _time_window(dense, batch, options, guard))]
-            for j, runner in enumerate(sparse):
-                if j in failed:
-                    continue
-                try:
-                    samples.append((times[j], _time_window(runner, batch, options, guard)))
-                except Exception as error:  # noqa: BLE001 - reported per config by the caller
-                    failed[j] = error
-            if rep >= warm_up:
-                for target, (encoder_ms, e2e_ms) in samples:
-                    target["encoder"].append(encoder_ms)
-                    target["e2e"].append(e2e_ms)
-    de, dx = statistics.median(dense_times["encoder"]), statistics.median(dense_times["e2e"])
-    return [failed[j] if j in failed else SideBySide(de, dx, statistics.median(t["encoder"]), statistics.median(t["e2e"]))
-            for j, t in enumerate(times)]
+    sync = device_sync(dense.device)
+    runs = {"dense": _window_run(dense, options, guard, sync),
+            **{j: _window_run(runner, options, guard, sync) for j, runner in enumerate(sparse)}}
+    turns = take_turns(runs, windows, repeats, warmup=windows[:1], order="item", sync=sync, keep_going=True, log=None)
+    if turns["dense"].error is not None:
+        raise turns["dense"].error
+    return [turns[j].error or _side_by_side(turns["dense"], turns[j]) for j in range(len(sparse))]
+
+
+def _side_by_side(dense: Turns, sparse: Turns) -> SideBySide:
+    def ms(turn: Turns) -> tuple[float, float]:
+        encoder = [s for round_ in turn.outputs for s in round_]
+        e2e = [s for round_ in turn.seconds for s in round_]
+        return 1e3 * statistics.median(encoder), 1e3 * statistics.median(e2e)
+
+    return SideBySide(*ms(dense), *ms(sparse))
