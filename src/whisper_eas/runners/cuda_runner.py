@@ -182,6 +182,7 @@ class CudaGraphRunner(HFModelRunner):
     def step_graph(self, rows: int, frames: int, positions: int) -> _StepGraph:
         key = (rows, frames, positions)
         if key not in self._steps:
+            self.load()
             self._steps[key] = _StepGraph(self, rows, frames, positions)
         return self._steps[key]
 
