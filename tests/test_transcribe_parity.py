@@ -271,6 +271,30 @@ def test_real_transcript_subtitles_parse(dense):
     assert [round(e.start / 1000, 3) for e in vtt] == [s.start for s in result.segments]
 
 
+def test_highlighted_words_parse_with_srt_and_pysubs2(jfk_words):
+    """openai's --highlight_words: a cue per word with that word in <u>, plain cues over the gaps."""
+    import re
+
+    srt = pytest.importorskip("srt")
+    pysubs2 = pytest.importorskip("pysubs2")
+    words = [(w, s) for s in jfk_words.segments for w in s.words]
+    cues = list(srt.parse(render_srt(jfk_words, highlight_words=True)))
+    underlined = [c for c in cues if "<u>" in c.content]
+    assert len(underlined) == len(words) and len(cues) >= len(words)
+    for cue, (word, segment) in zip(underlined, words):
+        assert (cue.start.total_seconds(), cue.end.total_seconds()) == (pytest.approx(word.start),
+                                                                        pytest.approx(word.end))
+        assert re.findall(r"<u>(.*?)</u>", cue.content) == [word.word.strip()]
+        assert re.sub("</?u>", "", cue.content) == segment.text.strip()
+    starts = [c.start for c in cues]
+    assert starts == sorted(starts) and all(c.end >= c.start for c in cues)
+    vtt = pysubs2.SSAFile.from_string(render_vtt(jfk_words, highlight_words=True), format_="vtt")
+    assert [(e.start, e.end) for e in vtt] == [(round(c.start.total_seconds() * 1000),
+                                               round(c.end.total_seconds() * 1000)) for c in cues]
+    assert sum("{\\u1}" in e.text for e in vtt) == len(words)  # <u> read as underline by pysubs2
+    assert render_srt(jfk_words) == render_srt(jfk_words, highlight_words=False)  # off by default
+
+
 # ---- language identification (multilingual base), as faster-whisper's test reads it ---------------
 
 def test_detect_language_with_a_multilingual_model(tiny_runner):

@@ -22,7 +22,9 @@ import torch
 from whisper_eas.audio import SAMPLE_RATE, AudioStream, array_stream
 from whisper_eas.decoding import DecodingResult
 from whisper_eas.errors import ConfigError
-from whisper_eas.features import HOP_LENGTH, INPUT_STRIDE, N_FRAMES, TIME_PRECISION, StreamMel, pad_or_trim
+from whisper_eas.features import (FRAMES_PER_SECOND, HOP_LENGTH, INPUT_STRIDE, N_FRAMES, TIME_PRECISION, StreamMel,
+                                  pad_or_trim)
+from whisper_eas.hallucination import Window, last_word_end, skip_silence
 from whisper_eas.results import Segment, WindowInfo
 from whisper_eas.tokenizer import WhisperTokenizer
 
@@ -43,6 +45,8 @@ class LongformOptions:
     hotwords: str | None = None  # text kept in front of every window's prompt (faster-whisper's hotwords)
     prefix: str | None = None  # text the first window's transcript starts with (faster-whisper's prefix)
     word_timestamps: bool = False  # align each segment's words (cross-attention + DTW, `alignment.py`)
+    # with word timestamps: skip silences longer than this (s) around likely hallucinations (openai's option)
+    hallucination_silence_threshold: float | None = None
 
     def __post_init__(self) -> None:
         self.check()
@@ -51,6 +55,10 @@ class LongformOptions:
         temps = self.temperatures
         if not temps or temps[0] != 0.0 or list(temps) != sorted(temps):
             raise ConfigError(f"temperatures must start at 0.0 and ascend, got {temps}")
+        threshold = self.hallucination_silence_threshold
+        if threshold is not None and (threshold <= 0 or not self.word_timestamps):
+            raise ConfigError("hallucination_silence_threshold needs word_timestamps=True and a positive "
+                              f"number of seconds, got {threshold}")
 
 
 def needs_fallback(result: DecodingResult, options: LongformOptions) -> bool:
@@ -165,6 +173,7 @@ class LongformFile:
     load_s: float = 0.0  # decoding the audio and computing its log-mel
     warnings: list[str] = field(default_factory=list)  # e.g. a partial decode that was allowed
     language_prob: float | None = None  # top language's probability where it was detected
+    last_speech: float = 0.0  # end of the last aligned word (openai's last_speech_timestamp)
     # word timing for one accepted window: (window mel [n_mels, 3000], its audio frames, outcome,
     # its new segments, end of the speech before them); see alignment.align_words
     align: Callable[[torch.Tensor, int, WindowOutcome, list[Segment], float], None] | None = None
@@ -233,31 +242,57 @@ class LongformFile:
             self.seek += size
             return
         spans, advance = split_segments(result.tokens, self.tokenizer.timestamp_begin, size)
-        first_new = len(self.segments)
-        for span in spans:
-            self._add_segment(span, offset, outcome)
-        if self.align is not None and len(self.segments) > first_new:
-            last_speech = self.segments[first_new - 1].end if first_new else 0.0
-            self.align(self._window, size, outcome, self.segments[first_new:], last_speech)
-        self.seek += advance
+        segments = [self._segment(span, offset, outcome) for span in spans]
+        seek = self.seek + advance
+        if self.align is not None and segments:
+            kept, seek = self._align(segments, outcome, size, seek)
+            if kept is None:  # a hallucination after leading silence: nothing of this window is kept
+                self.seek = seek
+                return
+            segments = kept
+        for segment in segments:
+            if segment.end > segment.start and segment.text.strip():  # instantaneous or empty: dropped, as openai
+                segment.id = len(self.segments)
+                self.segments.append(segment)
+                self.tokens.extend(segment.tokens)
+        self.seek = seek
         if not self.options.condition_on_previous_text or result.temperature > 0.5:
             self.prompt_reset_since = len(self.tokens)
 
-    def _add_segment(self, span: Span, offset: float, outcome: WindowOutcome) -> None:
+    def _align(self, segments: list[Segment], outcome: WindowOutcome, size: int,
+               seek: int) -> tuple[list[Segment] | None, int]:
+        """Word timings for a window's segments, then openai's word-based seek and (optionally)
+        its skipping of silence around hallucinations; returns the segments kept and the seek."""
+        self.align(self._window, size, outcome, segments, self.last_speech)  # type: ignore[misc]
+        tokens, begin = outcome.result.tokens, self.tokenizer.timestamp_begin
+        single_ending = [t >= begin for t in tokens[-2:]] == [False, True]
+        end = last_word_end(segments)
+        if not single_ending and end is not None and end > self.seek * FRAME_S:
+            seek = round(end * FRAMES_PER_SECOND)  # resume after the last word, not the last timestamp
+        threshold = self.options.hallucination_silence_threshold
+        kept: list[Segment] | None = segments
+        if threshold is not None:
+            window = Window(self.seek, size, self.content_frames)
+            kept, seek = skip_silence(segments, window, seek, single_ending, self.last_speech, threshold)
+            if kept is None:
+                return None, seek
+        end = last_word_end(kept)
+        if end is not None:
+            self.last_speech = end
+        return kept, seek
+
+    def _segment(self, span: Span, offset: float, outcome: WindowOutcome) -> Segment:
         text = self.tokenizer.decode(span.tokens)
         last_ms = math.floor(self.duration_s * 1000) / 1000  # the last window's padding has no audio
         start = min(round(offset + span.start, 3), last_ms)
         end = min(max(round(offset + span.end, 3), start), last_ms)
-        if end <= start or not text.strip():  # instantaneous (after clamping) or empty: dropped, as openai clears them
-            return
         r = outcome.result
-        self.segments.append(Segment(
+        return Segment(
             start=start, end=end, text=text, tokens=list(span.tokens),
             avg_logprob=r.avg_logprob, no_speech_prob=r.no_speech_prob, compression_ratio=r.compression_ratio,
             temperature=r.temperature, kept_frames=outcome.kept_frames, fallback=outcome.fallback,
-            id=len(self.segments), seek=self.seek,
-        ))
-        self.tokens.extend(span.tokens)
+            seek=self.seek,
+        )
 
     @property
     def text(self) -> str:

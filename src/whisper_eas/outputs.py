@@ -4,7 +4,9 @@ half a file that a resumed run would mistake for a finished one)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
+from typing import Callable
 
 from whisper_eas.errors import ConfigError
 from whisper_eas.io_utils import atomic_write_text
@@ -46,29 +48,79 @@ def _cues(result: TranscriptionResult) -> list[tuple[Segment, str]]:
     return [(s, text) for s in result.segments if (text := _cue_text(s))]
 
 
-def render_srt(result: TranscriptionResult) -> str:
+Cue = tuple[float, float, str]  # start, end (seconds), cue text
+
+
+def _one_line(text: str) -> str:
+    """Runs of whitespace (newlines too: a blank line ends a cue) as one space, a leading one kept."""
+    return re.sub(r"\s+", " ", text)
+
+
+def _srt_text(text: str) -> str:
+    return _one_line(text).replace("-->", "->")
+
+
+def _vtt_text(text: str) -> str:
+    return vtt_escape(_one_line(text))
+
+
+def _underline(text: str) -> str:
+    """openai/whisper's `<u>` around a word, its leading space left outside the tag."""
+    return re.sub(r"^(\s*)(.*)$", r"\1<u>\2</u>", text, flags=re.S)
+
+
+def _highlighted(words: list, escape: Callable[[str], str]) -> list[Cue]:
+    """openai/whisper's `--highlight_words`: one cue per word with that word underlined, and a plain
+    cue over each gap between words (so the line stays on screen while nobody speaks)."""
+    words = [w for w in words if w.word.strip()]
+    texts = [escape(w.word) for w in words]
+    texts[0] = texts[0].lstrip()
+    plain, cues, last = "".join(texts), [], words[0].start
+    for i, word in enumerate(words):
+        if round(word.start * 1000) > round(last * 1000):
+            cues.append((last, word.start, plain))
+        cues.append((word.start, word.end, "".join(_underline(t) if j == i else t for j, t in enumerate(texts))))
+        last = word.end
+    return cues
+
+
+def subtitle_cues(result: TranscriptionResult, escape: Callable[[str], str],
+                  highlight_words: bool = False) -> list[Cue]:
+    """A cue per segment; with `highlight_words`, openai's word-by-word cues for segments that have words."""
+    cues: list[Cue] = []
+    for segment, _ in _cues(result):
+        if highlight_words and segment.words and any(w.word.strip() for w in segment.words):
+            cues += _highlighted(segment.words, escape)
+        else:
+            cues.append((segment.start, segment.end, escape(segment.text).strip()))
+    return cues
+
+
+def render_srt(result: TranscriptionResult, highlight_words: bool = False) -> str:
     blocks = [
-        f"{n}\n{format_timestamp(s.start)} --> {format_timestamp(s.end)}\n{text}\n"
-        for n, (s, text) in enumerate(_cues(result), start=1)
+        f"{n}\n{format_timestamp(start)} --> {format_timestamp(end)}\n{text}\n"
+        for n, (start, end, text) in enumerate(subtitle_cues(result, _srt_text, highlight_words), start=1)
     ]
     return "\n".join(blocks)
 
 
-def render_vtt(result: TranscriptionResult) -> str:
-    blocks = [f"{format_timestamp(s.start, '.')} --> {format_timestamp(s.end, '.')}\n"
-              f"{vtt_escape(' '.join(s.text.split()))}\n" for s, _ in _cues(result)]
+def render_vtt(result: TranscriptionResult, highlight_words: bool = False) -> str:
+    blocks = [f"{format_timestamp(start, '.')} --> {format_timestamp(end, '.')}\n{text}\n"
+              for start, end, text in subtitle_cues(result, _vtt_text, highlight_words)]
     return "WEBVTT\n\n" + "\n".join(blocks)
 
 
-def render(result: TranscriptionResult, fmt: str) -> str:
+def render(result: TranscriptionResult, fmt: str, highlight_words: bool = False) -> str:
+    """One format's text; `highlight_words` underlines each word as it is spoken in srt and vtt
+    (segments need words: `word_timestamps=True`)."""
     if fmt == "txt":
         return result.text + "\n"
     if fmt == "json":
         return json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n"
     if fmt == "srt":
-        return render_srt(result)
+        return render_srt(result, highlight_words)
     if fmt == "vtt":
-        return render_vtt(result)
+        return render_vtt(result, highlight_words)
     raise ConfigError(f"unknown output format {fmt!r}")
 
 
@@ -83,7 +135,8 @@ def outputs_exist(name: str | Path, output_dir: Path, formats: tuple[str, ...]) 
 
 
 def write_outputs(
-    result: TranscriptionResult, output_dir: Path | None, formats: tuple[str, ...], name: str | Path | None = None
+    result: TranscriptionResult, output_dir: Path | None, formats: tuple[str, ...], name: str | Path | None = None,
+    highlight_words: bool = False,
 ) -> dict[str, str | Path]:
     """Render each format; write it atomically under `output_dir` (or return the text when None).
 
@@ -92,6 +145,6 @@ def write_outputs(
     name = name if name is not None else Path(result.source).stem
     out: dict[str, str | Path] = {}
     for fmt in sorted(formats, key=lambda f: f == "json"):
-        text = render(result, fmt)
+        text = render(result, fmt, highlight_words)
         out[fmt] = text if output_dir is None else atomic_write_text(output_path(name, output_dir, fmt), text)
     return out

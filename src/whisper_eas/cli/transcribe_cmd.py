@@ -31,6 +31,12 @@ from whisper_eas.runners.factory import BACKEND_CHOICES
 @click.option("--beam-size", type=click.IntRange(min=1), help="Beam search width (default: greedy).")
 @click.option("--word-timestamps", is_flag=True,
               help="Word start/end/probability in the json (cross-attention alignment; PyTorch backend).")
+@click.option("--highlight-words", is_flag=True,
+              help="srt/vtt: one cue per word with that word underlined (<u>), as openai-whisper's "
+                   "--highlight_words; needs --word-timestamps.")
+@click.option("--hallucination-silence-threshold", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="With --word-timestamps: skip silences longer than this around likely hallucinations "
+                   "(openai-whisper's hallucination_silence_threshold).")
 @click.option("--initial-prompt", help="Text that conditions the first window (names, spelling, style).")
 @click.option("--hotwords", help="Text kept in front of every window's prompt (faster-whisper's hotwords).")
 @click.option("--format", "fmt", default="txt", show_default=True, type=click.Choice(FORMATS + ("all",)))
@@ -52,7 +58,7 @@ from whisper_eas.runners.factory import BACKEND_CHOICES
 def command(inputs, model, engine_dir, backend, device, dense, layer, keep_ratio, mass, strategy, scoring,
             query_stride, merge, language, task, beam_size, fmt, output_dir, batch_size, overwrite,
             allow_partial, progress_interval, batched, vad_threshold, word_timestamps=False, initial_prompt=None,
-            hotwords=None) -> None:
+            hotwords=None, highlight_words=False, hallucination_silence_threshold=None) -> None:
     """Transcribe audio files and folders (default: embedded tiny.en, shipped sparse config, best backend)."""
     from whisper_eas.transcribe import Transcriber
 
@@ -60,6 +66,10 @@ def command(inputs, model, engine_dir, backend, device, dense, layer, keep_ratio
     if output_dir is None and len(formats) > 1:
         raise click.UsageError("--format all writes several files: give --output-dir")
     _check_device(device)
+    if highlight_words and not word_timestamps:
+        raise click.UsageError("--highlight-words needs --word-timestamps")
+    if hallucination_silence_threshold is not None and not word_timestamps:
+        raise click.UsageError("--hallucination-silence-threshold needs --word-timestamps")
     if vad_threshold is not None and not batched:
         raise click.UsageError("--vad-threshold applies to --batched only")
     files = discover(list(inputs))
@@ -79,12 +89,13 @@ def command(inputs, model, engine_dir, backend, device, dense, layer, keep_ratio
     transcriber = Transcriber.from_model(model, prune, backend, device, engine_dir, language=language, task=task,
                                          beam_size=beam_size, batch_size=batch_size, word_timestamps=word_timestamps,
                                          initial_prompt=initial_prompt, hotwords=hotwords,
+                                         hallucination_silence_threshold=hallucination_silence_threshold,
                                          allow_partial=allow_partial, batched=_batched_options(batched, vad_threshold))
     info = transcriber.runner.describe()
     click.echo(f"backend: {info['backend']} on {info['device']} ({transcriber.backend_reason}); "
                f"model {info['model']}, {_prune_label(transcriber)}", err=True)
     stats.restart()  # the real-time factor counts transcription, not model loading
-    _run(transcriber, todo, output_dir, formats, stats, progress_interval)
+    _run(transcriber, todo, output_dir, formats, stats, progress_interval, highlight_words)
     click.echo(stats.summary(), err=True)
     if stats.failed:
         sys.exit(1)
@@ -139,7 +150,7 @@ def _prepare_output_dir(output_dir: Path | None, files: list[InputFile], stats: 
 
 
 def _run(transcriber, files: list[InputFile], output_dir: Path | None, formats, stats: RunStats,
-         progress_interval: float = 60.0) -> None:
+         progress_interval: float = 60.0, highlight_words: bool = False) -> None:
     """Transcribe with windows batched across files; report and write each file as it finishes."""
     from whisper_eas.audio import probe_duration
 
@@ -155,7 +166,7 @@ def _run(transcriber, files: list[InputFile], output_dir: Path | None, formats, 
             result, target = outcome.result, files[outcome.index]
             progress.advance(result.duration_s)
             try:
-                _emit(result, target, output_dir, formats, progress)
+                _emit(result, target, output_dir, formats, progress, highlight_words)
             except (OSError, ValueError) as error:  # a full or read-only disk fails this file, not the run
                 stats.failed += 1
                 progress.write(f"error: {display_path(target.path)}: could not write outputs ({error})")
@@ -169,11 +180,12 @@ def _run(transcriber, files: list[InputFile], output_dir: Path | None, formats, 
         progress.close()
 
 
-def _emit(result, target: InputFile, output_dir: Path | None, formats, progress: Progress) -> None:
+def _emit(result, target: InputFile, output_dir: Path | None, formats, progress: Progress,
+          highlight_words: bool = False) -> None:
     if output_dir is None:
-        click.echo(render(result, formats[0]).rstrip("\n"))
+        click.echo(render(result, formats[0], highlight_words).rstrip("\n"))
         return
-    write_outputs(result, output_dir, formats, target.name)
+    write_outputs(result, output_dir, formats, target.name, highlight_words)
     suffix = formats[0] if len(formats) == 1 else "{" + ",".join(formats) + "}"
     progress.write(f"done {display_path(target.path)} ({result.duration_s:.1f} s audio) -> "
                    f"{display_path(output_dir / target.name)}.{suffix}")
