@@ -27,8 +27,10 @@ def _batch(value: str) -> int | None:
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder to write.")
 @click.option("--opset", default=17, show_default=True, help="ONNX opset (17 or newer).")
 @click.option("--batch", default="dynamic", show_default=True, help="'dynamic' or a fixed batch size.")
-@click.option("--precision", type=click.Choice(["fp32", "int8"]), default="fp32", show_default=True,
-              help="int8: dynamic int8 weights for the encoder tail and the decoder (ONNX Runtime on a CPU).")
+@click.option("--precision", type=click.Choice(["fp32", "int8", "int8-proj"]), default="fp32", show_default=True,
+              help="int8: dynamic int8 weights for the encoder tail and the decoder (ONNX Runtime on a CPU); "
+                   "int8-proj: only the decoder's vocabulary projection, its top 16 text tokens and the special "
+                   "tokens recomputed in float32 (float32's greedy decisions, faster steps).")
 @click.option("--no-decoder-cache", is_flag=True, help="Re-export the decoder, not the model's cached one.")
 @click.option("--engines", is_flag=True, help="Also build FP16 TensorRT engines (needs tensorrt and an NVIDIA GPU).")
 @click.option("--max-batch", default=16, show_default=True, help="Engines: most windows per call.")
@@ -43,7 +45,7 @@ def command(model, dense, layer, keep_ratio, mass, strategy, scoring, query_stri
     from whisper_eas.exporter.export import ExportConfig, export_model
 
     settings = ExportConfig(opset=opset, batch=_batch(batch), reuse_decoder=not no_decoder_cache, precision=precision)
-    if precision == "int8" and engines:
+    if precision != "fp32" and engines:
         raise click.UsageError("--engines builds FP16 TensorRT engines from float32 graphs: use --precision fp32")
     engine_config = _engine_config(max_batch, prune_plugin, aot_plugin) if engines else None
     prune = resolve_prune(model, dense, layer, keep_ratio, mass, strategy, scoring, query_stride, merge)

@@ -43,6 +43,7 @@ from whisper_eas.exporter.quantize import PRECISIONS, QuantizeConfig, quantize_g
 from whisper_eas.exporter.tracing import trace_to_onnx
 from whisper_eas.io_utils import link_or_copy, publish_folder
 
+from whisper_eas.tokenizer import WhisperTokenizer
 MIN_OPSET = 17  # LayerNormalization; ScatterElements(reduction=add) for merged frames needs 16
 DECODER_EXPORT_VERSION = "3"  # bump when the decoder graphs change for the same weights
 EXAMPLE_BATCH = 2  # traced example sizes: distinct from every model dimension on purpose
@@ -155,8 +156,8 @@ class ExportConfig:
             raise ConfigError(f"batch must be >= 1 or dynamic, got {self.batch}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        if self.quantize is not None and self.precision != "int8":
-            raise ConfigError("a quantize config needs precision='int8'")
+        if self.quantize is not None and self.precision == "fp32":
+            raise ConfigError("a quantize config needs an int8 precision")
 
     @property
     def batch_axis(self) -> int | str:
@@ -164,7 +165,9 @@ class ExportConfig:
 
     @property
     def quantization(self) -> QuantizeConfig | None:
-        return (self.quantize or QuantizeConfig()) if self.precision == "int8" else None
+        if self.precision == "fp32":
+            return None
+        return self.quantize or QuantizeConfig.for_precision(self.precision)
 
 
 def export_model(
@@ -207,7 +210,8 @@ def export_model(
     _decoder_graphs(model, dims, specs, out, opset, settings.reuse_decoder, key)
     if quantize is not None:
         quantize_graphs(out, [specs[g].file for g in quantize.graphs if g in specs], quantize,
-                        reuse=settings.reuse_decoder)
+                        reuse=settings.reuse_decoder, first_special=eot)
+        eot = WhisperTokenizer.from_file(resolve_model(model_name) / TOKENIZER, multilingual=dims.multilingual).eot
     (out / TOKENIZER).unlink(missing_ok=True)
     shutil.copyfile(resolve_model(model_name) / TOKENIZER, out / TOKENIZER)
     files = [spec.file for spec in specs.values()] + [TOKENIZER]

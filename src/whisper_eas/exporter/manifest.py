@@ -53,7 +53,7 @@ class ExportManifest:
 
     @property
     def precision(self) -> str:
-        return "int8" if self.quantization is not None else "fp32"
+        return self.quantization.precision if self.quantization is not None else "fp32"
 
     def graph_precision(self, graph: str) -> str:
         """int8 for the graphs `--precision int8` quantized, fp32 for the others."""

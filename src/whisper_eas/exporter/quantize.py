@@ -32,7 +32,8 @@ from whisper_eas.errors import MissingDependencyError
 
 import numpy as np
 
-PRECISIONS = ("fp32", "int8")
+PRECISIONS = ("fp32", "int8", "int8-proj")  # int8-proj: only the vocabulary projection, rescored (`rescore`)
+RESCORE_TOP_K = 16  # text candidates recomputed in float32 per row (int8-proj)
 INT8_GRAPHS = ("encoder_tail", "decoder_cross", "decoder_step")  # head and prune: float32 frame selection
 QUANTIZE_VERSION = "1"  # bump when the rewrite below changes
 
@@ -46,15 +47,32 @@ class QuantizeConfig:
     scope: str = "all"  # "all" weight matmuls, or only the vocabulary "projection" (next-token KL 0.0015)
     method: str = "onnxruntime.quantize_dynamic"
     weight_type: str = "int8"
+    rescore: int = 0  # > 0: int8 projection over text tokens, top `rescore` and specials exact (`exporter.rescore`)
+
+    @property
+    def precision(self) -> str:
+        """The `--precision` this config is: int8-proj for the rescored projection alone."""
+        return "int8-proj" if self.scope == "projection" and self.rescore else "int8"
+
+    @classmethod
+    def for_precision(cls, precision: str) -> "QuantizeConfig":
+        """What `--precision` quantizes: int8 the encoder tail and decoder; int8-proj the decoder
+        step's vocabulary projection only, with exact rescoring (`exporter.rescore`)."""
+        if precision == "int8-proj":
+            return cls(graphs=("decoder_step",), scope="projection", rescore=RESCORE_TOP_K)
+        return cls()
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "graphs": list(self.graphs)}
+        data = {**asdict(self), "graphs": list(self.graphs)}
+        if not self.rescore:  # manifests written before rescoring read the same
+            del data["rescore"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "QuantizeConfig":
         return cls(graphs=tuple(data["graphs"]), per_channel=bool(data["per_channel"]),
                    method=str(data.get("method", cls.method)), weight_type=str(data.get("weight_type", "int8")),
-                   scope=str(data.get("scope", "all")))
+                   scope=str(data.get("scope", "all")), rescore=int(data.get("rescore", 0)))
 
 
 def _quantization():
@@ -118,7 +136,7 @@ def untie_output_projection(model) -> int:
     return rewritten
 
 
-def _cache_key(source_sha256: str, config: QuantizeConfig) -> str:
+def _cache_key(source_sha256: str, config: QuantizeConfig, first_special: int | None = None) -> str:
     try:
         ort_version = metadata.version("onnxruntime")
     except metadata.PackageNotFoundError:  # pragma: no cover
@@ -126,19 +144,30 @@ def _cache_key(source_sha256: str, config: QuantizeConfig) -> str:
     header = f"{QUANTIZE_VERSION}|{ort_version}|{config.per_channel}|{config.weight_type}|{source_sha256}"
     if config.scope != "all":
         header += f"|{config.scope}"
+    if config.rescore:
+        header += f"|rescore{config.rescore}@{first_special}"
     return hashlib.sha256(header.encode()).hexdigest()[:24]
 
 
-def quantize_graph(source: Path, target: Path, config: QuantizeConfig) -> None:
-    """Dynamic int8 quantization of one float32 graph file into `target` (may equal `source`)."""
+def quantize_graph(source: Path, target: Path, config: QuantizeConfig, first_special: int | None = None) -> None:
+    """Dynamic int8 quantization of one float32 graph file into `target` (may equal `source`).
+    `first_special`: the end-of-text id, from which logits stay float32 when `config.rescore`."""
     import onnx
+
+    from whisper_eas.exporter.rescore import FLOAT32_NODES, rescore_output_projection
 
     quantization = _quantization()
     model = onnx.load(str(source))
+    rescored = None
+    if config.rescore:
+        if first_special is None:
+            raise ValueError("rescoring needs the first special token id (end-of-text)")
+        rescored = rescore_output_projection(model, first_special, config.rescore)
     untie_output_projection(model)
     only = None
     if config.scope == "projection":
         only = [n.name for n in model.graph.node if n.op_type == "MatMul" and n.input[1].endswith("_int8_t")]
+        only += [rescored] if rescored else []
     with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
         untied = Path(scratch) / "untied.onnx"
         onnx.save(model, str(untied))
@@ -150,6 +179,7 @@ def quantize_graph(source: Path, target: Path, config: QuantizeConfig) -> None:
             quantization.quantize_dynamic(
                 str(untied), str(quantized), weight_type=quantization.QuantType.QInt8,
                 per_channel=config.per_channel, op_types_to_quantize=["MatMul"], nodes_to_quantize=only,
+                nodes_to_exclude=list(FLOAT32_NODES),
                 extra_options={"MatMulConstBOnly": True},
             )
         finally:
@@ -157,7 +187,8 @@ def quantize_graph(source: Path, target: Path, config: QuantizeConfig) -> None:
         quantized.replace(target)
 
 
-def quantize_graphs(directory: Path, files: list[str], config: QuantizeConfig, reuse: bool = True) -> None:
+def quantize_graphs(directory: Path, files: list[str], config: QuantizeConfig, reuse: bool = True,
+                    first_special: int | None = None) -> None:
     """Quantize `files` of an export folder in place, through the int8 cache when `reuse`."""
     from whisper_eas.checkpoints.registry import cache_home
     from whisper_eas.exporter.manifest import sha256_file
@@ -165,13 +196,13 @@ def quantize_graphs(directory: Path, files: list[str], config: QuantizeConfig, r
 
     for name in files:
         path = directory / name
-        cache = cache_home() / "onnx-int8" / _cache_key(sha256_file(path), config)
+        cache = cache_home() / "onnx-int8" / _cache_key(sha256_file(path), config, first_special)
         if reuse and _cached(cache, name):
             path.unlink()  # may be a hard link into the float32 decoder cache: never write through it
             link_or_copy(cache / name, path)
             continue
         staged = directory / f".{name}.int8"
-        quantize_graph(path, staged, config)
+        quantize_graph(path, staged, config, first_special)
         path.unlink()
         staged.replace(path)
         if reuse:
