@@ -10,7 +10,8 @@ frame whose cell holds it (the nearest kept frame in time, the cell `merge` aver
 on the same 1500-frame time grid as dense. The per-frame normalisation over tokens makes the
 result independent of cell sizes.
 
-Needs the runner's Hugging Face model (`runner.model`): the PyTorch and CUDA-graph runners.
+Needs the runner's Hugging Face model (`runner.model`: the PyTorch and CUDA-graph runners) or an
+ONNX export folder with the alignment graph (`exporter/align_graph.py`, ONNX Runtime).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import torch.nn.functional as F
 
 from whisper_eas.audio import SAMPLE_RATE
 from whisper_eas.errors import WhisperEasError
+from whisper_eas.exporter.align_graph import ALIGN_FILE, alignment_heads
+from whisper_eas.runners.ort_align import Attention, has_align_graph, ort_attention
 from whisper_eas.features import HOP_LENGTH, N_FRAMES
 from whisper_eas.results import Segment, Word
 
@@ -48,20 +51,26 @@ class WordTiming:
 
 
 def check_supported(runner) -> None:
-    if getattr(runner, "model", None) is None or not hasattr(runner.model, "model"):
+    """One clear error, up front, for a runner that cannot give word timestamps."""
+    align_graph = has_align_graph(runner)
+    if align_graph is False:
+        raise WordTimestampsUnsupported(
+            f"{runner.export.directory} has no alignment graph ({ALIGN_FILE}): it was exported before word "
+            "timestamps ran on ONNX Runtime; re-export the folder for word timestamps, or use backend='pytorch'")
+    if align_graph is None and (getattr(runner, "model", None) is None or not hasattr(runner.model, "model")):
         raise WordTimestampsUnsupported(
             f"word timestamps need the decoder's cross-attention, which the {runner.backend} runner does not "
-            "expose; use backend='pytorch' (or --backend pytorch)")
+            "expose; use backend='pytorch' (or --backend pytorch, or an ONNX export folder)")
 
 
-def alignment_heads(model) -> list[tuple[int, int]]:
-    """(layer, head) pairs from the checkpoint (CTranslate2 config / HF generation_config), else
-    openai's default: every head of the second half of the decoder layers."""
-    heads = getattr(getattr(model, "generation_config", None), "alignment_heads", None)
-    if heads:
-        return [(int(layer), int(head)) for layer, head in heads]
-    layers, n_heads = model.config.decoder_layers, model.config.decoder_attention_heads
-    return [(layer, head) for layer in range(layers // 2, layers) for head in range(n_heads)]
+def cross_attention(runner) -> Attention:
+    """Where the alignment heads' scores come from: the export's alignment graph on ONNX Runtime,
+    else the runner's PyTorch model (read with hooks)."""
+    if has_align_graph(runner):
+        return ort_attention(runner)
+    model = runner.model
+    heads = alignment_heads(model)
+    return lambda hidden, tokens: _cross_attention(model, hidden, tokens, heads)
 
 
 def median_filter(x: torch.Tensor, width: int) -> torch.Tensor:
@@ -148,15 +157,17 @@ def _to_time_grid(scores: torch.Tensor, kept: torch.Tensor | None, n_frames: int
     return probs[..., cell]
 
 
-def find_alignment(model, tokenizer, text_tokens: list[int], hidden: torch.Tensor, kept: torch.Tensor | None,
-                   num_frames: int, language: str | None, task: str, medfilt_width: int = 7) -> list[WordTiming]:
-    """openai's `find_alignment` on an encoded window (`hidden` [1, K, D], `kept` [K] or None)."""
+def find_alignment(attend: Attention, tokenizer, text_tokens: list[int], hidden: torch.Tensor,
+                   kept: torch.Tensor | None, num_frames: int, language: str | None, task: str,
+                   medfilt_width: int = 7) -> list[WordTiming]:
+    """openai's `find_alignment` on an encoded window (`hidden` [1, K, D], `kept` [K] or None);
+    `attend` gives the alignment heads' scores (`cross_attention(runner)`)."""
     if not text_tokens:
         return []
     sot = tokenizer.sot_sequence(language or "en", task)
     tokens = [*sot, tokenizer.no_timestamps, *text_tokens, tokenizer.eot]
     with torch.inference_mode():
-        scores, logits = _cross_attention(model, hidden, tokens, alignment_heads(model))
+        scores, logits = attend(hidden, tokens)
         probs = logits[len(sot): len(sot) + len(text_tokens), : tokenizer.eot].softmax(dim=-1)
         token_probs = probs[torch.arange(len(text_tokens)), torch.tensor(text_tokens)].tolist()
         weights = _to_time_grid(scores, kept, hidden.shape[1], num_frames // 2)
@@ -303,7 +314,7 @@ def align_words(runner, window: torch.Tensor, n_frames: int, outcome, segments: 
     kept = encoded.kept[0] if encoded.kept is not None else None
     tokenizer = runner.tokenizer
     text_tokens = [t for s in segments for t in s.tokens if t < tokenizer.eot]
-    alignment = find_alignment(runner.model, tokenizer, text_tokens, hidden, kept, min(N_FRAMES, n_frames),
+    alignment = find_alignment(cross_attention(runner), tokenizer, text_tokens, hidden, kept, min(N_FRAMES, n_frames),
                                outcome.result.language or language, task)
     offset = segments[0].seek * HOP_LENGTH / SAMPLE_RATE
     add_word_timestamps(segments, alignment, offset, last_speech, tokenizer.eot)

@@ -36,6 +36,7 @@ from whisper_eas.exporter.graph_specs import (
     export_specs,
     split_layer,
 )
+from whisper_eas.exporter.align_graph import ALIGN_FILE, export_align_graph
 from whisper_eas.exporter.manifest import MANIFEST, TOKENIZER, ExportManifest, sha256_file
 from whisper_eas.exporter.modules import EncoderHead, EncoderTail, LayerwiseDecoderStep
 from whisper_eas.exporter.prune_graph import export_prune
@@ -208,13 +209,14 @@ def export_model(
     key = decoder_key(model, dims, opset, batch_axis)
     _export_encoder(model, dims, config, specs, out, opset)
     _decoder_graphs(model, dims, specs, out, opset, settings.reuse_decoder, key)
+    export_align_graph(model, out, opset)  # word timestamps on ONNX Runtime (a file, not a decoding graph)
     if quantize is not None:
         quantize_graphs(out, [specs[g].file for g in quantize.graphs if g in specs], quantize,
                         reuse=settings.reuse_decoder, first_special=eot)
         eot = WhisperTokenizer.from_file(resolve_model(model_name) / TOKENIZER, multilingual=dims.multilingual).eot
     (out / TOKENIZER).unlink(missing_ok=True)
     shutil.copyfile(resolve_model(model_name) / TOKENIZER, out / TOKENIZER)
-    files = [spec.file for spec in specs.values()] + [TOKENIZER]
+    files = [spec.file for spec in specs.values()] + [TOKENIZER, ALIGN_FILE]
     name = str(model_name) if str(model_name) in EMBEDDED_MODELS else str(Path(model_name).resolve())
     manifest = ExportManifest(
         directory=out,

@@ -1,0 +1,52 @@
+"""Word timestamps on ONNX Runtime: the export folder's alignment graph (`exporter/align_graph.py`)
+as the cross-attention source `alignment.find_alignment` reads.
+
+A folder exported before the graph existed has no `align.onnx` in its manifest: asking it for
+word timestamps is one clear error that says to re-export.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from whisper_eas.exporter.align_graph import ALIGN_FILE
+from whisper_eas.exporter.manifest import ExportError, file_inside
+
+# hidden [1, K, D] and the token sequence -> alignment heads' raw scores [H, T, K], logits [T, V]
+Attention = Callable[[torch.Tensor, list[int]], tuple[torch.Tensor, torch.Tensor]]
+
+_SESSIONS: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
+
+
+def has_align_graph(runner: Any) -> bool | None:
+    """True/False for an ONNX Runtime runner (does its folder hold the graph?), None for others."""
+    if getattr(runner, "backend", None) != "onnxruntime" or getattr(runner, "export", None) is None:
+        return None
+    return ALIGN_FILE in runner.export.files
+
+
+def ort_attention(runner: Any) -> Attention:
+    """The alignment graph of an ONNX Runtime runner's folder, as an `Attention` (session built once)."""
+    session = _SESSIONS.get(runner)
+    if session is None:
+        from whisper_eas.runners.onnx_graphs import _ort, session_options
+
+        path = file_inside(runner.export.directory, ALIGN_FILE, ExportError)
+        try:
+            session = _ort().InferenceSession(str(path), sess_options=session_options(getattr(runner, "threads", None)),
+                                              providers=["CPUExecutionProvider"])
+        except Exception as error:  # ORT raises its own Fail/InvalidGraph types
+            raise ExportError(f"{path}: ONNX Runtime cannot load it ({str(error).splitlines()[0]})") from None
+        _SESSIONS[runner] = session
+
+    def attend(hidden: torch.Tensor, tokens: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        feed = {"tokens": np.array([tokens], dtype=np.int64),
+                "hidden": np.ascontiguousarray(hidden.detach().float().cpu().numpy())}
+        scores, logits = session.run(None, feed)
+        return torch.from_numpy(scores), torch.from_numpy(logits)
+
+    return attend
