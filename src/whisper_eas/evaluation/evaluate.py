@@ -15,6 +15,7 @@ from typing import Callable
 import torch
 
 from whisper_eas.audio import AudioError, load_audio
+from whisper_eas.config import PruneConfig, format_prune
 from whisper_eas.errors import WhisperEasError
 from whisper_eas.evaluation.manifest import Utterance
 from whisper_eas.evaluation.wer import word_errors
@@ -70,9 +71,7 @@ class EvalReport:
         return asdict(self)
 
     def summary(self) -> str:
-        cfg = "dense" if self.config is None else f"layer {self.config['layer']} " + (
-            f"keep {self.config['keep_ratio']}" if self.config.get("keep_ratio") is not None else f"mass {self.config['mass']}"
-        )
+        cfg = format_prune(None if self.config is None else PruneConfig.from_dict(self.config))  # the one grammar
         wer = "WER n/a" if self.wer is None else f"WER {self.wer:.2f}%"
         empty = f", {self.n_empty_references} empty reference(s)" if self.n_empty_references else ""
         return (
