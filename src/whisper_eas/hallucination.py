@@ -84,7 +84,8 @@ def skip_silence(segments: list[Segment], window: Window, seek: int, single_time
         end = last_word_end(segments)
         if end is not None and end > window.offset:
             remaining = window.end_time - end
-            seek = round(end * FRAMES_PER_SECOND) if remaining > threshold else window.previous_seek + window.segment_size
+            whole = window.previous_seek + window.segment_size
+            seek = round(end * FRAMES_PER_SECOND) if remaining > threshold else whole
 
     first = _next_words_segment(segments)
     if first is not None and is_segment_anomaly(first):

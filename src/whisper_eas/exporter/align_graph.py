@@ -52,7 +52,8 @@ class AlignmentGraph(nn.Module):
             attn, h = layer.self_attn, layer.self_attn_layer_norm(x)
             q = self._split(attn.q_proj(h) * attn.scaling, n, attn.head_dim)
             weights = (q @ self._split(attn.k_proj(h), n, attn.head_dim).transpose(-1, -2) + causal).softmax(-1)
-            x = x + attn.out_proj((weights @ self._split(attn.v_proj(h), n, attn.head_dim)).transpose(1, 2).reshape(1, n, -1))
+            mixed = weights @ self._split(attn.v_proj(h), n, attn.head_dim)
+            x = x + attn.out_proj(mixed.transpose(1, 2).reshape(1, n, -1))
             cross, h = layer.encoder_attn, layer.encoder_attn_layer_norm(x)
             q = self._split(cross.q_proj(h) * cross.scaling, n, cross.head_dim)
             raw = q @ self._split(cross.k_proj(hidden), k, cross.head_dim).transpose(-1, -2)  # [1, heads, T, K]
