@@ -30,7 +30,8 @@ from whisper_eas.runners.factory import BACKEND_CHOICES
 @click.option("--task", default="transcribe", show_default=True, type=click.Choice(["transcribe", "translate"]))
 @click.option("--beam-size", type=click.IntRange(min=1), help="Beam search width (default: greedy).")
 @click.option("--word-timestamps", is_flag=True,
-              help="Word start/end/probability in the json (cross-attention alignment; PyTorch backend).")
+              help="Word start/end/probability in the json (cross-attention alignment): PyTorch, or ONNX Runtime "
+                   "with an --engine-dir exported by this version (its align.onnx).")
 @click.option("--highlight-words", is_flag=True,
               help="srt/vtt: one cue per word with that word underlined (<u>), as openai-whisper's "
                    "--highlight_words; needs --word-timestamps.")
