@@ -147,8 +147,13 @@ class CudaGraphRunner(HFModelRunner):
     def _build(self) -> None:
         super()._build()
         # float32 copy of the encoder up to the pruning layer (or None), shared by every batch size
-        self.head = encoder_head(find_encoder(self.model), self.prune, self.head_precision, self.dtype)
+        self._head = encoder_head(find_encoder(self.model), self.prune, self.head_precision, self.dtype)
         self.step_module = StaticDecoderStep(self.model).eval()
+
+    @property
+    def head(self):
+        """The encoder-head copy for `head_precision` (None: the head runs in the model's dtype); loads."""
+        return self.load()._head
 
     def _encoder(self, batch: int, dense: bool, mel: torch.Tensor):
         key = (batch, dense or self.prune is None)
