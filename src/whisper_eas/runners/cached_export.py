@@ -1,11 +1,14 @@
 """The default CPU path: ONNX Runtime graphs exported once into the model cache, reused after.
 
 `trt-transcribe` with no `--engine-dir` on a CPU runs the fastest backend that holds accuracy:
-ONNX Runtime on graphs of the requested model and prune config, int8 where that was measured to
-hold accuracy (`INT8_MODELS`), float32 elsewhere. None is listed now: on tiny.en int8 held on
-speech-val short (+0.16 WER points) and speech-dev long (+0.20) but lost +1.9 points on the eight
-long recordings of speech-dev + speech-val (+3.9 on speech-val), and base's lost 10 words on one
-of two (docs/benchmarks.md); float32 ONNX Runtime is still 2x+ the PyTorch backend. The first run exports
+ONNX Runtime on graphs of the requested model and prune config, at the precision measured to hold
+accuracy for that model (`PRECISIONS_BY_MODEL`), float32 elsewhere. tiny.en runs `int8-proj`: the
+decoder's vocabulary projection in int8 with exact float32 rescoring of every token that can win
+(`exporter.rescore`); its greedy transcripts equal float32's on speech-dev long and short and
+speech-val long and short (one speech-val utterance differs, in a temperature-1.0 sampled
+fallback, same errors). Whole int8 (`int8`) is not a default anywhere: on tiny.en it lost +1.9
+points on the eight long recordings of speech-dev + speech-val (+3.9 on speech-val), base's lost
+10 words on one of two (docs/benchmarks.md). The first run exports
 them into `$WHISPER_EAS_HOME/onnx-exports/<key>/` (a progress line on stderr, ~15-45 s for
 tiny.en, ~1-2 min for base); later runs load that folder.
 
@@ -27,11 +30,12 @@ from typing import Callable
 
 from whisper_eas.config import PruneConfig
 
-INT8_MODELS: tuple[str, ...] = ()  # models whose int8 WER is within +0.3 points of float32 on dev and val
+# models whose quantized graphs held float32's WER (within +0.3 points) on dev and val, short and long
+PRECISIONS_BY_MODEL: dict[str, str] = {"tiny.en": "int8-proj"}
 
 
 def default_precision(model: str | Path) -> str:
-    return "int8" if str(model) in INT8_MODELS else "fp32"
+    return PRECISIONS_BY_MODEL.get(str(model), "fp32")
 
 CACHE_FORMAT = "1"  # bump when what a cached folder must hold changes
 
