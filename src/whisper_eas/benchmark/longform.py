@@ -378,7 +378,7 @@ def run(args: argparse.Namespace) -> None:
         rows = measure(systems, audios, refs, args.repeats, getattr(args, "turns", "round"))
     if args.profile:
         for system, row in zip(systems, rows):
-            if system.runner is not None and "onnxruntime shipped" in system.name:
+            if "onnxruntime" in system.name and system.kind == "sequential":  # ours: every config and precision
                 row.profile = profile_ours(system, audios[: getattr(args, "profile_files", 2)])
     info = {**machine(), "load_before": load_before, "load_after": load_average()}
     for row in rows:

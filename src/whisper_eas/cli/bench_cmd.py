@@ -63,7 +63,7 @@ def _sparse_configs(ctx, param, values: tuple[str, ...]) -> list:
 @click.option("--fw-batch", default=8, show_default=True, type=click.IntRange(min=1),
               help="BatchedInferencePipeline batch size.")
 @click.option("--ct2-dir", type=click.Path(file_okay=False), help="faster-whisper CT2 folder (default: the embedded model's).")
-@click.option("--profile", is_flag=True, help="Per-stage profile of our shipped-config ONNX Runtime systems.")
+@click.option("--profile", is_flag=True, help="Per-stage profile of our sequential ONNX Runtime systems.")
 @click.option("--profile-files", default=2, show_default=True, type=click.IntRange(min=1),
               help="Recordings the profile pass covers.")
 @click.option("--json", "json", required=True, type=click.Path(dir_okay=False))
