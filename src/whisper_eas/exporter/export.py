@@ -43,8 +43,8 @@ from whisper_eas.exporter.prune_graph import export_prune
 from whisper_eas.exporter.quantize import PRECISIONS, QuantizeConfig, quantize_graphs
 from whisper_eas.exporter.tracing import trace_to_onnx
 from whisper_eas.io_utils import link_or_copy, publish_folder
-
 from whisper_eas.tokenizer import WhisperTokenizer
+
 MIN_OPSET = 17  # LayerNormalization; ScatterElements(reduction=add) for merged frames needs 16
 DECODER_EXPORT_VERSION = "3"  # bump when the decoder graphs change for the same weights
 EXAMPLE_BATCH = 2  # traced example sizes: distinct from every model dimension on purpose
@@ -211,9 +211,9 @@ def export_model(
     _decoder_graphs(model, dims, specs, out, opset, settings.reuse_decoder, key)
     export_align_graph(model, out, opset)  # word timestamps on ONNX Runtime (a file, not a decoding graph)
     if quantize is not None:
+        eot = WhisperTokenizer.from_file(resolve_model(model_name) / TOKENIZER, multilingual=dims.multilingual).eot
         quantize_graphs(out, [specs[g].file for g in quantize.graphs if g in specs], quantize,
                         reuse=settings.reuse_decoder, first_special=eot)
-        eot = WhisperTokenizer.from_file(resolve_model(model_name) / TOKENIZER, multilingual=dims.multilingual).eot
     (out / TOKENIZER).unlink(missing_ok=True)
     shutil.copyfile(resolve_model(model_name) / TOKENIZER, out / TOKENIZER)
     files = [spec.file for spec in specs.values()] + [TOKENIZER, ALIGN_FILE]

@@ -126,16 +126,13 @@ class GraphRunner(Runner):
         hidden, kept = head["head_hidden"], None
         if self.prune is not None and not dense:
             names = self.export.graphs["prune"].input_names
+            if SPEECH_BOUNDS in names:  # the audio's extent, from the features as the PyTorch hooks read it
+                return self._encode_regions(mel, head, names)
             pruned = graphs["prune"].infer({name: head[name] for name in names})
             hidden, kept = pruned["kept_hidden"], pruned["kept_index"].cpu()
         hidden = graphs["encoder_tail"].infer({"tail_input": hidden})["encoder_hidden"]
-            if SPEECH_BOUNDS in names:  # the audio's extent, from the features as the PyTorch hooks read it
-                return self._encode_regions(mel, head, names)
         return EncodedBatch(hidden, kept, n_frames=self.dims.n_frames)
 
-    @torch.inference_mode()
-    def decoder(self, encoded: EncodedBatch, group: int = 1):
-        if encoded.frame_mask is not None:
     def _encode_regions(self, mel: torch.Tensor, head: dict, names: list[str]) -> EncodedBatch:
         """Prune graphs that take `speech_bounds` keep a count per window: one window at a time
         (a batch of unequal counts comes back padded, which only the PyTorch decoder takes)."""
@@ -150,6 +147,9 @@ class GraphRunner(Runner):
             return EncodedBatch.padded(parts)
         return EncodedBatch.concat(parts)
 
+    @torch.inference_mode()
+    def decoder(self, encoded: EncodedBatch, group: int = 1):
+        if encoded.frame_mask is not None:
             raise ConfigError(f"{self.backend}: padded batches (EncodedBatch.padded) decode on the pytorch runner only")
         hidden = torch.as_tensor(encoded.hidden).to(self.device, torch.float32)
         cross = self.graphs["decoder_cross"].infer({"encoder_hidden": hidden})
