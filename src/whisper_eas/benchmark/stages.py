@@ -54,10 +54,10 @@ def stage_profile(runner, transcribe: Callable[[np.ndarray], str], audios: list[
         return wrap
 
     def step_timer(function):
-        def inner(self, tokens):
+        def inner(self, tokens, positions=None):
             start = time.perf_counter()
             try:
-                return function(self, tokens)
+                return function(self, tokens, positions)
             finally:
                 single = tokens.shape[1] == 1
                 spent["decoder_steps" if single else "prompt_step"] += time.perf_counter() - start
