@@ -109,13 +109,13 @@ def build_engines(
     directory: str | Path, engine: EngineConfig = EngineConfig(), reuse_decoder: bool = True
 ) -> EngineManifest:
     """Build every engine of the export folder `directory` and write `engines.json` beside them."""
+    require_tensorrt("whisper-eas export --engines")
+    require_cuda("whisper-eas export --engines")
     export = ExportManifest.load(directory, verify=True)
     if export.config is not None and export.config.needs_audio:
         raise ConfigError(f"{directory}: [{export.config.format()}] reads the window's speech bounds "
                           "(padding=drop, onset_keep); TensorRT engines of it are not built (run the folder on "
                           "onnxruntime, or the config on the PyTorch backend)")
-    require_tensorrt("whisper-eas export --engines")
-    require_cuda("whisper-eas export --engines")
     platform = Platform.current()
     profiles = engine_profiles(export, engine)
     (export.directory / ENGINE_MANIFEST).unlink(missing_ok=True)
