@@ -33,15 +33,17 @@ class Tolerance:
     stat: str = "elemwise"
 
 
-# Float32 ONNX Runtime vs float32 PyTorch. Encoder hidden states: 1e-4 absolute; the relative
-# term covers Whisper's outlier residual channel (|x| ~ 600 before the final norm, where one
-# float32 ulp is 6e-5), in which two correct float32 kernels differ by a few 1e-4 after the norm.
+# Float32 ONNX Runtime vs float32 PyTorch. Hidden states: 1e-4 absolute, with a relative term;
+# the encoder's output is allowed 1e-3: Whisper's outlier residual channel (|x| ~ 600 before the
+# final norm, where one float32 ulp is 6e-5) makes two correct float32 kernels differ by a few
+# 1e-4 after the norm on near-zero elements (dense tiny.en on tests/data: max 4.3e-4, mean 7e-7,
+# the same with the graphs of a02c3a8), while a real bug moves the mean by orders of magnitude.
 FP32: dict[str, Tolerance] = {
     "head_hidden": Tolerance(1e-4, 1e-4),
     "frame_scores": Tolerance(1e-6, 1e-4),
     "kept_hidden": Tolerance(1e-4, 1e-4),
     "kept_index": Tolerance(0.0, 0.0),
-    "encoder_hidden": Tolerance(1e-4, 1e-4),
+    "encoder_hidden": Tolerance(1e-3, 1e-4),
     "cross_k": Tolerance(1e-4, 1e-4),
     "cross_v": Tolerance(1e-4, 1e-4),
     "logits": Tolerance(1e-3, 1e-4),
