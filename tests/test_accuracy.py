@@ -205,7 +205,12 @@ def test_exported_padding_drop_keeps_pytorchs_frames(tmp_path, tiny_model):
     report = validate_export(tmp_path / "drop", DATA / "manifest.tsv", limit=2, hf_model=tiny_model,
                              graphs=["prune"])
     assert report.passed and report.n_utterances == 2
-    with pytest.raises(ConfigError, match="TensorRT engines of it are not built"):
+    from whisper_eas.deps import installed
+    from whisper_eas.errors import MissingDependencyError
+
+    gpu = installed("tensorrt") and torch.cuda.is_available()  # else that one line comes first
+    with pytest.raises(ConfigError if gpu else MissingDependencyError,
+                       match="TensorRT engines of it are not built" if gpu else None):
         build_engines(tmp_path / "drop")
     with pytest.raises(ConfigError, match="adaptive counts within a speech region"):
         export_model("tiny.en", PruneConfig(layer=1, keep_ratio=None, mass=0.9, strategy="coverage",
