@@ -30,6 +30,7 @@ LAYERS: dict[str, int] = {
     "runners": 7,
     # the decode pipeline
     "guard": 8, "longform": 8, "window_decode": 8, "scheduler": 8, "batched_longform": 8, "alignment": 8,
+    "hallucination": 8,
     "transcribe": 9, "outputs": 9, "evaluation": 9,
     "validation": 10, "search": 10, "benchmark": 10, "scaleout": 10,
     "cli": 11,
