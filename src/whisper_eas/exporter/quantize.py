@@ -28,9 +28,9 @@ from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 
-from whisper_eas.errors import MissingDependencyError
-
 import numpy as np
+
+from whisper_eas.errors import MissingDependencyError
 
 PRECISIONS = ("fp32", "int8", "int8-proj")  # int8-proj: only the vocabulary projection, rescored (`rescore`)
 RESCORE_TOP_K = 16  # text candidates recomputed in float32 per row (int8-proj)

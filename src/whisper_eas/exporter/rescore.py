@@ -39,6 +39,8 @@ def _projection_gemm(graph, vocab_floor: int):
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         if attrs.get("transA", 0) or not attrs.get("transB", 0) or attrs.get("alpha", 1.0) != 1.0:
             continue
+        if attrs.get("beta", 1.0) != 1.0:  # a scaled bias: left alone, as `untie_output_projection` does
+            continue
         weight = _constant(graph, node.input[1])
         if weight is not None and weight.ndim == 2 and weight.shape[0] > vocab_floor:
             return node, weight, attrs
@@ -67,7 +69,7 @@ def rescore_output_projection(model, first_special: int, top_k: int) -> str | No
         from whisper_eas.exporter.quantize import _constant
 
         value = _constant(graph, node.input[2])
-        if value is None or value.any() or attrs.get("beta", 1.0) != 1.0:
+        if value is None or value.any():
             bias = node.input[2]  # a real bias: added at the end (Whisper's projection has none)
     h, w, out = node.input[0], node.input[1], node.output[0]
     p = RESCORE_PREFIX

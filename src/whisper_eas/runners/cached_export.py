@@ -8,11 +8,11 @@ token that can win (`exporter.rescore`). tiny.en's greedy transcripts equal floa
 speech-dev long and short and speech-val long and short (one speech-val utterance differs, in a
 temperature-1.0 sampled fallback, same errors); base's equal float32's on the 8 long recordings
 of speech-dev and speech-val, and on speech-val short 277 of 280 utterances are the same text
-(+0.00 [-0.33, +0.27] points; the 3 others are sampled fallbacks). Whole int8 (`int8`) is not a default anywhere: on tiny.en it lost +1.9
-points on the eight long recordings of speech-dev + speech-val (+3.9 on speech-val), base's lost
-10 words on one of two (docs/benchmarks.md). The first run exports
-them into `$WHISPER_EAS_HOME/onnx-exports/<key>/` (a progress line on stderr, ~15-45 s for
-tiny.en, ~1-2 min for base); later runs load that folder.
+(+0.00 [-0.33, +0.27] points; the 3 others are sampled fallbacks). Whole int8 (`int8`) is not a
+default anywhere: on tiny.en it lost +1.9 points on the eight long recordings of speech-dev +
+speech-val (+3.9 on speech-val), base's lost 10 words on one of two (docs/benchmarks.md). The
+first run exports them into `$WHISPER_EAS_HOME/onnx-exports/<key>/` (a progress line on stderr,
+~15-45 s for tiny.en, ~1-2 min for base); later runs load that folder.
 
 Concurrent processes are safe: each exports into a private sibling folder and renames it into
 place; a process that loses the race drops its copy and uses the winner's. A folder is only ever
