@@ -2,11 +2,18 @@
 
 The thresholds are openai/whisper's fallback thresholds (gzip compression ratio 2.4, average
 log-probability -1.0) plus an explicit repeated n-gram check, which catches short loops that
-do not yet compress well ("much, much, much, much").
+do not yet compress well ("much, much, much, much"), and a repeated-span check: a window whose
+text says the same run of `repeat_span_words` words twice. With timestamps, a pruned window can
+decode its whole sentence, then decode it again (or a variant of it) as a second segment; two
+segments compress too little for the ratio to notice. Dense base transcripts on speech-dev never
+repeat a span of 8 words within a window (at most 3 in short clips, 6 in 30 s windows and in whole
+long recordings); the repeats seen in pruned windows were 11 to 22 words long (docs/results.md,
+section 0).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from whisper_eas.decoding import DecodingResult
@@ -23,6 +30,8 @@ class GuardOptions:
     max_ngram: int = 10  # longest n-gram checked for loops
     min_repeats: int = 4  # an n-gram repeated this many times in a row...
     min_loop_tokens: int = 8  # ...and spanning at least this many tokens is a loop
+    # A run of this many words said twice (apart, not overlapping) in one window is a repeat; None: off.
+    repeat_span_words: int | None = 8
     # A language detected on a pruned encoding with a top probability below this is detected again
     # on the dense encoding (multilingual models; docs/results.md, "Language identification").
     language_min_prob: float = 0.8
@@ -35,6 +44,8 @@ class GuardOptions:
         if self.max_ngram < 1 or self.min_repeats < 2 or self.min_loop_tokens < 1:
             raise ConfigError(f"guard loop check needs max_ngram >= 1, min_repeats >= 2, min_loop_tokens >= 1; "
                               f"got {self.max_ngram}, {self.min_repeats}, {self.min_loop_tokens}")
+        if self.repeat_span_words is not None and self.repeat_span_words < 2:
+            raise ConfigError(f"guard repeat_span_words must be >= 2 or None, got {self.repeat_span_words}")
         if not 0.0 <= self.language_min_prob <= 1.0:
             raise ConfigError(f"guard language_min_prob must be within [0, 1], got {self.language_min_prob}")
 
@@ -55,12 +66,33 @@ def repeated_ngram_loop(tokens: list[int], max_ngram: int = 10, min_repeats: int
     return False
 
 
+_WORD = re.compile(r"\w+(?:'\w+)*")
+
+
+def repeated_span(text: str, min_words: int = 8) -> bool:
+    """True when some run of `min_words` words occurs twice in `text` without overlapping.
+
+    Words are compared lower-cased, punctuation dropped, so "Agenda. He said" matches "agenda he
+    said". Any longer repeated span contains a repeated run of exactly `min_words` words, so
+    checking that length is enough."""
+    words = _WORD.findall(text.lower())
+    first: dict[tuple[str, ...], int] = {}
+    for start in range(len(words) - min_words + 1):
+        span = tuple(words[start : start + min_words])
+        seen = first.setdefault(span, start)
+        if start - seen >= min_words:
+            return True
+    return False
+
+
 def degenerate_reason(result: DecodingResult, guard: GuardOptions) -> str | None:
-    """Why `result` looks degenerate ('compression', 'logprob', 'loop'), or None."""
+    """Why `result` looks degenerate ('compression', 'logprob', 'loop', 'repeat'), or None."""
     if guard.compression_ratio_threshold is not None and result.compression_ratio > guard.compression_ratio_threshold:
         return "compression"
     if guard.logprob_threshold is not None and result.avg_logprob < guard.logprob_threshold:
         return "logprob"
     if repeated_ngram_loop(result.tokens, guard.max_ngram, guard.min_repeats, guard.min_loop_tokens):
         return "loop"
+    if guard.repeat_span_words is not None and repeated_span(result.text, guard.repeat_span_words):
+        return "repeat"
     return None
