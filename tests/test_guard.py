@@ -46,11 +46,22 @@ def test_a_run_on_that_repeats_a_clause_apart_is_a_repeat(tokenizer):
     assert degenerate_reason(result, GuardOptions()) == "repeat"
 
 
+def test_a_window_that_says_its_prompt_again_is_a_repeat(tokenizer):
+    """vctk-p225_224 through the product path: the first window says the sentence, the seek leaves
+    a second window over the last seconds, and the pruned encoder decodes the whole sentence again.
+    The copy starts in the window's own text; text that only the prompt holds does not count."""
+    result = timestamped(tokenizer, [(0.0, 2.6, SENTENCE)])
+    assert degenerate_reason(result, GuardOptions()) is None
+    assert degenerate_reason(result, GuardOptions(), previous=" " + SENTENCE) == "repeat"
+    assert not repeated_span("agenda.", 8, previous=SENTENCE + " " + SENTENCE)
+
+
 def test_normal_speech_with_common_phrases_is_left_alone(tokenizer):
     text = ("At the same time, the committee said that the plan was sound. At the same time, it asked "
             "for more money, and the council said that the plan was late.")  # 5 words repeated at most
     result = timestamped(tokenizer, [(0.0, 4.0, SENTENCE), (4.0, 12.0, text)])
     assert degenerate_reason(result, GuardOptions()) is None
+    assert degenerate_reason(result, GuardOptions(), previous="The plan was sound, and the money was late.") is None
     assert not repeated_span(text, 8) and repeated_span(text, 4)
 
 

@@ -3,12 +3,13 @@
 The thresholds are openai/whisper's fallback thresholds (gzip compression ratio 2.4, average
 log-probability -1.0) plus an explicit repeated n-gram check, which catches short loops that
 do not yet compress well ("much, much, much, much"), and a repeated-span check: a window whose
-text says the same run of `repeat_span_words` words twice. With timestamps, a pruned window can
-decode its whole sentence, then decode it again (or a variant of it) as a second segment; two
-segments compress too little for the ratio to notice. Dense base transcripts on speech-dev never
-repeat a span of 8 words within a window (at most 3 in short clips, 6 in 30 s windows and in whole
-long recordings); the repeats seen in pruned windows were 11 to 22 words long (docs/results.md,
-section 0).
+text says again a run of `repeat_span_words` words that it, or the file's text just before it (the
+window's previous-text prompt), already said. With timestamps, a pruned window can decode its whole
+sentence, then decode it again as a second segment, or, after the seek, as the next window of the
+same short file; two copies compress too little for the ratio to notice. Dense base transcripts on
+speech-dev never repeat a span of 8 words (at most 3 in short clips, 6 in 30 s windows and in
+whole long recordings); the repeats seen in pruned windows were 11 to 22 words long
+(docs/results.md, section 0).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ class GuardOptions:
     max_ngram: int = 10  # longest n-gram checked for loops
     min_repeats: int = 4  # an n-gram repeated this many times in a row...
     min_loop_tokens: int = 8  # ...and spanning at least this many tokens is a loop
-    # A run of this many words said twice (apart, not overlapping) in one window is a repeat; None: off.
+    # A window that says again a run of this many words (said earlier in it or in its previous-text
+    # prompt, the copies not overlapping) is a repeat; None: off.
     repeat_span_words: int | None = 8
     # A language detected on a pruned encoding with a top probability below this is detected again
     # on the dense encoding (multilingual models; docs/results.md, "Language identification").
@@ -69,30 +71,33 @@ def repeated_ngram_loop(tokens: list[int], max_ngram: int = 10, min_repeats: int
 _WORD = re.compile(r"\w+(?:'\w+)*")
 
 
-def repeated_span(text: str, min_words: int = 8) -> bool:
-    """True when some run of `min_words` words occurs twice in `text` without overlapping.
+def repeated_span(text: str, min_words: int = 8, previous: str = "") -> bool:
+    """True when `text` says a run of `min_words` words that came earlier in `text` or in
+    `previous` (the text just before it), the two copies not overlapping.
 
     Words are compared lower-cased, punctuation dropped, so "Agenda. He said" matches "agenda he
     said". Any longer repeated span contains a repeated run of exactly `min_words` words, so
-    checking that length is enough."""
-    words = _WORD.findall(text.lower())
+    checking that length is enough; only copies that start within `text` count."""
+    before = _WORD.findall(previous.lower())
+    words = before + _WORD.findall(text.lower())
     first: dict[tuple[str, ...], int] = {}
     for start in range(len(words) - min_words + 1):
         span = tuple(words[start : start + min_words])
         seen = first.setdefault(span, start)
-        if start - seen >= min_words:
+        if start >= len(before) and start - seen >= min_words:
             return True
     return False
 
 
-def degenerate_reason(result: DecodingResult, guard: GuardOptions) -> str | None:
-    """Why `result` looks degenerate ('compression', 'logprob', 'loop', 'repeat'), or None."""
+def degenerate_reason(result: DecodingResult, guard: GuardOptions, previous: str = "") -> str | None:
+    """Why `result` looks degenerate ('compression', 'logprob', 'loop', 'repeat'), or None.
+    `previous`: the text the window was prompted with (the file's text before it)."""
     if guard.compression_ratio_threshold is not None and result.compression_ratio > guard.compression_ratio_threshold:
         return "compression"
     if guard.logprob_threshold is not None and result.avg_logprob < guard.logprob_threshold:
         return "logprob"
     if repeated_ngram_loop(result.tokens, guard.max_ngram, guard.min_repeats, guard.min_loop_tokens):
         return "loop"
-    if guard.repeat_span_words is not None and repeated_span(result.text, guard.repeat_span_words):
+    if guard.repeat_span_words is not None and repeated_span(result.text, guard.repeat_span_words, previous):
         return "repeat"
     return None

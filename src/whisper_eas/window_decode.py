@@ -184,7 +184,8 @@ def _guard_rerun(runner, requests, options, languages, outcomes, guard, dense: _
     """Re-run degenerate sparse windows as clean dense decodes; returns the rows re-run."""
     if not dense.available or not guard.enabled:
         return set()
-    reasons = {i: degenerate_reason(o.result, guard) for i, o in enumerate(outcomes)}
+    reasons = {i: degenerate_reason(o.result, guard, runner.tokenizer.decode(list(requests[i].prompt)))
+               for i, o in enumerate(outcomes)}
     redo = [i for i, reason in reasons.items() if reason]
     if not redo:
         return set()
