@@ -134,3 +134,46 @@ def test_projection_scope_quantizes_only_the_vocabulary_projection(tmp_path):
         quantize_graph(tmp_path / "g.onnx", tmp_path / f"{scope}.onnx", QuantizeConfig(scope=scope))
         ops = [n.op_type for n in onnx.load(str(tmp_path / f"{scope}.onnx")).graph.node]
         assert ops.count("MatMul") == float_matmuls and "MatMulInteger" in ops and "Gemm" not in ops
+
+
+@pytest.fixture(scope="module")
+def int8_enc_dir():
+    return cached_export("tiny.en", None, "int8-enc").folder
+
+
+def test_int8_enc_quantizes_the_encoder_but_fc2_and_keeps_the_rescored_step(int8_enc_dir):
+    from whisper_eas.exporter.quantize import QuantizeConfig
+
+    manifest = ExportManifest.load(int8_enc_dir, verify=True)
+    assert manifest.precision == "int8-enc" and manifest.quantization.keep_float == ("/fc2/",)
+    assert QuantizeConfig.from_dict(manifest.quantization.to_dict()) == manifest.quantization
+    assert [manifest.graph_precision(g) for g in ("encoder_head", "encoder_tail", "decoder_cross")] == \
+        ["fp32", "int8", "fp32"]
+    tail = onnx.load(str(manifest.path("encoder_tail")), load_external_data=False).graph.node
+    layers = manifest.dims.encoder_layers
+    assert sum(n.op_type == "MatMulInteger" for n in tail) == 5 * layers  # q, k, v, out, fc1 per block
+    float_matmuls = [n.name for n in tail if n.op_type == "MatMul"]
+    assert sum("/fc2/" in name for name in float_matmuls) == layers  # fc2 stays float32...
+    assert len(float_matmuls) == 3 * layers  # ...as do the two attention products
+    proj = ExportManifest.load(cached_export("tiny.en", None, "int8-proj").folder)
+    assert manifest.files["decoder_step.onnx"] == proj.files["decoder_step.onnx"]  # int8-proj's step, as it is
+
+
+def test_int8_enc_validates_and_transcribes_real_speech_like_float32(int8_enc_dir, tiny_model):
+    from whisper_eas.runners.ort_runner import OrtRunner
+    from whisper_eas.transcribe import Transcriber
+    from whisper_eas.validation.parity import INT8, validate_export
+
+    report = validate_export(int8_enc_dir, DATA / "manifest.tsv", limit=2, batch=2, hf_model=tiny_model)
+    hidden = next(r for r in report.rows if r.graph == "encoder_tail")
+    assert hidden.tolerance == INT8[hidden.output] and hidden.max_abs > 1e-3  # really int8, and within its table
+    utts = [u for u in read_manifest(DATA / "manifest.tsv") if u.duration_s <= 30]
+    paths = [u.path for u in utts]
+    enc = [o.result.text for o in Transcriber(OrtRunner(int8_enc_dir)).transcribe_many(paths)]
+    fp32 = [o.result.text for o in Transcriber(OrtRunner(cached_export("tiny.en", None, "fp32").folder))
+            .transcribe_many(paths)]
+    refs = [u.text for u in utts]
+    assert "ask not what your country can do for you" in enc[[u.id for u in utts].index("jfk-inaugural-1961")].lower()
+    wer_enc, words = corpus_wer(list(zip(refs, enc)))
+    wer32, _ = corpus_wer(list(zip(refs, fp32)))
+    assert wer_enc <= wer32 + 100 * 1 / words, (enc, fp32)  # at most one more word error

@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from whisper_eas.cli.common import friendly_errors, model_option, prune_options, resolve_prune
+from whisper_eas.exporter.quantize import PRECISIONS
 
 
 def _choices(*allowed: str):
@@ -47,7 +48,7 @@ def _sparse_configs(ctx, param, values: tuple[str, ...]) -> list:
 @click.option("--repeats", default=2, show_default=True, type=click.IntRange(min=1))
 @click.option("--threads", default=2, show_default=True, type=click.IntRange(min=0),
               help="Threads for every system (0: each library's own).")
-@click.option("--precisions", default="fp32,int8", show_default=True, callback=_choices("fp32", "int8", "int8-proj"))
+@click.option("--precisions", default="fp32,int8", show_default=True, callback=_choices(*PRECISIONS))
 @click.option("--configs", default="dense,shipped", show_default=True, callback=_choices("dense", "shipped"))
 @click.option("--fw-types", default="int8,float32", show_default=True, callback=_choices("int8", "float32"))
 @click.option("--fw-modes", default="sequential,batched", show_default=True,

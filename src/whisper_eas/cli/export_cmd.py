@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from whisper_eas.cli.common import friendly_errors, model_option, prune_options, resolve_prune
+from whisper_eas.exporter.quantize import PRECISIONS
 
 
 def _batch(value: str) -> int | None:
@@ -27,10 +28,11 @@ def _batch(value: str) -> int | None:
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder to write.")
 @click.option("--opset", default=17, show_default=True, help="ONNX opset (17 or newer).")
 @click.option("--batch", default="dynamic", show_default=True, help="'dynamic' or a fixed batch size.")
-@click.option("--precision", type=click.Choice(["fp32", "int8", "int8-proj"]), default="fp32", show_default=True,
+@click.option("--precision", type=click.Choice(list(PRECISIONS)), default="fp32", show_default=True,
               help="int8: dynamic int8 weights for the encoder tail and the decoder (ONNX Runtime on a CPU); "
                    "int8-proj: only the decoder's vocabulary projection, its top 16 text tokens and the special "
-                   "tokens recomputed in float32 (float32's greedy decisions, faster steps).")
+                   "tokens recomputed in float32 (float32's greedy decisions, faster steps); int8-enc: int8-proj "
+                   "plus the encoder tail's weight matmuls except the feed-forward output (fc2).")
 @click.option("--no-decoder-cache", is_flag=True, help="Re-export the decoder, not the model's cached one.")
 @click.option("--engines", is_flag=True, help="Also build FP16 TensorRT engines (needs tensorrt and an NVIDIA GPU).")
 @click.option("--max-batch", default=16, show_default=True, help="Engines: most windows per call.")

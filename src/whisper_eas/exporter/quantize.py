@@ -14,6 +14,10 @@ memory every time. The projection is exported as a `Gemm` sharing the embedding 
 `MatMul` on its own transposed copy (quantized to 20 MB; the float32 embedding stays for the
 token lookup).
 
+`--precision int8-proj` quantizes only that projection and rescores its candidates in float32
+(`exporter.rescore`); `--precision int8-enc` adds the encoder tail's weight matmuls except each
+block's fc2 (`ENCODER_FLOAT32_MATMULS`).
+
 Quantized graphs are cached by the float32 graph's sha256 and the settings
 (`$WHISPER_EAS_HOME/onnx-int8/<key>/`), so the shared decoder graphs are quantized once per model.
 """
@@ -32,10 +36,17 @@ import numpy as np
 
 from whisper_eas.errors import MissingDependencyError
 
-PRECISIONS = ("fp32", "int8", "int8-proj")  # int8-proj: only the vocabulary projection, rescored (`rescore`)
+# int8-proj: only the vocabulary projection, rescored (`rescore`); int8-enc: that, plus the encoder
+# tail's weight matmuls except `ENCODER_FLOAT32_MATMULS`
+PRECISIONS = ("fp32", "int8", "int8-proj", "int8-enc")
 RESCORE_TOP_K = 16  # text candidates recomputed in float32 per row (int8-proj)
 INT8_GRAPHS = ("encoder_tail", "decoder_cross", "decoder_step")  # head and prune: float32 frame selection
 QUANTIZE_VERSION = "1"  # bump when the rewrite below changes
+# int8-enc keeps each block's second feed-forward matmul float32: its input is the GELU output, whose
+# range is the widest in the encoder (tiny.en's last block: max 105x its median channel), and a
+# per-tensor activation scale there cost the most (speech-dev: all int8 +0.37 WER points short,
+# +0.30 long; without fc2 +0.08 and +0.10; docs/benchmarks.md)
+ENCODER_FLOAT32_MATMULS = ("/fc2/",)
 
 
 @dataclass(frozen=True)
@@ -44,15 +55,27 @@ class QuantizeConfig:
 
     graphs: tuple[str, ...] = INT8_GRAPHS
     per_channel: bool = True  # one scale per output column: tiny.en next-token KL 0.011 vs 0.029 per tensor
-    scope: str = "all"  # "all" weight matmuls, or only the vocabulary "projection" (next-token KL 0.0015)
+    # "all" weight matmuls; only the vocabulary "projection" (next-token KL 0.0015); or
+    # "encoder+projection": every weight matmul of the encoder graphs, the projection of the others
+    scope: str = "all"
     method: str = "onnxruntime.quantize_dynamic"
     weight_type: str = "int8"
     rescore: int = 0  # > 0: int8 projection over text tokens, top `rescore` and specials exact (`exporter.rescore`)
+    keep_float: tuple[str, ...] = ()  # weight matmuls whose node name contains one of these stay float32
 
     @property
     def precision(self) -> str:
-        """The `--precision` this config is: int8-proj for the rescored projection alone."""
-        return "int8-proj" if self.scope == "projection" and self.rescore else "int8"
+        """The `--precision` this config is: int8-proj for the rescored projection alone, int8-enc
+        for that plus the encoder."""
+        if self.rescore and self.scope == "projection":
+            return "int8-proj"
+        if self.rescore and self.scope == "encoder+projection":
+            return "int8-enc"
+        return "int8"
+
+    def projection_only(self, graph_file: str) -> bool:
+        """Whether only the vocabulary projection of this graph file is quantized."""
+        return self.scope == "projection" or (self.scope == "encoder+projection" and not graph_file.startswith("encoder"))
 
     @classmethod
     def for_precision(cls, precision: str) -> "QuantizeConfig":
@@ -60,19 +83,24 @@ class QuantizeConfig:
         step's vocabulary projection only, with exact rescoring (`exporter.rescore`)."""
         if precision == "int8-proj":
             return cls(graphs=("decoder_step",), scope="projection", rescore=RESCORE_TOP_K)
+        if precision == "int8-enc":
+            return cls(graphs=("encoder_tail", "decoder_step"), scope="encoder+projection", rescore=RESCORE_TOP_K,
+                       keep_float=ENCODER_FLOAT32_MATMULS)
         return cls()
 
     def to_dict(self) -> dict:
-        data = {**asdict(self), "graphs": list(self.graphs)}
-        if not self.rescore:  # manifests written before rescoring read the same
-            del data["rescore"]
+        data = {**asdict(self), "graphs": list(self.graphs), "keep_float": list(self.keep_float)}
+        for optional in ("rescore", "keep_float"):  # manifests written before these fields read the same
+            if not data[optional]:
+                del data[optional]
         return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "QuantizeConfig":
         return cls(graphs=tuple(data["graphs"]), per_channel=bool(data["per_channel"]),
                    method=str(data.get("method", cls.method)), weight_type=str(data.get("weight_type", "int8")),
-                   scope=str(data.get("scope", "all")), rescore=int(data.get("rescore", 0)))
+                   scope=str(data.get("scope", "all")), rescore=int(data.get("rescore", 0)),
+                   keep_float=tuple(data.get("keep_float", ())))
 
 
 def _quantization():
@@ -146,6 +174,8 @@ def _cache_key(source_sha256: str, config: QuantizeConfig, first_special: int | 
         header += f"|{config.scope}"
     if config.rescore:
         header += f"|rescore{config.rescore}@{first_special}"
+    if config.keep_float:
+        header += "|float32:" + ",".join(config.keep_float)
     return hashlib.sha256(header.encode()).hexdigest()[:24]
 
 
@@ -158,16 +188,19 @@ def quantize_graph(source: Path, target: Path, config: QuantizeConfig, first_spe
 
     quantization = _quantization()
     model = onnx.load(str(source))
+    projection_only = config.projection_only(source.name.lstrip("."))
     rescored = None
-    if config.rescore:
+    if config.rescore and projection_only:
         if first_special is None:
             raise ValueError("rescoring needs the first special token id (end-of-text)")
         rescored = rescore_output_projection(model, first_special, config.rescore)
     untie_output_projection(model)
     only = None
-    if config.scope == "projection":
+    if projection_only:
         only = [n.name for n in model.graph.node if n.op_type == "MatMul" and n.input[1].endswith("_int8_t")]
         only += [rescored] if rescored else []
+    excluded = list(FLOAT32_NODES) + [n.name for n in model.graph.node
+                                      if n.op_type == "MatMul" and any(part in n.name for part in config.keep_float)]
     with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
         untied = Path(scratch) / "untied.onnx"
         onnx.save(model, str(untied))
@@ -179,7 +212,7 @@ def quantize_graph(source: Path, target: Path, config: QuantizeConfig, first_spe
             quantization.quantize_dynamic(
                 str(untied), str(quantized), weight_type=quantization.QuantType.QInt8,
                 per_channel=config.per_channel, op_types_to_quantize=["MatMul"], nodes_to_quantize=only,
-                nodes_to_exclude=list(FLOAT32_NODES),
+                nodes_to_exclude=excluded,
                 extra_options={"MatMulConstBOnly": True},
             )
         finally:

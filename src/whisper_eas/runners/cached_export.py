@@ -10,7 +10,8 @@ temperature-1.0 sampled fallback, same errors); base's equal float32's on the 8 
 of speech-dev and speech-val, and on speech-val short 277 of 280 utterances are the same text
 (+0.00 [-0.33, +0.27] points; the 3 others are sampled fallbacks). Whole int8 (`int8`) is not a
 default anywhere: on tiny.en it lost +1.9 points on the eight long recordings of speech-dev +
-speech-val (+3.9 on speech-val), base's lost 10 words on one of two (docs/benchmarks.md). The
+speech-val (+3.9 on speech-val), base's lost 10 words on one of two; nor is `int8-enc` (int8-proj
+plus an int8 encoder tail): +1.02 on speech-val long (docs/benchmarks.md). The
 first run exports them into `$WHISPER_EAS_HOME/onnx-exports/<key>/` (a progress line on stderr,
 ~15-45 s for tiny.en, ~1-2 min for base); later runs load that folder.
 
