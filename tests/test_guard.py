@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from whisper_eas.decoding import DecodingResult, compression_ratio
-from whisper_eas.guard import GuardOptions, degenerate_reason, repeated_span
+from whisper_eas.guard import GuardOptions, degenerate_reason, repeated_span, unfinished_ending
 
 SENTENCE = "He said that healthy eating was high on the council agenda."  # speech-val vctk-p225_224
 
@@ -63,6 +63,22 @@ def test_normal_speech_with_common_phrases_is_left_alone(tokenizer):
     assert degenerate_reason(result, GuardOptions()) is None
     assert degenerate_reason(result, GuardOptions(), previous="The plan was sound, and the money was late.") is None
     assert not repeated_span(text, 8) and repeated_span(text, 4)
+
+
+def test_an_unfinished_last_segment_where_the_audio_ends_is_re_run(tokenizer):
+    """A window holding the file's end whose text does not end in a lone timestamp would send
+    long-form decoding back for a tail window (where the sentence gets said again)."""
+    begin = tokenizer.timestamp_begin
+    paired = timestamped(tokenizer, [(0.0, 3.2, SENTENCE)])
+    paired.tokens.append(begin + 160)  # "<|0.00|> text <|3.20|><|3.20|>": a complete segment...
+    assert unfinished_ending(paired.tokens, begin)  # ...then the window's last timestamp pair: unfinished
+    closed = timestamped(tokenizer, [(0.0, 3.2, SENTENCE)])  # "<|0.00|> text <|3.20|>": lone timestamp
+    assert not unfinished_ending(closed.tokens, begin)
+    assert not unfinished_ending(tokenizer.encode(SENTENCE), begin)  # no timestamps: nothing to say
+    assert degenerate_reason(paired, GuardOptions(), timestamp_begin=begin, audio_ends=True) == "unfinished"
+    assert degenerate_reason(paired, GuardOptions(), timestamp_begin=begin, audio_ends=False) is None
+    assert degenerate_reason(paired, GuardOptions(unfinished_end=False), timestamp_begin=begin, audio_ends=True) is None
+    assert degenerate_reason(closed, GuardOptions(), timestamp_begin=begin, audio_ends=True) is None
 
 
 def test_overlapping_occurrences_do_not_count():

@@ -10,6 +10,13 @@ same short file; two copies compress too little for the ratio to notice. Dense b
 speech-dev never repeat a span of 8 words (at most 3 in short clips, 6 in 30 s windows and in
 whole long recordings); the repeats seen in pruned windows were 11 to 22 words long
 (docs/results.md, section 0).
+
+With timestamps, a pruned window can also leave its last segment unfinished although the file's
+audio ends inside the window: the next window then covers only the file's last seconds, and there a
+decoder prompted with the text so far says it again (the same repeat, one window later, where a
+dense re-run of that tail repeats too). `unfinished_end` re-runs the first window instead: a
+sparse window that holds the end of the file's audio but does not end its text with a lone
+timestamp. Dense decoding needed a second window on 3 of 158 speech-dev short files.
 """
 
 from __future__ import annotations
@@ -34,6 +41,8 @@ class GuardOptions:
     # A window that says again a run of this many words (said earlier in it or in its previous-text
     # prompt, the copies not overlapping) is a repeat; None: off.
     repeat_span_words: int | None = 8
+    # A timestamped window that holds the end of the file's audio but leaves its last segment unfinished.
+    unfinished_end: bool = True
     # A language detected on a pruned encoding with a top probability below this is detected again
     # on the dense encoding (multilingual models; docs/results.md, "Language identification").
     language_min_prob: float = 0.8
@@ -89,9 +98,18 @@ def repeated_span(text: str, min_words: int = 8, previous: str = "") -> bool:
     return False
 
 
-def degenerate_reason(result: DecodingResult, guard: GuardOptions, previous: str = "") -> str | None:
-    """Why `result` looks degenerate ('compression', 'logprob', 'loop', 'repeat'), or None.
-    `previous`: the text the window was prompted with (the file's text before it)."""
+def unfinished_ending(tokens: list[int], timestamp_begin: int) -> bool:
+    """True when timestamped tokens do not end in a lone timestamp ("<|t1|> text <|t2|>"): the last
+    segment is unfinished, so long-form decoding seeks back and decodes its speech again."""
+    stamps = [t >= timestamp_begin for t in tokens]
+    return any(stamps) and stamps[-2:] != [False, True]
+
+
+def degenerate_reason(result: DecodingResult, guard: GuardOptions, previous: str = "", *,
+                      timestamp_begin: int | None = None, audio_ends: bool = False) -> str | None:
+    """Why `result` looks degenerate ('compression', 'logprob', 'loop', 'repeat', 'unfinished'), or None.
+    `previous`: the text the window was prompted with (the file's text before it); `audio_ends`:
+    the file's audio ends inside this window; `timestamp_begin`: the first timestamp token."""
     if guard.compression_ratio_threshold is not None and result.compression_ratio > guard.compression_ratio_threshold:
         return "compression"
     if guard.logprob_threshold is not None and result.avg_logprob < guard.logprob_threshold:
@@ -100,4 +118,7 @@ def degenerate_reason(result: DecodingResult, guard: GuardOptions, previous: str
         return "loop"
     if guard.repeat_span_words is not None and repeated_span(result.text, guard.repeat_span_words, previous):
         return "repeat"
+    if guard.unfinished_end and audio_ends and timestamp_begin is not None \
+            and unfinished_ending(result.tokens, timestamp_begin):
+        return "unfinished"
     return None

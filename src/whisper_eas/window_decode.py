@@ -30,10 +30,12 @@ from typing import Callable, Sequence
 import torch
 
 from whisper_eas.decoding import N_TEXT_CTX, DecodingOptions, DecodingResult, decode_batch, detect_language
+from whisper_eas.features import N_FRAMES
 from whisper_eas.guard import GuardOptions, degenerate_reason
 from whisper_eas.longform import LongformOptions, WindowOutcome, WindowRequest, needs_fallback
 from whisper_eas.runners.base import EncodedBatch, Runner
 from whisper_eas.runners.host_threads import with_host_threads
+from whisper_eas.selection import content_frames
 
 MAX_PROMPT = N_TEXT_CTX // 2 - 1  # previous-text tokens kept by `initial_tokens`: longer prompts are cut
 SHORT_FORM = LongformOptions(temperatures=(0.0,))  # one window, one temperature: eval-free timing, search
@@ -184,7 +186,10 @@ def _guard_rerun(runner, requests, options, languages, outcomes, guard, dense: _
     """Re-run degenerate sparse windows as clean dense decodes; returns the rows re-run."""
     if not dense.available or not guard.enabled:
         return set()
-    reasons = {i: degenerate_reason(o.result, guard, runner.tokenizer.decode(list(requests[i].prompt)))
+    # fewer encoder frames of audio than a full window (1500): the file's audio ends in this window
+    audio_ends = (content_frames(torch.stack([r.mel for r in requests])) < N_FRAMES // 2).tolist()
+    reasons = {i: degenerate_reason(o.result, guard, runner.tokenizer.decode(list(requests[i].prompt)),
+                                    timestamp_begin=runner.tokenizer.timestamp_begin, audio_ends=audio_ends[i])
                for i, o in enumerate(outcomes)}
     redo = [i for i, reason in reasons.items() if reason]
     if not redo:
