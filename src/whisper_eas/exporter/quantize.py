@@ -124,6 +124,22 @@ def _constant(graph, name: str) -> np.ndarray | None:
     return None
 
 
+def constant_weight_gemm(graph, node) -> tuple[np.ndarray, dict] | None:
+    """(W, attributes) of a `Gemm(x, W, b)` with a constant W, no transA, alpha 1 and beta 1; else None.
+
+    The rewrites here and in `exporter.rescore` handle only that form (a scaled bias does not occur
+    in our graphs and is left alone)."""
+    from onnx import helper
+
+    if node.op_type != "Gemm":
+        return None
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    if attrs.get("transA", 0) or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0:
+        return None
+    weight = _constant(graph, node.input[1])
+    return None if weight is None else (weight, attrs)
+
+
 def untie_output_projection(model) -> int:
     """Rewrite each `Gemm(x, W, b, transB=1)` with a constant W as `MatMul(x, W^T) (+ b)`.
 
@@ -136,14 +152,10 @@ def untie_output_projection(model) -> int:
     graph = model.graph
     rewritten = 0
     for node in list(graph.node):
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        if node.op_type != "Gemm" or attrs.get("transA", 0) or attrs.get("alpha", 1.0) != 1.0:
+        parts = constant_weight_gemm(graph, node)
+        if parts is None:
             continue
-        if attrs.get("beta", 1.0) != 1.0:  # scaled biases do not occur in our graphs: left alone
-            continue
-        weight = _constant(graph, node.input[1])
-        if weight is None:
-            continue
+        weight, attrs = parts
         name = f"{node.input[1]}_int8_t"
         graph.initializer.append(numpy_helper.from_array(
             np.ascontiguousarray(weight.T if attrs.get("transB", 0) else weight), name))

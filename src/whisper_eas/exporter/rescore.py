@@ -29,20 +29,14 @@ RESCORE_PREFIX = "projection_rescore"
 
 def _projection_gemm(graph, vocab_floor: int):
     """The output projection: a Gemm(h, W, b, transB=1) whose constant W has more rows than `vocab_floor`."""
-    from onnx import helper
-
-    from whisper_eas.exporter.quantize import _constant
+    from whisper_eas.exporter.quantize import constant_weight_gemm
 
     for node in graph.node:
-        if node.op_type != "Gemm":
+        parts = constant_weight_gemm(graph, node)
+        if parts is None or not parts[1].get("transB", 0):
             continue
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        if attrs.get("transA", 0) or not attrs.get("transB", 0) or attrs.get("alpha", 1.0) != 1.0:
-            continue
-        if attrs.get("beta", 1.0) != 1.0:  # a scaled bias: left alone, as `untie_output_projection` does
-            continue
-        weight = _constant(graph, node.input[1])
-        if weight is not None and weight.ndim == 2 and weight.shape[0] > vocab_floor:
+        weight, attrs = parts
+        if weight.ndim == 2 and weight.shape[0] > vocab_floor:
             return node, weight, attrs
     return None, None, None
 
