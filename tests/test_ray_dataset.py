@@ -19,7 +19,7 @@ HAVE_RAY = importlib.util.find_spec("ray") is not None
 requires_ray = pytest.mark.skipif(not HAVE_RAY, reason="Ray is not installed (pip install 'whisper-eas[ray]')")
 GOOD = ["cathy-arctic_a0001.flac", "ls-test-clean-1089-134686-0001.flac", "ls-test-clean-1089-134691-0000.flac",
         "ls-test-other-1688-142285-0002.flac"]
-# The same backend and a sparse config on both sides (auto may pick a cached ONNX export; tiny.en ships dense).
+# The same backend and a sparse config on both sides (auto may pick a cached ONNX export of the default config).
 BACKEND = ["--backend", "pytorch", "--prune", "coverage@4+merge L1 k0.5"]
 
 

@@ -209,6 +209,23 @@ def test_from_model_uses_the_shipped_config_as_the_cli(tiny_runner):
     assert Transcriber.from_model("tiny.en", None).runner.prune is None
 
 
+def test_shipped_defaults_differ_by_device_only_where_the_gpu_paths_cannot_run_them():
+    """tiny.en's CPU default is the padding trim (a per-window frame count, which the CUDA-graph
+    runner and TensorRT engines do not take), so on a CUDA device tiny.en is dense; every GPU
+    default runs on the GPU fast paths."""
+    from whisper_eas.defaults import shipped_config, shipped_models
+    from whisper_eas.runners.factory import pytorch_runner_class
+
+    trim = shipped_config("tiny.en")
+    assert trim.needs_audio and trim.padding == "drop" and trim.keep_ratio == 1.0 and trim.speech_floor == 10.0
+    assert shipped_config("tiny.en", "cuda") is None and shipped_config("tiny.en", "cuda:1") is None
+    assert shipped_config("base", "cuda") == shipped_config("base")  # no GPU entry: the CPU default
+    assert pytorch_runner_class("cuda", trim).__name__ == "TorchRunner"  # why: the graphs runner refuses it
+    for model in shipped_models():
+        config = shipped_config(model, "cuda")
+        assert config is None or pytorch_runner_class("cuda", config).__name__ == "CudaGraphRunner"
+
+
 # ---- no speech, no text ---------------------------------------------------------------------------
 
 def _quiet_clips():

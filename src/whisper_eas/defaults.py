@@ -1,4 +1,4 @@
-"""Shipped default prune configs, chosen per model by the joint search (docs/results.md)."""
+"""Shipped default prune configs, chosen per model by the accuracy protocol (docs/results.md section 0)."""
 
 from __future__ import annotations
 
@@ -9,20 +9,38 @@ from pathlib import Path
 
 from whisper_eas.config import PruneConfig
 
+GPU_TABLE = "gpu"  # defaults on a CUDA device, where they differ from the CPU's (shipped_configs.json)
+
 
 @lru_cache(maxsize=1)
-def _shipped() -> dict[str, dict]:
+def _table() -> dict[str, dict]:
     text = resources.files("whisper_eas").joinpath("data/shipped_configs.json").read_text()
     return {k: v for k, v in json.loads(text).items() if not k.startswith("_")}
 
 
-def shipped_config(model: str | Path) -> PruneConfig | None:
-    """The shipped config for an embedded model name (or a folder whose name matches); None for a
-    model that ships dense (no config held on speech-val: tiny.en) or that has no entry."""
+def _entry(table: dict, model: str | Path) -> tuple[bool, dict | None]:
+    """(found, entry) for an embedded model name or a folder whose name matches one."""
     name = str(model)
-    data = _shipped().get(name) or _shipped().get(Path(name).name)
+    for key in (name, Path(name).name):
+        if key in table:
+            return True, table[key]
+    return False, None
+
+
+def shipped_config(model: str | Path, device: str = "cpu") -> PruneConfig | None:
+    """The shipped config for an embedded model name (or a folder whose name matches) on `device`;
+    None for a model that ships dense there or that has no entry.
+
+    On a CUDA device the `gpu` table wins where it names the model: the CUDA-graph runner and
+    TensorRT engines run one frame count per batch, so tiny.en's CPU default (the padding trim, a
+    per-window count) is dense there."""
+    if str(device).startswith("cuda"):
+        found, data = _entry(_table().get(GPU_TABLE, {}), model)
+        if found:
+            return PruneConfig.from_dict(data) if data else None
+    _, data = _entry(_table(), model)
     return PruneConfig.from_dict(data) if data else None
 
 
 def shipped_models() -> list[str]:
-    return list(_shipped())
+    return [name for name in _table() if name != GPU_TABLE]

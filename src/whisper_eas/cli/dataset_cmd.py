@@ -59,7 +59,8 @@ def command(input_spec, output_dir, model, engine_dir, backend, device, dense, l
     from whisper_eas.config import PruneConfig
 
     model = resolve_model(model, engine_dir)
-    prune = resolve_prune(model, dense, layer, keep_ratio, mass, strategy, scoring, query_stride, merge, engine_dir)
+    prune = resolve_prune(model, dense, layer, keep_ratio, mass, strategy, scoring, query_stride, merge, engine_dir,
+                          device)
     named = prune is None or isinstance(prune, PruneConfig)  # else the marker for the folder's own config
     spec = TranscribeSpec(model=model, prune=prune if named else None, default_prune=not named, backend=backend,
                           device=device, engine_dir=engine_dir,

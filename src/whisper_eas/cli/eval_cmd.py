@@ -43,7 +43,8 @@ def command(model, manifest, limit, dense, layer, keep_ratio, mass, strategy, sc
     from whisper_eas.runners.factory import make_runner
     from whisper_eas.transcribe import Transcriber
 
-    prune = resolve_prune(model, dense, layer, keep_ratio, mass, strategy, scoring, query_stride, merge, engine_dir)
+    prune = resolve_prune(model, dense, layer, keep_ratio, mass, strategy, scoring, query_stride, merge, engine_dir,
+                          device)
     model = resolve_model(model, engine_dir)
     utterances = read_manifest(manifest, limit)
     if not utterances:

@@ -50,7 +50,8 @@ def command(model, dense, layer, keep_ratio, mass, strategy, scoring, query_stri
     if precision != "fp32" and engines:
         raise click.UsageError("--engines builds FP16 TensorRT engines from float32 graphs: use --precision fp32")
     engine_config = _engine_config(max_batch, prune_plugin, aot_plugin) if engines else None
-    prune = resolve_prune(model, dense, layer, keep_ratio, mass, strategy, scoring, query_stride, merge)
+    prune = resolve_prune(model, dense, layer, keep_ratio, mass, strategy, scoring, query_stride, merge,
+                          device="cuda" if engines else "cpu")  # engines: the GPU default
     manifest = export_model(model, prune, out, settings)
     click.echo(f"exported {manifest.model} [{format_prune(prune)}] {manifest.precision}, opset {opset}, "
                f"batch {batch} -> {out}")

@@ -83,7 +83,8 @@ def command(inputs, model, engine_dir, backend, device, dense, layer, keep_ratio
         click.echo(stats.summary(), err=True)
         return
     # beside --engine-dir, an unnamed model / config is the folder's, a named one must match it
-    prune = resolve_prune(model, dense, layer, keep_ratio, mass, strategy, scoring, query_stride, merge, engine_dir)
+    prune = resolve_prune(model, dense, layer, keep_ratio, mass, strategy, scoring, query_stride, merge, engine_dir,
+                          device)
     model = resolve_model(model, engine_dir)
     if word_timestamps and backend == "auto" and engine_dir is None:
         backend = "pytorch"  # the alignment reads the decoder's cross-attention (alignment.py)

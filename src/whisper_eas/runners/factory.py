@@ -195,7 +195,7 @@ def _pytorch_runner(model, prune, device: str, engine_dir, options: dict) -> Run
         model, prune = export.model, export.config
     model = model if model is not None else DEFAULT_MODEL
     if prune is DEFAULT_PRUNE:
-        prune = shipped_config(model)
+        prune = shipped_config(model, device)
     runner_class = pytorch_runner_class(device, prune)
     if "head_precision" in options and runner_class.__name__ != "CudaGraphRunner":
         raise ConfigError("a head precision applies to the CUDA-graph runner: --device cuda with a fixed keep ratio")
