@@ -41,8 +41,9 @@ def test_a_sentence_said_twice_is_a_repeat(tokenizer):
 def test_a_run_on_that_repeats_a_clause_apart_is_a_repeat(tokenizer):
     """vctk-p363_023's run-on: the clause comes back after a different opening, not back to back."""
     clause = "the result is to give a bow with an abnormally wide yellow band"
-    result = timestamped(tokenizer, [(0.0, 4.0, f"If the red of the second bow falls upon the green of the first, {clause}."),
-                                     (4.0, 8.0, f"The red of the third bow falls upon the red of the third bow, {clause}.")])
+    first = f"If the red of the second bow falls upon the green of the first, {clause}."
+    again = f"The red of the third bow falls upon the red of the third bow, {clause}."
+    result = timestamped(tokenizer, [(0.0, 4.0, first), (4.0, 8.0, again)])
     assert degenerate_reason(result, GuardOptions()) == "repeat"
 
 
