@@ -22,6 +22,7 @@ from conftest import AUDIO, DATA
 from onnx_exports import SPARSE, exported
 
 JFK = AUDIO / "jfk-inaugural-1961.flac"
+SHARED_LONG = DATA.parents[2] / "shared" / "data" / "speech-dev" / "manifest-long.tsv"  # one file of it
 LONG = AUDIO / "long-cathy-a0001-a0019.flac"
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None, reason="needs onnxruntime")
@@ -190,3 +191,28 @@ def test_cli_batched_writes_times_inside_the_audio(tmp_path):
     assert "ask not what your country can do for you" in data["text"].lower()
     misuse = CliRunner().invoke(command, ["--vad-threshold", "0.4", str(JFK)])
     assert misuse.exit_code != 0 and "--vad-threshold applies to --batched only" in misuse.output
+
+
+def test_cli_batched_default_padding_trim_on_full_chunks(tmp_path):
+    """tiny.en's CPU default (the padding trim) in batched mode on a recording with full 30 s
+    chunks: each chunk is pruned over its own region, so the ONNX Runtime decoder gets equal kept
+    counts per batch (it once got a padded batch here and failed)."""
+    import json
+
+    from click.testing import CliRunner
+
+    from whisper_eas.cli.transcribe_cmd import command
+
+    reference = next(u for u in read_manifest(SHARED_LONG) if u.id == "long-ls-test-other-2609-156975")
+    result = CliRunner().invoke(command, ["--batched", "--format", "json", "--output-dir", str(tmp_path),
+                                          str(reference.path)])
+    assert result.exit_code == 0, result.output
+    assert "padding=drop" in result.output and "onnxruntime" in result.output  # the default path, said
+    data = json.loads(next(tmp_path.glob("*.json")).read_text())
+    assert data["timing"]["mode"] == "batched" and max(w["kept_frames"] for w in data["windows"]) == 1500
+    previous = 0.0
+    for segment in data["segments"]:
+        assert previous - 1e-6 <= segment["start"] < segment["end"] <= data["duration_s"] + 1e-6
+        previous = segment["end"]
+    errors, words = word_errors(reference.text, data["text"])
+    assert errors <= 0.35 * words, data["text"]  # LibriSpeech test-other, read fast: tiny.en's dense is ~25%

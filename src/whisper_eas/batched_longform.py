@@ -144,8 +144,10 @@ def encode_speech(runner: Runner, mel: torch.Tensor, content: list[int], config:
     from whisper_eas.runners.torch_runner import TorchRunner
 
     contents = torch.as_tensor(content, dtype=torch.long)
-    if min(content) >= N_FRAMES // 2 and config.onset_keep == 0:  # no padding: the runner's own (exported) pruning
-        return runner.encode(mel)
+    own = getattr(runner, "prune", None)
+    reads_audio = own is not None and own.needs_audio  # its own pruning would read each row's region itself
+    if min(content) >= N_FRAMES // 2 and config.onset_keep == 0 and not reads_audio:
+        return runner.encode(mel)  # no padding: the runner's own (exported) pruning
     if isinstance(runner, GraphRunner):
         return _encode_graphs(runner, mel, contents, config)
     if type(runner) is TorchRunner:  # the CUDA-graph runner has static shapes: whole windows

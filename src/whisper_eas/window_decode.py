@@ -18,7 +18,8 @@ Per window, in order:
 
 Each window's outcome depends only on that window, never on its batch neighbours: rows are
 decoded in groups of equal prompt length, per-input configs (adaptive mass, dropped padding:
-kept counts differ per window) are encoded one window at a time, and sampling uses a per-window seed.
+kept counts differ per window) are encoded one window at a time and decoded in groups of equal kept
+count, and sampling uses a per-window seed.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def decode_windows(
     if not requests:
         return []
     if encoded is None and runner.prune is not None and runner.prune.per_input and len(requests) > 1:
-        return [decode_windows(runner, [r], options, longform, guard)[0] for r in requests]
+        return _decode_by_count(runner, requests, options, longform, guard)
     if encoded is None:
         encoded = runner.encode(torch.stack([r.mel for r in requests]))
     if encode_dense is None and runner.prune is not None:
@@ -90,6 +91,24 @@ def decode_windows(
             source = dense.get([i]) if i in rerun else encoded.select([i])
             outcomes[i].result = _sample_fallback(runner, source, request, options, longform,
                                                   outcomes[i].result.language or languages[i], outcomes[i].result)
+    return outcomes
+
+
+def _decode_by_count(runner: Runner, requests: Sequence[WindowRequest], options: DecodingOptions,
+                     longform: LongformOptions, guard: GuardOptions) -> list[WindowOutcome]:
+    """Per-input configs: each window encoded alone (its kept count depends on it alone), then the
+    windows that kept the same number of frames decoded together (graph decoders take one count per
+    batch; a padding trim keeps all 1500 frames of every full window of a long recording)."""
+    parts = [runner.encode(r.mel.unsqueeze(0)) for r in requests]
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i, part in enumerate(parts):
+        groups[part.n_kept if part.frame_mask is None else -1 - i].append(i)
+    outcomes: list[WindowOutcome | None] = [None] * len(requests)
+    for rows in groups.values():
+        encoded = EncodedBatch.concat([parts[i] for i in rows])
+        for i, outcome in zip(rows, decode_windows(runner, [requests[i] for i in rows], options, longform, guard,
+                                                    encoded=encoded)):
+            outcomes[i] = outcome
     return outcomes
 
 
