@@ -193,10 +193,10 @@ def test_cli_batched_writes_times_inside_the_audio(tmp_path):
     assert misuse.exit_code != 0 and "--vad-threshold applies to --batched only" in misuse.output
 
 
-def test_cli_batched_default_padding_trim_on_full_chunks(tmp_path):
-    """tiny.en's CPU default (the padding trim) in batched mode on a recording with full 30 s
-    chunks: each chunk is pruned over its own region, so the ONNX Runtime decoder gets equal kept
-    counts per batch (it once got a padded batch here and failed)."""
+def test_cli_batched_padding_trim_on_full_chunks(tmp_path):
+    """The padding trim (a config that reads the audio) in batched mode on ONNX Runtime, on a
+    recording with full 30 s chunks: each chunk is pruned over its own region, so the decoder gets
+    equal kept counts per batch (it once got a padded batch here and failed)."""
     import json
 
     from click.testing import CliRunner
@@ -204,10 +204,10 @@ def test_cli_batched_default_padding_trim_on_full_chunks(tmp_path):
     from whisper_eas.cli.transcribe_cmd import command
 
     reference = next(u for u in read_manifest(SHARED_LONG) if u.id == "long-ls-test-other-2609-156975")
-    result = CliRunner().invoke(command, ["--batched", "--format", "json", "--output-dir", str(tmp_path),
-                                          str(reference.path)])
+    result = CliRunner().invoke(command, ["--batched", "--prune", "uniform L1 k1.0 padding=drop speech_floor=10.0",
+                                          "--format", "json", "--output-dir", str(tmp_path), str(reference.path)])
     assert result.exit_code == 0, result.output
-    assert "padding=drop" in result.output and "onnxruntime" in result.output  # the default path, said
+    assert "padding=drop" in result.output and "onnxruntime" in result.output  # the CPU default backend, said
     data = json.loads(next(tmp_path.glob("*.json")).read_text())
     assert data["timing"]["mode"] == "batched" and max(w["kept_frames"] for w in data["windows"]) == 1500
     previous = 0.0

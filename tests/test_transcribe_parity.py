@@ -209,21 +209,24 @@ def test_from_model_uses_the_shipped_config_as_the_cli(tiny_runner):
     assert Transcriber.from_model("tiny.en", None).runner.prune is None
 
 
-def test_shipped_defaults_differ_by_device_only_where_the_gpu_paths_cannot_run_them():
-    """tiny.en's CPU default is the padding trim (a per-window frame count, which the CUDA-graph
-    runner and TensorRT engines do not take), so on a CUDA device tiny.en is dense; every GPU
-    default runs on the GPU fast paths."""
-    from whisper_eas.defaults import shipped_config, shipped_models
+def test_shipped_defaults_differ_by_device_only_where_the_gpu_paths_cannot_run_them(monkeypatch):
+    """A model's `gpu` entry wins on a CUDA device: a padding trim (a per-window frame count, which
+    the CUDA-graph runner and TensorRT engines do not take) can be a CPU default with dense on the
+    GPU. Every shipped GPU default runs on the CUDA-graph runner."""
+    from whisper_eas import defaults
+    from whisper_eas.config import PruneConfig
     from whisper_eas.runners.factory import pytorch_runner_class
 
-    trim = shipped_config("tiny.en")
-    assert trim.needs_audio and trim.padding == "drop" and trim.keep_ratio == 1.0 and trim.speech_floor == 10.0
-    assert shipped_config("tiny.en", "cuda") is None and shipped_config("tiny.en", "cuda:1") is None
-    assert shipped_config("base", "cuda") == shipped_config("base")  # no GPU entry: the CPU default
-    assert pytorch_runner_class("cuda", trim).__name__ == "TorchRunner"  # why: the graphs runner refuses it
-    for model in shipped_models():
-        config = shipped_config(model, "cuda")
+    assert defaults.shipped_config("tiny.en") is None and defaults.shipped_config("tiny.en", "cuda") is None
+    assert defaults.shipped_config("base", "cuda") == defaults.shipped_config("base")  # no GPU entry
+    for model in defaults.shipped_models():
+        config = defaults.shipped_config(model, "cuda")
         assert config is None or pytorch_runner_class("cuda", config).__name__ == "CudaGraphRunner"
+    trim = PruneConfig.parse("uniform L1 k1.0 padding=drop speech_floor=10.0")
+    monkeypatch.setattr(defaults, "_table", lambda: {"m": trim.to_dict(), "gpu": {"m": None}})
+    assert defaults.shipped_config("m") == trim and defaults.shipped_config("/models/m") == trim
+    assert defaults.shipped_config("m", "cuda:1") is None and defaults.shipped_models() == ["m"]
+    assert pytorch_runner_class("cuda", trim).__name__ == "TorchRunner"  # why the GPU entry exists
 
 
 # ---- no speech, no text ---------------------------------------------------------------------------
