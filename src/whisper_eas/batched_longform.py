@@ -144,8 +144,7 @@ def encode_speech(runner: Runner, mel: torch.Tensor, content: list[int], config:
     from whisper_eas.runners.torch_runner import TorchRunner
 
     contents = torch.as_tensor(content, dtype=torch.long)
-    own = getattr(runner, "prune", None)
-    reads_audio = own is not None and own.needs_audio  # its own pruning would read each row's region itself
+    reads_audio = runner.prune is not None and runner.prune.needs_audio  # its own pruning reads each row's region
     if min(content) >= N_FRAMES // 2 and config.onset_keep == 0 and not reads_audio:
         return runner.encode(mel)  # no padding: the runner's own (exported) pruning
     if isinstance(runner, GraphRunner):

@@ -115,14 +115,19 @@ def suppressed_tokens(tokenizer: WhisperTokenizer, options: DecodingOptions) -> 
     return sorted(set(base))
 
 
+def _log_sum_exp_from(values: np.ndarray, peak: np.ndarray) -> np.ndarray:
+    """log(sum(exp(values - peak))) over the last axis (`peak`: [..., 1], the row's maximum)."""
+    shifted = values - peak
+    np.exp(shifted, out=shifted)
+    return np.log(shifted.sum(axis=-1))
+
+
 def logsumexp(values: np.ndarray) -> np.ndarray:
     """log(sum(exp(values))) over the last axis, stable, float32; -inf for rows of -inf (as torch)."""
     peak = values.max(axis=-1, keepdims=True)
     peak = np.where(np.isfinite(peak), peak, np.float32(0))
-    shifted = values - peak
-    np.exp(shifted, out=shifted)
     with np.errstate(divide="ignore"):  # log(0): a row of -inf
-        return np.log(shifted.sum(axis=-1)) + peak[..., 0]
+        return _log_sum_exp_from(values, peak) + peak[..., 0]
 
 
 class LogitRules:
@@ -224,9 +229,7 @@ class GreedyDecoder:
         argmax and log-probability bookkeeping in a few array ops."""
         best = logits.argmax(axis=-1)
         peak = logits[np.arange(logits.shape[0]), best]  # log-softmax of the best: 0 - log(sum(exp(x - best)))
-        shifted = logits - peak[:, None]
-        np.exp(shifted, out=shifted)
-        current = -np.log(shifted.sum(axis=-1))
+        current = -_log_sum_exp_from(logits, peak[:, None])
         ended = tokens[:, -1].numpy() == self.eot
         sum_logprobs.numpy()[:] += current * ~ended
         best[ended] = self.eot

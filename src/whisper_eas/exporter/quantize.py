@@ -200,7 +200,7 @@ def quantize_graph(source: Path, target: Path, config: QuantizeConfig, first_spe
 
     quantization = _quantization()
     model = onnx.load(str(source))
-    projection_only = config.projection_only(source.name.lstrip("."))
+    projection_only = config.projection_only(source.name)
     rescored = None
     if config.rescore and projection_only:
         if first_special is None:
