@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, field, replace
-from typing import Protocol, Sequence
+from typing import TYPE_CHECKING, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -18,6 +18,9 @@ import torch.nn.functional as F
 
 from whisper_eas.errors import ConfigError
 from whisper_eas.tokenizer import WhisperTokenizer
+
+if TYPE_CHECKING:
+    from whisper_eas.repetition import RepetitionCut
 
 N_TEXT_CTX = 448
 
@@ -341,12 +344,14 @@ def decode_batch(
     generator: torch.Generator | None = None,
     previous: Sequence[Sequence[int]] | None = None,
     prefixes: Sequence[Sequence[int]] | None = None,
+    cut: RepetitionCut | None = None,
 ) -> list[DecodingResult]:
     """Decode `batch` encoded windows whose session was opened with `beam_size` rows per window.
 
     `previous` gives each window its own previous-text tokens (long-form batching across files),
     overriding `options.prompt`; `prefixes` likewise each window's forced prefix (a file's first
     window only), overriding `options.prefix`; the resulting prompts must still have equal lengths.
+    `cut`: end rows stuck in a loop early (greedy and sampling; `repetition.py`).
     """
     options.check()
     languages = list(languages) if languages is not None else [options.language] * batch
@@ -380,12 +385,15 @@ def decode_batch(
         probs = F.softmax(logits[::group, wanted.index(sot_index)].float(), dim=-1)
         no_speech_probs = probs[:, tokenizer.no_speech].tolist()
     rows = None if beam else _RowCompactor(session, tokens.shape[0], tokenizer.eot, device)
+    cut_at: dict[int, int] = {}  # row -> tokens sampled when it was cut
     for _ in range(sample_len):
         last = logits[:, -1].float()
         rules(last, tokens)
         tokens, completed, source = decoder.update(tokens, last, sum_logprobs)
         if source is not None:
             session.reorder(source)
+        if cut is not None and not beam and not completed and cut.due(tokens.shape[1] - sample_begin):
+            completed = _cut_stuck_rows(tokens, sample_begin, tokenizer, cut, cut_at)
         if completed or tokens.shape[-1] > N_TEXT_CTX:
             break
         logits = rows.step(tokens) if rows is not None else session.step(tokens[:, -1:])
@@ -394,10 +402,28 @@ def decode_batch(
     if not beam and group > 1:  # one candidate per sampled row: regroup them per window
         candidates = [sum(candidates[i : i + group], []) for i in range(0, len(candidates), group)]
         scores = [sum(scores[i : i + group], []) for i in range(0, len(scores), group)]
-    return [
+    results = [
         _result(tokenizer, options, cands, cand_scores, prefix_begin, sample_begin, no_speech_probs[i], languages[i])
         for i, (cands, cand_scores) in enumerate(zip(candidates, scores))
     ]
+    for row, at in cut_at.items():
+        results[row // group].extra.setdefault("repetition_cut", []).append(at)
+    return results
+
+
+def _cut_stuck_rows(tokens: torch.Tensor, sample_begin: int, tokenizer: WhisperTokenizer, cut: RepetitionCut,
+                    cut_at: dict[int, int]) -> bool:
+    """End (in place: end-of-text as the last token) the rows `cut` finds stuck; returns whether
+    every row has now ended."""
+    eot = tokenizer.eot
+    for row, seq in enumerate(tokens[:, sample_begin:].tolist()):
+        if seq[-1] == eot:
+            continue
+        text_tokens = [t for t in seq if t < eot]
+        if cut.is_stuck(text_tokens, tokenizer.decode):
+            tokens[row, -1] = eot
+            cut_at[row] = len(seq)
+    return bool((tokens[:, -1] == eot).all())
 
 
 def _prefix_length(options: DecodingOptions) -> int:

@@ -34,6 +34,7 @@ from whisper_eas.decoding import N_TEXT_CTX, DecodingOptions, DecodingResult, de
 from whisper_eas.features import N_FRAMES
 from whisper_eas.guard import GuardOptions, degenerate_reason
 from whisper_eas.longform import LongformOptions, WindowOutcome, WindowRequest, needs_fallback
+from whisper_eas.repetition import RepetitionCut
 from whisper_eas.runners.base import EncodedBatch, Runner
 from whisper_eas.runners.host_threads import with_host_threads
 from whisper_eas.selection import content_frames
@@ -81,17 +82,28 @@ def decode_windows(
     dense = _DenseCache(encode_dense)
     languages, probs = _languages(runner, encoded, requests, dense, guard)
     greedy = replace(options, temperature=0.0)
-    results = _decode_grouped(runner, encoded, requests, greedy, languages)
+    cut = repetition_cut(longform)
+    results = _decode_grouped(runner, encoded, requests, greedy, languages, cut)
     kept = encoded.kept.tolist() if encoded.kept is not None else [None] * len(requests)
     outcomes = [WindowOutcome(r, _n_kept(encoded, i), encoded.n_frames, kept=_real(k, encoded, i),
                               language_prob=probs[i]) for i, (r, k) in enumerate(zip(results, kept))]
-    rerun = _guard_rerun(runner, requests, greedy, languages, outcomes, guard, dense)
+    rerun = _guard_rerun(runner, requests, greedy, languages, outcomes, guard, dense, cut)
     for i, request in enumerate(requests):
         if len(longform.temperatures) > 1 and needs_fallback(outcomes[i].result, longform):
             source = dense.get([i]) if i in rerun else encoded.select([i])
             outcomes[i].result = _sample_fallback(runner, source, request, options, longform,
-                                                  outcomes[i].result.language or languages[i], outcomes[i].result)
+                                                  outcomes[i].result.language or languages[i], outcomes[i].result,
+                                                  cut)
     return outcomes
+
+
+def repetition_cut(longform: LongformOptions) -> RepetitionCut | None:
+    """Cut looping decodes only where a hotter try follows (`repetition.py`): single-temperature
+    decodes (the search's grid, short-form timing) keep openai's full-length loops."""
+    threshold = longform.compression_ratio_threshold
+    if len(longform.temperatures) < 2 or threshold is None:
+        return None
+    return RepetitionCut(threshold)
 
 
 def _decode_by_count(runner: Runner, requests: Sequence[WindowRequest], options: DecodingOptions,
@@ -184,7 +196,8 @@ def _languages(runner: Runner, encoded: EncodedBatch, requests: Sequence[WindowR
 
 
 def _decode_grouped(runner: Runner, encoded: EncodedBatch, requests: Sequence[WindowRequest],
-                    options: DecodingOptions, languages: list[str]) -> list[DecodingResult]:
+                    options: DecodingOptions, languages: list[str],
+                    cut: RepetitionCut | None = None) -> list[DecodingResult]:
     """Decode rows in groups of equal prompt length (the decoder has no padding mask)."""
     groups: dict[tuple[int, int], list[int]] = defaultdict(list)
     for i, request in enumerate(requests):
@@ -195,13 +208,14 @@ def _decode_grouped(runner: Runner, encoded: EncodedBatch, requests: Sequence[Wi
         session = runner.decoder(sub, options.beam_size or 1)
         decoded = decode_batch(session, len(rows), runner.tokenizer, options, [languages[i] for i in rows],
                                device=runner.device, previous=[requests[i].prompt for i in rows],
-                               prefixes=[requests[i].prefix for i in rows])
+                               prefixes=[requests[i].prefix for i in rows], cut=cut)
         for i, result in zip(rows, decoded):
             results[i] = result
     return results  # type: ignore[return-value]
 
 
-def _guard_rerun(runner, requests, options, languages, outcomes, guard, dense: _DenseCache) -> set[int]:
+def _guard_rerun(runner, requests, options, languages, outcomes, guard, dense: _DenseCache,
+                 cut: RepetitionCut | None = None) -> set[int]:
     """Re-run degenerate sparse windows as clean dense decodes; returns the rows re-run."""
     if not dense.available or not guard.enabled:
         return set()
@@ -220,14 +234,15 @@ def _guard_rerun(runner, requests, options, languages, outcomes, guard, dense: _
     if detect:
         for j, (code, values) in zip(detect, _detect(runner, encoded.select(detect))):
             redo_languages[j], probs[j] = code, values[code]
-    results = _decode_grouped(runner, encoded, [requests[i] for i in redo], options, redo_languages)
+    results = _decode_grouped(runner, encoded, [requests[i] for i in redo], options, redo_languages, cut)
     for j, (i, result) in enumerate(zip(redo, results)):
         outcomes[i] = WindowOutcome(result, encoded.n_kept, encoded.n_frames, fallback=reasons[i],
                                     language_prob=probs[j], unguarded=outcomes[i])
     return set(redo)
 
 
-def _sample_fallback(runner, encoded, request, options, longform, language, result) -> DecodingResult:
+def _sample_fallback(runner, encoded, request, options, longform, language, result,
+                     cut: RepetitionCut | None = None) -> DecodingResult:
     """Sample at rising temperatures until openai's rule is satisfied; the last try is kept."""
     for step, temperature in enumerate(longform.temperatures):
         if temperature == 0.0:
@@ -236,7 +251,7 @@ def _sample_fallback(runner, encoded, request, options, longform, language, resu
         generator = torch.Generator().manual_seed(request.seed * 31 + step)
         session = runner.decoder(encoded, hot.group)  # `best_of` samples per window
         result = decode_batch(session, 1, runner.tokenizer, hot, [language], device=runner.device,
-                              generator=generator, previous=[request.prompt], prefixes=[request.prefix])[0]
+                              generator=generator, previous=[request.prompt], prefixes=[request.prefix], cut=cut)[0]
         if not needs_fallback(result, longform):
             break
     return result
