@@ -194,9 +194,9 @@ def test_cli_batched_writes_times_inside_the_audio(tmp_path):
 
 
 def test_cli_batched_padding_trim_on_full_chunks(tmp_path):
-    """The padding trim (a config that reads the audio) in batched mode on ONNX Runtime, on a
-    recording with full 30 s chunks: each chunk is pruned over its own region, so the decoder gets
-    equal kept counts per batch (it once got a padded batch here and failed)."""
+    """tiny.en's batched default, the padding trim (a config that reads the audio), on ONNX Runtime,
+    on a recording with full 30 s chunks: each chunk is pruned over its own region, so the decoder
+    gets equal kept counts per batch (it once got a padded batch here and failed)."""
     import json
 
     from click.testing import CliRunner
@@ -204,10 +204,11 @@ def test_cli_batched_padding_trim_on_full_chunks(tmp_path):
     from whisper_eas.cli.transcribe_cmd import command
 
     reference = next(u for u in read_manifest(SHARED_LONG) if u.id == "long-ls-test-other-2609-156975")
-    result = CliRunner().invoke(command, ["--batched", "--prune", "uniform L1 k1.0 padding=drop speech_floor=10.0",
-                                          "--format", "json", "--output-dir", str(tmp_path), str(reference.path)])
+    result = CliRunner().invoke(command, ["--batched", "--format", "json", "--output-dir", str(tmp_path),
+                                          str(reference.path)])
     assert result.exit_code == 0, result.output
-    assert "padding=drop" in result.output and "onnxruntime" in result.output  # the CPU default backend, said
+    # the batched default config and the CPU default backend, said
+    assert "uniform L1 k1.0 padding=drop speech_floor=10.0" in result.output and "onnxruntime" in result.output
     data = json.loads(next(tmp_path.glob("*.json")).read_text())
     assert data["timing"]["mode"] == "batched" and max(w["kept_frames"] for w in data["windows"]) == 1500
     previous = 0.0

@@ -143,3 +143,22 @@ def test_eval_scores_long_files_and_empty_references_explicitly(tmp_path):
     assert report["n_empty_references"] == 1 and report["n_errors"] == long["errors"] + empty["errors"]
     assert abs(report["wer"] - 100 * report["n_errors"] / report["n_words"]) < 1e-9
     assert "1 empty reference" in result.output
+
+
+def test_eval_batched_scores_a_long_recording_by_its_speech_chunks(tmp_path):
+    """`eval --batched` transcribes as `trt-transcribe --batched` does (VAD chunks, no previous text)
+    and says so in the report."""
+    from whisper_eas.cli.main import cli
+
+    dev = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "speech-dev"
+    long_id, _, _, long_text = next(
+        line.split("\t") for line in (dev / "manifest-long.tsv").read_text().splitlines()[1:] if "cathy" in line)
+    manifest = tmp_path / "m.tsv"
+    manifest.write_text(HEADER + f"{long_id}\t{AUDIO / 'long-cathy-a0001-a0019.flac'}\t60.3\t{long_text}\n")
+    out = tmp_path / "r.json"
+    result = CliRunner().invoke(cli, ["eval", "--manifest", str(manifest), "--dense", "--batched", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["mode"] == "batched" and "batched" in result.output
+    (long,) = report["utterances"]
+    assert long["windows"] >= 3 and long["wer"] < 15 and long["error"] is None

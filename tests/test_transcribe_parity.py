@@ -207,18 +207,27 @@ def test_from_model_uses_the_shipped_config_as_the_cli(tiny_runner):
     assert shipped.runner.prune == shipped_config("tiny.en") and shipped.options.beam_size == 3
     assert Transcriber.from_model("tiny.en", dense=True).runner.prune is None
     assert Transcriber.from_model("tiny.en", None).runner.prune is None
+    from whisper_eas.batched_longform import BatchedOptions
+
+    batched = Transcriber.from_model("tiny.en", batched=BatchedOptions())
+    assert batched.runner.prune == shipped_config("tiny.en", batched=True) is not None
 
 
-def test_shipped_defaults_differ_by_device_only_where_the_gpu_paths_cannot_run_them(monkeypatch):
+def test_shipped_defaults_differ_by_device_and_mode_only_where_they_must(monkeypatch):
     """A model's `gpu` entry wins on a CUDA device: a padding trim (a per-window frame count, which
     the CUDA-graph runner and TensorRT engines do not take) can be a CPU default with dense on the
-    GPU. Every shipped GPU default runs on the CUDA-graph runner."""
+    GPU. Every shipped GPU default runs on the CUDA-graph runner. A `batched` entry wins in batched
+    long-form on a CPU (tiny.en: the padding trim there, dense in the sequential mode)."""
     from whisper_eas import defaults
     from whisper_eas.config import PruneConfig
     from whisper_eas.runners.factory import pytorch_runner_class
 
     assert defaults.shipped_config("tiny.en") is None and defaults.shipped_config("tiny.en", "cuda") is None
     assert defaults.shipped_config("base", "cuda") == defaults.shipped_config("base")  # no GPU entry
+    trimmed = defaults.shipped_config("tiny.en", batched=True)
+    assert trimmed is not None and trimmed.padding == "drop" and trimmed.keep_ratio == 1.0
+    assert defaults.shipped_config("tiny.en", "cuda", batched=True) is None  # the GPU table first
+    assert defaults.shipped_config("base", batched=True) == defaults.shipped_config("base")  # no batched entry
     for model in defaults.shipped_models():
         config = defaults.shipped_config(model, "cuda")
         assert config is None or pytorch_runner_class("cuda", config).__name__ == "CudaGraphRunner"
@@ -226,6 +235,8 @@ def test_shipped_defaults_differ_by_device_only_where_the_gpu_paths_cannot_run_t
     monkeypatch.setattr(defaults, "_table", lambda: {"m": trim.to_dict(), "gpu": {"m": None}})
     assert defaults.shipped_config("m") == trim and defaults.shipped_config("/models/m") == trim
     assert defaults.shipped_config("m", "cuda:1") is None and defaults.shipped_models() == ["m"]
+    monkeypatch.setattr(defaults, "_table", lambda: {"m": None, "batched": {"m": trim.to_dict()}})
+    assert defaults.shipped_config("m") is None and defaults.shipped_config("m", batched=True) == trim
     assert pytorch_runner_class("cuda", trim).__name__ == "TorchRunner"  # why the GPU entry exists
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 from whisper_eas.config import PruneConfig
 
 GPU_TABLE = "gpu"  # defaults on a CUDA device, where they differ from the CPU's (shipped_configs.json)
+BATCHED_TABLE = "batched"  # CPU defaults of batched long-form (`--batched`), where they differ
+TABLES = (GPU_TABLE, BATCHED_TABLE)
 
 
 @lru_cache(maxsize=1)
@@ -27,15 +29,18 @@ def _entry(table: dict, model: str | Path) -> tuple[bool, dict | None]:
     return False, None
 
 
-def shipped_config(model: str | Path, device: str = "cpu") -> PruneConfig | None:
+def shipped_config(model: str | Path, device: str = "cpu", batched: bool = False) -> PruneConfig | None:
     """The shipped config for an embedded model name (or a folder whose name matches) on `device`;
     None for a model that ships dense there or that has no entry.
 
     On a CUDA device the `gpu` table wins where it names the model: the CUDA-graph runner and
-    TensorRT engines run one frame count per batch, so tiny.en's CPU default (the padding trim, a
-    per-window count) is dense there."""
-    if str(device).startswith("cuda"):
-        found, data = _entry(_table().get(GPU_TABLE, {}), model)
+    TensorRT engines run one frame count per batch, so a padding trim (a per-window count) is not
+    a GPU default. On a CPU in batched long-form the `batched` table wins where it names the model:
+    there a chunk's trimmed padding costs no guard re-run (chunks have no timestamps), whereas in
+    the sequential mode it made tiny.en slower (shipped_configs.json)."""
+    table = GPU_TABLE if str(device).startswith("cuda") else BATCHED_TABLE if batched else None
+    if table is not None:
+        found, data = _entry(_table().get(table, {}), model)
         if found:
             return PruneConfig.from_dict(data) if data else None
     _, data = _entry(_table(), model)
@@ -43,4 +48,4 @@ def shipped_config(model: str | Path, device: str = "cpu") -> PruneConfig | None
 
 
 def shipped_models() -> list[str]:
-    return [name for name in _table() if name != GPU_TABLE]
+    return [name for name in _table() if name not in TABLES]

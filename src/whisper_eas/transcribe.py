@@ -123,8 +123,9 @@ class Transcriber:
     ) -> "Transcriber":
         """Build the runner (`backend="auto"`: best available) and decode with timestamps.
 
-        With no `prune` the model's shipped config is used, as the CLI does (beside `engine_dir`:
-        the folder's); `dense=True` or `prune=None` asks for the dense model. `settings` are
+        With no `prune` the model's shipped config is used, as the CLI does (its batched-mode default
+        with `batched`; beside `engine_dir`: the folder's); `dense=True` or `prune=None` asks for the
+        dense model. `settings` are
         DecodingOptions / LongformOptions fields (`language`, `beam_size`, `word_timestamps`, ...)
         applied on top of `options` / `longform`, never dropped.
         """
@@ -134,6 +135,10 @@ class Transcriber:
             if prune is not DEFAULT_PRUNE and prune is not None:
                 raise ConfigError("dense=True cannot be combined with a prune config")
             prune = None
+        if prune is DEFAULT_PRUNE and engine_dir is None and not (Path(str(model)) / "manifest.json").is_file():
+            from whisper_eas.defaults import shipped_config
+
+            prune = shipped_config(model, device, batched is not None)
         merged, longform = merge_settings(options or DecodingOptions(without_timestamps=False, best_of=5),
                                           longform or LongformOptions(), settings)
         runner = make_runner(backend, model, prune, device, engine_dir)

@@ -126,12 +126,13 @@ def ours_pytorch(model: str, prune) -> tuple[Transcribe, object]:
     return (lambda audio: transcriber.transcribe(audio).text), runner
 
 
-def _our_configs(args) -> list[tuple[str, object, str]]:
-    """(label, prune config, precision) of our rows: dense and the model's shipped config (skipped
-    for a model that ships dense) and any `--prune` configs, at each precision asked for."""
+def _our_configs(args, batched: bool = False) -> list[tuple[str, object, str]]:
+    """(label, prune config, precision) of our rows: dense and the model's shipped config in that
+    mode (skipped for a model that ships dense there) and any `--prune` configs, at each precision
+    asked for."""
     from whisper_eas.defaults import shipped_config
 
-    shipped = shipped_config(args.model)
+    shipped = shipped_config(args.model, batched=batched)
     configs = [(label, prune) for label, prune in (("dense", None), ("shipped", shipped))
                if label in args.configs and not (label == "shipped" and shipped is None)]
     configs += [(prune.format(), prune) for prune in getattr(args, "prune", None) or ()]  # --prune: named configs
@@ -168,7 +169,7 @@ def our_batched_systems(args) -> list[System]:
     return [built(f"ours onnxruntime {label} {precision} batched {args.fw_batch}",
                   lambda p=prune, q=precision: ours_batched(args.model, p, q, args.threads, args.fw_batch),
                   kind="batched")
-            for label, prune, precision in _our_configs(args)]
+            for label, prune, precision in _our_configs(args, batched=True)]
 
 
 # ---- faster-whisper --------------------------------------------------------------------------

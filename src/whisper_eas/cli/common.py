@@ -67,9 +67,10 @@ def resolve_model(model: str, engine_dir=None) -> str | None:
 
 
 def resolve_prune(model: str | None, dense: bool, layer, keep_ratio, mass, strategy, scoring, query_stride, merge,
-                  engine_dir=None, device: str = "cpu") -> PruneConfig | None | Any:
-    """The config the flags name; with none named, the model's shipped default on `device` (or
-    dense), or, beside a folder (`engine_dir`), `DEFAULT_PRUNE`: the folder's own config."""
+                  engine_dir=None, device: str = "cpu", batched: bool = False) -> PruneConfig | None | Any:
+    """The config the flags name; with none named, the model's shipped default on `device` in that
+    mode (`batched`: batched long-form) (or dense), or, beside a folder (`engine_dir`),
+    `DEFAULT_PRUNE`: the folder's own config."""
     ctx = click.get_current_context(silent=True)
     text = ctx.meta.get("whisper_eas.prune") if ctx is not None else None
     named_flags = [x for x in (layer, keep_ratio, mass, strategy, scoring, query_stride, merge) if x is not None]
@@ -92,7 +93,7 @@ def resolve_prune(model: str | None, dense: bool, layer, keep_ratio, mass, strat
         if layer is None:
             if keep_ratio is not None or mass is not None:
                 raise click.UsageError("--keep-ratio/--mass need --layer")
-            base = shipped_config(model or DEFAULT_MODEL, device)
+            base = shipped_config(model or DEFAULT_MODEL, device, batched)
             if base is None and extra:
                 raise click.UsageError(f"{model or DEFAULT_MODEL} ships dense (no shipped config to change): "
                                        "give --layer and --keep-ratio, or --prune")
@@ -150,3 +151,13 @@ def quiet_libraries() -> None:
         hf_logging.disable_progress_bar()
     except ImportError:  # pragma: no cover
         pass
+
+
+def batched_options(batched: bool, vad_threshold: float | None):
+    """`--batched [--vad-threshold T]` as `BatchedOptions` (None: the sequential mode)."""
+    if not batched:
+        return None
+    from whisper_eas.batched_longform import BatchedOptions
+    from whisper_eas.vad import VadOptions
+
+    return BatchedOptions(vad=VadOptions(threshold=vad_threshold if vad_threshold is not None else 0.5))

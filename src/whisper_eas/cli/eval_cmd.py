@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from whisper_eas.cli.common import friendly_errors, model_option, prune_options, resolve_model, resolve_prune
+from whisper_eas.cli.common import (batched_options, friendly_errors, model_option, prune_options, resolve_model,
+                                    resolve_prune)
 
 
 @click.command("eval")
@@ -24,6 +25,9 @@ from whisper_eas.cli.common import friendly_errors, model_option, prune_options,
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1),
               help="Windows decoded together (across files).")
 @click.option("--no-guard", is_flag=True, help="Do not re-run degenerate sparse windows dense.")
+@click.option("--batched", is_flag=True,
+              help="As trt-transcribe --batched: each file's speech chunks (Silero VAD) decoded as independent "
+                   "windows, --batch-size at a time, no previous text, no timestamps.")
 @click.option("--language", help="Language code for multilingual models (default: detect per file).")
 @click.option("--json", "json_out", type=click.Path(path_type=Path),
               help="Write the full report here (per-utterance errors, words, language, windows).")
@@ -31,8 +35,8 @@ from whisper_eas.cli.common import friendly_errors, model_option, prune_options,
               help="An earlier --json report (e.g. dense): print the paired delta with its 95% interval, per source.")
 @friendly_errors
 def command(model, manifest, limit, dense, layer, keep_ratio, mass, strategy, scoring, query_stride, merge,
-            device, backend, engine_dir, head_precision, beam_size, batch_size, no_guard, language, json_out,
-            against) -> None:
+            device, backend, engine_dir, head_precision, beam_size, batch_size, no_guard, batched, language,
+            json_out, against) -> None:
     """Transcribe a manifest as trt-transcribe does (timestamps, fallback, long files in 30 s
     windows) and score WER (Whisper English normalizer + jiwer). Exits 1 when nothing was scored."""
     from whisper_eas.cli.progress import Progress
@@ -44,7 +48,7 @@ def command(model, manifest, limit, dense, layer, keep_ratio, mass, strategy, sc
     from whisper_eas.transcribe import Transcriber
 
     prune = resolve_prune(model, dense, layer, keep_ratio, mass, strategy, scoring, query_stride, merge, engine_dir,
-                          device)
+                          device, batched)
     model = resolve_model(model, engine_dir)
     utterances = read_manifest(manifest, limit)
     if not utterances:
@@ -52,7 +56,8 @@ def command(model, manifest, limit, dense, layer, keep_ratio, mass, strategy, sc
     extra = {"head_precision": head_precision} if head_precision else {}
     runner = make_runner(backend=backend, model=model, prune=prune, device=device, engine_dir=engine_dir, **extra)
     # trt-transcribe's decoding defaults (Transcriber's), with only what was named changed
-    transcriber = Transcriber(runner, guard=GuardOptions(enabled=not no_guard), batch_size=batch_size)
+    transcriber = Transcriber(runner, guard=GuardOptions(enabled=not no_guard), batch_size=batch_size,
+                              batched=batched_options(batched, None))
     transcriber = transcriber.with_settings(**{k: v for k, v in (("language", language), ("beam_size", beam_size))
                                                if v is not None})
     progress = Progress(len(utterances), sum(u.duration_s for u in utterances))

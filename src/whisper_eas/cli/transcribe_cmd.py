@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from whisper_eas.cli.common import (friendly_errors, model_option, prune_options, quiet_libraries, resolve_model,
-                                     resolve_prune)
+from whisper_eas.cli.common import (batched_options, friendly_errors, model_option, prune_options, quiet_libraries,
+                                    resolve_model, resolve_prune)
 from whisper_eas.cli.inputs import InputFile, discover
 from whisper_eas.audio import display_path
 from whisper_eas.cli.progress import Progress, RunStats
@@ -84,7 +84,7 @@ def command(inputs, model, engine_dir, backend, device, dense, layer, keep_ratio
         return
     # beside --engine-dir, an unnamed model / config is the folder's, a named one must match it
     prune = resolve_prune(model, dense, layer, keep_ratio, mass, strategy, scoring, query_stride, merge, engine_dir,
-                          device)
+                          device, batched)
     model = resolve_model(model, engine_dir)
     if word_timestamps and backend == "auto" and engine_dir is None:
         backend = "pytorch"  # the alignment reads the decoder's cross-attention (alignment.py)
@@ -92,7 +92,7 @@ def command(inputs, model, engine_dir, backend, device, dense, layer, keep_ratio
                                          beam_size=beam_size, batch_size=batch_size, word_timestamps=word_timestamps,
                                          initial_prompt=initial_prompt, hotwords=hotwords,
                                          hallucination_silence_threshold=hallucination_silence_threshold,
-                                         allow_partial=allow_partial, batched=_batched_options(batched, vad_threshold))
+                                         allow_partial=allow_partial, batched=batched_options(batched, vad_threshold))
     info = transcriber.runner.describe()
     click.echo(f"backend: {info['backend']} on {info['device']} ({transcriber.backend_reason}); "
                f"model {info['model']}, {_prune_label(transcriber)}", err=True)
@@ -110,16 +110,6 @@ def _skip_finished(files: list[InputFile], output_dir: Path | None, formats, ove
     todo = [f for f in files if not outputs_exist(f.name, output_dir, formats)]
     stats.skipped = len(files) - len(todo)
     return todo
-
-
-def _batched_options(batched: bool, vad_threshold: float | None):
-    """`--batched [--vad-threshold T]` as `BatchedOptions` (None: the sequential mode)."""
-    if not batched:
-        return None
-    from whisper_eas.batched_longform import BatchedOptions
-    from whisper_eas.vad import VadOptions
-
-    return BatchedOptions(vad=VadOptions(threshold=vad_threshold if vad_threshold is not None else 0.5))
 
 
 def _check_device(device: str) -> None:

@@ -65,6 +65,7 @@ class EvalReport:
     n_errors: int = 0
     n_windows: int = 0
     n_empty_references: int = 0
+    mode: str = "sequential"  # or "batched" (`trt-transcribe --batched`: VAD chunks, no previous text)
     utterances: list[UtteranceScore] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -74,8 +75,9 @@ class EvalReport:
         cfg = format_prune(None if self.config is None else PruneConfig.from_dict(self.config))  # the one grammar
         wer = "WER n/a" if self.wer is None else f"WER {self.wer:.2f}%"
         empty = f", {self.n_empty_references} empty reference(s)" if self.n_empty_references else ""
+        mode = " batched" if self.mode == "batched" else ""
         return (
-            f"{self.model} [{cfg}] {wer} on {self.n_utterances} utterances ({self.n_words} words, "
+            f"{self.model} [{cfg}]{mode} {wer} on {self.n_utterances} utterances ({self.n_words} words, "
             f"{self.n_windows} windows{empty}), sparsity {100 * self.sparsity:.0f}%, {self.fallbacks} dense re-runs, "
             f"{self.n_failed} failed, {self.wall_s:.1f}s"
         )
@@ -138,7 +140,8 @@ def evaluate(
         wall_s=time.perf_counter() - start,
         sparsity=sum(sparsities) / len(sparsities) if sparsities else 0.0,
         fallbacks=sum(s.fallbacks for s in ok), n_errors=n_errors, n_windows=sum(s.windows for s in ok),
-        n_empty_references=sum(1 for s in ok if s.note == EMPTY_REFERENCE), utterances=ordered,
+        n_empty_references=sum(1 for s in ok if s.note == EMPTY_REFERENCE),
+        mode="sequential" if transcriber.batched is None else "batched", utterances=ordered,
     )
 
 
