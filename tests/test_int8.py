@@ -177,3 +177,49 @@ def test_int8_enc_validates_and_transcribes_real_speech_like_float32(int8_enc_di
     wer_enc, words = corpus_wer(list(zip(refs, enc)))
     wer32, _ = corpus_wer(list(zip(refs, fp32)))
     assert wer_enc <= wer32 + 100 * 1 / words, (enc, fp32)  # at most one more word error
+
+
+@pytest.fixture(scope="module")
+def int8_dec_dir():
+    return cached_export("tiny.en", None, "int8-dec").folder
+
+
+def test_int8_dec_makes_the_decoder_layers_weight_only_int8_and_keeps_the_rescored_projection(int8_dec_dir):
+    from whisper_eas.exporter.quantize import QuantizeConfig
+
+    manifest = ExportManifest.load(int8_dec_dir, verify=True)
+    assert manifest.precision == "int8-dec" and manifest.quantization.weight_only_bits == 8
+    assert QuantizeConfig.from_dict(manifest.quantization.to_dict()) == manifest.quantization
+    assert [manifest.graph_precision(g) for g in ("encoder_tail", "decoder_cross", "decoder_step")] == \
+        ["fp32", "fp32", "int8"]
+    step = onnx.load(str(manifest.path("decoder_step")), load_external_data=False).graph
+    layers = manifest.dims.decoder_layers
+    nbits = [n for n in step.node if n.op_type == "MatMulNBits"]
+    assert len(nbits) == 8 * layers  # self q, k, v, out; cross q, out; fc1, fc2 per layer
+    assert {next(a.i for a in n.attribute if a.name == "bits") for n in nbits} == {8}
+    constants = {i.name for i in step.initializer}
+    float_weights = [n.name for n in step.node if n.op_type == "MatMul" and n.input[1] in constants]
+    assert float_weights == ["projection_rescore_special_fp32"]  # the rescoring stays float32
+    assert "MatMulInteger" in {n.op_type for n in step.node}  # the int8 projection, as int8-proj's
+    proj = ExportManifest.load(cached_export("tiny.en", None, "int8-proj").folder)
+    assert manifest.files["encoder_tail.onnx"] == proj.files["encoder_tail.onnx"]
+
+
+def test_int8_dec_validates_and_transcribes_real_speech_like_float32(int8_dec_dir, tiny_model):
+    from whisper_eas.runners.ort_runner import OrtRunner
+    from whisper_eas.transcribe import Transcriber
+    from whisper_eas.validation.parity import INT8, validate_export
+
+    report = validate_export(int8_dec_dir, DATA / "manifest.tsv", limit=2, batch=2, hf_model=tiny_model)
+    logits = next(r for r in report.rows if r.graph == "decoder_step" and r.output == "logits")
+    assert logits.tolerance == INT8["logits"] and report.passed
+    utts = [u for u in read_manifest(DATA / "manifest.tsv") if u.duration_s <= 30]
+    paths = [u.path for u in utts]
+    dec = [o.result.text for o in Transcriber(OrtRunner(int8_dec_dir)).transcribe_many(paths)]
+    proj = [o.result.text for o in Transcriber(OrtRunner(cached_export("tiny.en", None, "int8-proj").folder))
+            .transcribe_many(paths)]
+    refs = [u.text for u in utts]
+    assert "ask not what your country can do for you" in dec[[u.id for u in utts].index("jfk-inaugural-1961")].lower()
+    wer_dec, words = corpus_wer(list(zip(refs, dec)))
+    wer_proj, _ = corpus_wer(list(zip(refs, proj)))
+    assert wer_dec <= wer_proj + 100 * 1 / words, (dec, proj)  # at most one more word error

@@ -32,7 +32,8 @@ def _batch(value: str) -> int | None:
               help="int8: dynamic int8 weights for the encoder tail and the decoder (ONNX Runtime on a CPU); "
                    "int8-proj: only the decoder's vocabulary projection, its top 16 text tokens and the special "
                    "tokens recomputed in float32 (float32's greedy decisions, faster steps); int8-enc: int8-proj "
-                   "plus the encoder tail's weight matmuls except the feed-forward output (fc2).")
+                   "plus the encoder tail's weight matmuls except the feed-forward output (fc2); int8-dec: int8-proj "
+                   "plus the decoder's layer weights as weight-only int8 in blocks of 32 (MatMulNBits).")
 @click.option("--no-decoder-cache", is_flag=True, help="Re-export the decoder, not the model's cached one.")
 @click.option("--engines", is_flag=True, help="Also build FP16 TensorRT engines (needs tensorrt and an NVIDIA GPU).")
 @click.option("--max-batch", default=16, show_default=True, help="Engines: most windows per call.")

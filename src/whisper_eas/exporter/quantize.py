@@ -16,7 +16,11 @@ token lookup).
 
 `--precision int8-proj` quantizes only that projection and rescores its candidates in float32
 (`exporter.rescore`); `--precision int8-enc` adds the encoder tail's weight matmuls except each
-block's fc2 (`ENCODER_FLOAT32_MATMULS`).
+block's fc2 (`ENCODER_FLOAT32_MATMULS`); `--precision int8-dec` adds the decoder step's layer
+matmuls as weight-only int8 (`MatMulNBits`, 8 bits in blocks of 32 along the input, computed with
+activations quantized per block of 32): a step reads ~70 MB, 33 of them float32 layer weights,
+and is bound by that read. Per-block activation scales are what keep it close to float32 where the
+per-tensor dynamic quantization of `int8` was not (speech-dev long +0.20 against +0.71).
 
 Quantized graphs are cached by the float32 graph's sha256 and the settings
 (`$WHISPER_EAS_HOME/onnx-int8/<key>/`), so the shared decoder graphs are quantized once per model.
@@ -38,7 +42,7 @@ from whisper_eas.errors import MissingDependencyError
 
 # int8-proj: only the vocabulary projection, rescored (`rescore`); int8-enc: that, plus the encoder
 # tail's weight matmuls except `ENCODER_FLOAT32_MATMULS`
-PRECISIONS = ("fp32", "int8", "int8-proj", "int8-enc")
+PRECISIONS = ("fp32", "int8", "int8-proj", "int8-enc", "int8-dec")
 RESCORE_TOP_K = 16  # text candidates recomputed in float32 per row (int8-proj)
 INT8_GRAPHS = ("encoder_tail", "decoder_cross", "decoder_step")  # head and prune: float32 frame selection
 QUANTIZE_VERSION = "1"  # bump when the rewrite below changes
@@ -47,6 +51,8 @@ QUANTIZE_VERSION = "1"  # bump when the rewrite below changes
 # per-tensor activation scale there cost the most (speech-dev: all int8 +0.37 WER points short,
 # +0.30 long; without fc2 +0.08 and +0.10; docs/benchmarks.md)
 ENCODER_FLOAT32_MATMULS = ("/fc2/",)
+WEIGHT_ONLY_BLOCK = 32  # int8-dec: weights (and, in the kernel, activations) scaled per 32 inputs
+WEIGHT_ONLY_ACCURACY = 4  # MatMulNBits accuracy_level 4: int8 products (VNNI), the fast CPU path
 
 
 @dataclass(frozen=True)
@@ -62,13 +68,14 @@ class QuantizeConfig:
     weight_type: str = "int8"
     rescore: int = 0  # > 0: int8 projection over text tokens, top `rescore` and specials exact (`exporter.rescore`)
     keep_float: tuple[str, ...] = ()  # weight matmuls whose node name contains one of these stay float32
+    weight_only_bits: int = 0  # > 0: the other weight matmuls of `graphs` as MatMulNBits of these bits (int8-dec)
 
     @property
     def precision(self) -> str:
         """The `--precision` this config is: int8-proj for the rescored projection alone, int8-enc
         for that plus the encoder."""
         if self.rescore and self.scope == "projection":
-            return "int8-proj"
+            return "int8-dec" if self.weight_only_bits else "int8-proj"
         if self.rescore and self.scope == "encoder+projection":
             return "int8-enc"
         return "int8"
@@ -83,6 +90,8 @@ class QuantizeConfig:
         step's vocabulary projection only, with exact rescoring (`exporter.rescore`)."""
         if precision == "int8-proj":
             return cls(graphs=("decoder_step",), scope="projection", rescore=RESCORE_TOP_K)
+        if precision == "int8-dec":
+            return cls(graphs=("decoder_step",), scope="projection", rescore=RESCORE_TOP_K, weight_only_bits=8)
         if precision == "int8-enc":
             return cls(graphs=("encoder_tail", "decoder_step"), scope="encoder+projection", rescore=RESCORE_TOP_K,
                        keep_float=ENCODER_FLOAT32_MATMULS)
@@ -90,7 +99,7 @@ class QuantizeConfig:
 
     def to_dict(self) -> dict:
         data = {**asdict(self), "graphs": list(self.graphs), "keep_float": list(self.keep_float)}
-        for optional in ("rescore", "keep_float"):  # manifests written before these fields read the same
+        for optional in ("rescore", "keep_float", "weight_only_bits"):  # older manifests read the same
             if not data[optional]:
                 del data[optional]
         return data
@@ -100,7 +109,7 @@ class QuantizeConfig:
         return cls(graphs=tuple(data["graphs"]), per_channel=bool(data["per_channel"]),
                    method=str(data.get("method", cls.method)), weight_type=str(data.get("weight_type", "int8")),
                    scope=str(data.get("scope", "all")), rescore=int(data.get("rescore", 0)),
-                   keep_float=tuple(data.get("keep_float", ())))
+                   keep_float=tuple(data.get("keep_float", ())), weight_only_bits=int(data.get("weight_only_bits", 0)))
 
 
 def _quantization():
@@ -188,6 +197,8 @@ def _cache_key(source_sha256: str, config: QuantizeConfig, first_special: int | 
         header += f"|rescore{config.rescore}@{first_special}"
     if config.keep_float:
         header += "|float32:" + ",".join(config.keep_float)
+    if config.weight_only_bits:
+        header += f"|nbits{config.weight_only_bits}b{WEIGHT_ONLY_BLOCK}a{WEIGHT_ONLY_ACCURACY}v2"
     return hashlib.sha256(header.encode()).hexdigest()[:24]
 
 
@@ -229,7 +240,32 @@ def quantize_graph(source: Path, target: Path, config: QuantizeConfig, first_spe
             )
         finally:
             root.setLevel(level)
+        if config.weight_only_bits:
+            weight_only(quantized, config.weight_only_bits, excluded)
         quantized.replace(target)
+
+
+def weight_only(path: Path, bits: int, excluded: list[str]) -> None:
+    """Rewrite, in place, the float32 matmuls with a constant weight that are not `excluded` as
+    weight-only `MatMulNBits` (blocks of `WEIGHT_ONLY_BLOCK`, symmetric, `WEIGHT_ONLY_ACCURACY`)."""
+    import onnx
+
+    quantization = _quantization()
+    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+
+    model = onnx.load(str(path))
+    settings = dict(bits=bits, block_size=WEIGHT_ONLY_BLOCK, is_symmetric=True, accuracy_level=WEIGHT_ONLY_ACCURACY)
+    # every MatMul with a constant weight is rewritten unless excluded (`nodes_to_include` only adds to that)
+    quantizer = MatMulNBitsQuantizer(model, nodes_to_exclude=excluded, algo_config=DefaultWeightOnlyQuantConfig(**settings),
+                                     quant_format=quantization.QuantFormat.QOperator, **settings)
+    logger = logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer")
+    level = logger.level
+    logger.setLevel(logging.WARNING)  # one INFO line per node otherwise
+    try:
+        quantizer.process()
+    finally:
+        logger.setLevel(level)
+    quantizer.model.save_model_to_file(str(path), use_external_data_format=False)
 
 
 def quantize_graphs(directory: Path, files: list[str], config: QuantizeConfig, reuse: bool = True,
