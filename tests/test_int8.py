@@ -160,23 +160,29 @@ def test_int8_enc_quantizes_the_encoder_but_fc2_and_keeps_the_rescored_step(int8
 
 
 def test_int8_enc_validates_and_transcribes_real_speech_like_float32(int8_enc_dir, tiny_model):
-    from whisper_eas.runners.ort_runner import OrtRunner
-    from whisper_eas.transcribe import Transcriber
     from whisper_eas.validation.parity import INT8, validate_export
 
     report = validate_export(int8_enc_dir, DATA / "manifest.tsv", limit=2, batch=2, hf_model=tiny_model)
     hidden = next(r for r in report.rows if r.graph == "encoder_tail")
     assert hidden.tolerance == INT8[hidden.output] and hidden.max_abs > 1e-3  # really int8, and within its table
+    _transcribes_like(int8_enc_dir, cached_export("tiny.en", None, "fp32").folder)
+
+
+def _transcribes_like(folder, reference_folder) -> None:
+    """`folder`'s transcripts of the short test clips: JFK's words, and at most one more word error
+    than `reference_folder`'s."""
+    from whisper_eas.runners.ort_runner import OrtRunner
+    from whisper_eas.transcribe import Transcriber
+
     utts = [u for u in read_manifest(DATA / "manifest.tsv") if u.duration_s <= 30]
     paths = [u.path for u in utts]
-    enc = [o.result.text for o in Transcriber(OrtRunner(int8_enc_dir)).transcribe_many(paths)]
-    fp32 = [o.result.text for o in Transcriber(OrtRunner(cached_export("tiny.en", None, "fp32").folder))
-            .transcribe_many(paths)]
+    texts = [o.result.text for o in Transcriber(OrtRunner(folder)).transcribe_many(paths)]
+    reference = [o.result.text for o in Transcriber(OrtRunner(reference_folder)).transcribe_many(paths)]
     refs = [u.text for u in utts]
-    assert "ask not what your country can do for you" in enc[[u.id for u in utts].index("jfk-inaugural-1961")].lower()
-    wer_enc, words = corpus_wer(list(zip(refs, enc)))
-    wer32, _ = corpus_wer(list(zip(refs, fp32)))
-    assert wer_enc <= wer32 + 100 * 1 / words, (enc, fp32)  # at most one more word error
+    assert "ask not what your country can do for you" in texts[[u.id for u in utts].index("jfk-inaugural-1961")].lower()
+    wer, words = corpus_wer(list(zip(refs, texts)))
+    wer_reference, _ = corpus_wer(list(zip(refs, reference)))
+    assert wer <= wer_reference + 100 * 1 / words, (texts, reference)
 
 
 @pytest.fixture(scope="module")
@@ -205,21 +211,10 @@ def test_int8_dec_makes_the_decoder_layers_weight_only_int8_and_keeps_the_rescor
     assert manifest.files["encoder_tail.onnx"] == proj.files["encoder_tail.onnx"]
 
 
-def test_int8_dec_validates_and_transcribes_real_speech_like_float32(int8_dec_dir, tiny_model):
-    from whisper_eas.runners.ort_runner import OrtRunner
-    from whisper_eas.transcribe import Transcriber
+def test_int8_dec_validates_and_transcribes_real_speech_like_int8_proj(int8_dec_dir, tiny_model):
     from whisper_eas.validation.parity import INT8, validate_export
 
     report = validate_export(int8_dec_dir, DATA / "manifest.tsv", limit=2, batch=2, hf_model=tiny_model)
     logits = next(r for r in report.rows if r.graph == "decoder_step" and r.output == "logits")
     assert logits.tolerance == INT8["logits"] and report.passed
-    utts = [u for u in read_manifest(DATA / "manifest.tsv") if u.duration_s <= 30]
-    paths = [u.path for u in utts]
-    dec = [o.result.text for o in Transcriber(OrtRunner(int8_dec_dir)).transcribe_many(paths)]
-    proj = [o.result.text for o in Transcriber(OrtRunner(cached_export("tiny.en", None, "int8-proj").folder))
-            .transcribe_many(paths)]
-    refs = [u.text for u in utts]
-    assert "ask not what your country can do for you" in dec[[u.id for u in utts].index("jfk-inaugural-1961")].lower()
-    wer_dec, words = corpus_wer(list(zip(refs, dec)))
-    wer_proj, _ = corpus_wer(list(zip(refs, proj)))
-    assert wer_dec <= wer_proj + 100 * 1 / words, (dec, proj)  # at most one more word error
+    _transcribes_like(int8_dec_dir, cached_export("tiny.en", None, "int8-proj").folder)
