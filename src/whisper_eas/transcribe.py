@@ -125,9 +125,8 @@ class Transcriber:
 
         With no `prune` the model's shipped config is used, as the CLI does (its batched-mode default
         with `batched`; beside `engine_dir`: the folder's); `dense=True` or `prune=None` asks for the
-        dense model. `settings` are
-        DecodingOptions / LongformOptions fields (`language`, `beam_size`, `word_timestamps`, ...)
-        applied on top of `options` / `longform`, never dropped.
+        dense model. `settings` are DecodingOptions / LongformOptions fields (`language`,
+        `beam_size`, `word_timestamps`, ...) applied on top of `options` / `longform`, never dropped.
         """
         from whisper_eas.runners.factory import make_runner
 

@@ -10,7 +10,8 @@ Per window, in order:
    English-only models, else detected; on a pruned encoding a detection whose top probability is
    below `GuardOptions.language_min_prob` is redone on the dense encoding, so pruning does not
    change the language a confident dense model would pick;
-2. greedy (or beam) decoding at temperature 0 on the (sparsified) encoder output;
+2. greedy (or beam) decoding at temperature 0 on the (sparsified) encoder output; where hotter
+   tries follow, a row stuck repeating is ended early (`repetition.py`), as in steps 3 and 4;
 3. a window the guard calls degenerate is decoded again as a clean dense decode: dense encoder,
    language re-detected on it unless it was fixed, temperature 0;
 4. while openai/whisper's rule still asks for a fallback, decode at the next temperature
