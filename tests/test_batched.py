@@ -54,6 +54,16 @@ def test_vad_finds_the_speech_of_a_real_recording():
     assert sum(s.samples for s in spans) > 0.8 * len(audio)  # an address with short pauses
 
 
+def test_vad_convolutions_in_parallel_give_the_whole_graphs_probabilities():
+    """The graph cut before its LSTM, the convolutions on parts of the rows in parallel: the same
+    probabilities bit for bit as the whole graph in one call, on a real 60 s recording."""
+    audio = load_audio(LONG)
+    split, whole = SileroVad(parts=2), SileroVad(parts=1)
+    assert split._split is not None and whole._split is None  # the package's graph has that shape
+    assert np.array_equal(split.probabilities(audio), whole.probabilities(audio))
+    assert np.array_equal(split.probabilities(audio[: 16000 * 3]), whole.probabilities(audio[: 16000 * 3]))
+
+
 def test_vad_rule_matches_faster_whisper_on_its_model():
     """Our port of silero-vad's span rule, fed faster-whisper's copy of the model, cuts exactly as
     faster-whisper's batched pipeline does (so both decode the same chunks)."""
@@ -194,7 +204,7 @@ def test_cli_batched_writes_times_inside_the_audio(tmp_path):
 
 
 def test_cli_batched_padding_trim_on_full_chunks(tmp_path):
-    """tiny.en's batched default, the padding trim (a config that reads the audio), on ONNX Runtime,
+    """tiny.en's batched defaults, the padding trim (a config that reads the audio) on int8-dec graphs,
     on a recording with full 30 s chunks: each chunk is pruned over its own region, so the decoder
     gets equal kept counts per batch (it once got a padded batch here and failed)."""
     import json
@@ -209,6 +219,7 @@ def test_cli_batched_padding_trim_on_full_chunks(tmp_path):
     assert result.exit_code == 0, result.output
     # the batched default config and the CPU default backend, said
     assert "uniform L1 k1.0 padding=drop speech_floor=10.0" in result.output and "onnxruntime" in result.output
+    assert "int8-dec" in result.output  # the batched mode's precision
     data = json.loads(next(tmp_path.glob("*.json")).read_text())
     assert data["timing"]["mode"] == "batched" and max(w["kept_frames"] for w in data["windows"]) == 1500
     previous = 0.0

@@ -108,6 +108,20 @@ def test_default_cpu_backend_is_a_cached_export_and_says_so():
     assert make_runner("pytorch", device="cpu", load=False).backend == "pytorch"  # --backend still overrides
 
 
+def test_batched_mode_takes_its_own_cpu_defaults():
+    """Batched long-form on a CPU: tiny.en's batched config (the padding trim) on int8-dec graphs,
+    which held float32's WER there (windows do not condition on each other), not the sequential
+    mode's dense int8-proj."""
+    from whisper_eas.runners.cached_export import default_precision
+    from whisper_eas.runners.factory import make_runner
+
+    assert default_precision("tiny.en", batched=True) == "int8-dec" and default_precision("tiny.en") == "int8-proj"
+    assert default_precision("base", batched=True) == default_precision("base")
+    runner = make_runner("auto", device="cpu", load=False, batched=True)
+    assert runner.export.precision == "int8-dec" and runner.prune == shipped_config("tiny.en", batched=True)
+    assert "int8-dec" in runner.reason
+
+
 def test_default_cpu_backend_falls_back_with_a_reason(monkeypatch):
     from whisper_eas.runners import cached_export as module
 

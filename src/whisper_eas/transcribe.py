@@ -140,7 +140,7 @@ class Transcriber:
             prune = shipped_config(model, device, batched is not None)
         merged, longform = merge_settings(options or DecodingOptions(without_timestamps=False, best_of=5),
                                           longform or LongformOptions(), settings)
-        runner = make_runner(backend, model, prune, device, engine_dir)
+        runner = make_runner(backend, model, prune, device, engine_dir, batched=batched is not None)
         transcriber = cls(runner, options=merged, guard=guard, batch_size=batch_size, longform=longform,
                           batched=batched, allow_partial=allow_partial)
         transcriber.backend_reason = runner.reason

@@ -54,7 +54,8 @@ def command(model, manifest, limit, dense, layer, keep_ratio, mass, strategy, sc
     if not utterances:
         raise click.ClickException(f"{manifest}: no utterances (only a header?): nothing to evaluate")
     extra = {"head_precision": head_precision} if head_precision else {}
-    runner = make_runner(backend=backend, model=model, prune=prune, device=device, engine_dir=engine_dir, **extra)
+    runner = make_runner(backend=backend, model=model, prune=prune, device=device, engine_dir=engine_dir,
+                         batched=batched, **extra)
     # trt-transcribe's decoding defaults (Transcriber's), with only what was named changed
     transcriber = Transcriber(runner, guard=GuardOptions(enabled=not no_guard), batch_size=batch_size,
                               batched=batched_options(batched, None))

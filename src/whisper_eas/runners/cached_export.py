@@ -35,9 +35,15 @@ from whisper_eas.config import PruneConfig
 
 # models whose quantized graphs held float32's WER (within +0.3 points) on dev and val, short and long
 PRECISIONS_BY_MODEL: dict[str, str] = {"tiny.en": "int8-proj", "base": "int8-proj"}
+# the same in batched long-form (no previous text, so no window's error carries into the next), where
+# it differs: tiny.en int8-dec against int8-proj, both batched with the trim (docs/benchmarks.md):
+# speech-dev short +0.17, long +0.00; speech-val short +0.10 [-0.49, +0.85], long +0.10 [-0.34, +0.46]
+BATCHED_PRECISIONS_BY_MODEL: dict[str, str] = {"tiny.en": "int8-dec"}
 
 
-def default_precision(model: str | Path) -> str:
+def default_precision(model: str | Path, batched: bool = False) -> str:
+    if batched and str(model) in BATCHED_PRECISIONS_BY_MODEL:
+        return BATCHED_PRECISIONS_BY_MODEL[str(model)]
     return PRECISIONS_BY_MODEL.get(str(model), "fp32")
 
 CACHE_FORMAT = "1"  # bump when what a cached folder must hold changes
@@ -133,8 +139,9 @@ def cached_export(model: str | Path, prune: PruneConfig | None, precision: str =
 
 
 def default_cpu_export(model: str | Path | None, prune: PruneConfig | None,
-                       progress: Callable[[str], None] | None = None) -> CachedExport:
-    """What `auto` runs on a CPU without `--engine-dir`: a cached export, or None and why not."""
+                       progress: Callable[[str], None] | None = None, batched: bool = False) -> CachedExport:
+    """What `auto` runs on a CPU without `--engine-dir` (`batched`: for batched long-form): a cached
+    export, or None and why not."""
     from whisper_eas.checkpoints.registry import DEFAULT_MODEL
     from whisper_eas.deps import installed
 
@@ -145,6 +152,6 @@ def default_cpu_export(model: str | Path | None, prune: PruneConfig | None,
         return CachedExport(None, f"config [{prune}] sets keep counts per window from attention, which the "
                                   "cached ONNX graphs do not")
     try:
-        return cached_export(model, prune, default_precision(model), progress)
+        return cached_export(model, prune, default_precision(model, batched), progress)
     except Exception as error:  # an export that fails must not stop a transcription: PyTorch runs anything
         return CachedExport(None, f"ONNX export of {model} failed ({type(error).__name__}: {error})")

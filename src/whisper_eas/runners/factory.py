@@ -91,6 +91,7 @@ def make_runner(
     engine_dir: str | Path | None = None,
     *,
     load: bool = True,
+    batched: bool = False,
     **options: Any,
 ) -> Runner:
     """A runner for `backend` (`auto`: the best this machine and `engine_dir` allow); `runner.reason` says why.
@@ -99,12 +100,13 @@ def make_runner(
     the model's shipped default; `None` is dense. ONNX Runtime and TensorRT run an export folder
     (`engine_dir`, or `model` when that is one). `options` go to the runner class (e.g. `threads`,
     `encoder_batch` for ONNX Runtime, `head_precision` for the CUDA-graph runner). `load=False`
-    returns the runner before its sessions or engines are built.
+    returns the runner before its sessions or engines are built. `batched`: the runner is for
+    batched long-form, whose CPU defaults (config and precision) can differ.
     """
     if backend == "ort":
         backend = "onnxruntime"
     if backend == "auto" and engine_dir is None and device == "cpu":
-        choice, engine_dir = _default_cpu_choice(model, prune)
+        choice, engine_dir = _default_cpu_choice(model, prune, batched)
         if engine_dir is not None:  # our own cache, hashed when it was written
             options.setdefault("verify", False)
     elif backend == "auto":
@@ -122,14 +124,15 @@ def make_runner(
     return runner.load() if load else runner
 
 
-def _default_cpu_choice(model, prune) -> tuple[BackendChoice, Path | None]:
+def _default_cpu_choice(model, prune, batched: bool = False) -> tuple[BackendChoice, Path | None]:
     """`auto` on a CPU without a folder: ONNX Runtime on graphs exported once into the model cache
     (`runners.cached_export`), else PyTorch with the reason."""
     from whisper_eas.defaults import shipped_config
     from whisper_eas.runners.cached_export import default_cpu_export
 
-    resolved = shipped_config(model if model is not None else DEFAULT_MODEL) if prune is DEFAULT_PRUNE else prune
-    cached = default_cpu_export(model, resolved)
+    resolved = (shipped_config(model if model is not None else DEFAULT_MODEL, batched=batched)
+                if prune is DEFAULT_PRUNE else prune)
+    cached = default_cpu_export(model, resolved, batched=batched)
     if cached.folder is None:
         return BackendChoice("pytorch", f"no --engine-dir; {cached.reason}"), None
     return BackendChoice("onnxruntime", f"fastest on a CPU: {cached.reason}"), cached.folder
