@@ -11,7 +11,10 @@ of speech-dev and speech-val, and on speech-val short 277 of 280 utterances are 
 (+0.00 [-0.33, +0.27] points; the 3 others are sampled fallbacks). Whole int8 (`int8`) is not a
 default anywhere: on tiny.en it lost +1.9 points on the eight long recordings of speech-dev +
 speech-val (+3.9 on speech-val), base's lost 10 words on one of two; nor is `int8-enc` (int8-proj
-plus an int8 encoder tail): +1.02 on speech-val long (docs/benchmarks.md). The
+plus an int8 encoder tail): +1.02 on speech-val long (docs/benchmarks.md). Batched long-form
+has its own table (`BATCHED_PRECISIONS_BY_MODEL`): its windows do not condition on each other, and
+tiny.en's `int8-dec` (int8 decoder layer weights) held there (+0.10 on speech-val short and long)
+where it lost +3.98 on speech-val long sequentially. The
 first run exports them into `$WHISPER_EAS_HOME/onnx-exports/<key>/` (a progress line on stderr,
 ~15-45 s for tiny.en, ~1-2 min for base); later runs load that folder.
 
