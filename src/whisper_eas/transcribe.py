@@ -134,10 +134,6 @@ class Transcriber:
             if prune is not DEFAULT_PRUNE and prune is not None:
                 raise ConfigError("dense=True cannot be combined with a prune config")
             prune = None
-        if prune is DEFAULT_PRUNE and engine_dir is None and not (Path(str(model)) / "manifest.json").is_file():
-            from whisper_eas.defaults import shipped_config
-
-            prune = shipped_config(model, device, batched is not None)
         merged, longform = merge_settings(options or DecodingOptions(without_timestamps=False, best_of=5),
                                           longform or LongformOptions(), settings)
         runner = make_runner(backend, model, prune, device, engine_dir, batched=batched is not None)

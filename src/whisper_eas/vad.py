@@ -2,10 +2,11 @@
 
 The model is Silero VAD v6 (MIT, snakers4/silero-vad) in the sequence form that takes the whole
 file at once: rows of 512 samples with the previous row's last 64 samples in front, one
-probability per 32 ms (its per-row convolutions on the cores in parallel, then its LSTM). It comes from a PyPI package, never from the network: the
-`silero-vad` package's `silero_vad_16k_sequence.onnx` (its only hard dependencies, torch and
-packaging, are ours already; `pip install 'whisper-eas[vad]'`), or faster-whisper's copy of the
-same graph when that package is installed instead. The rule that turns probabilities into speech
+probability per 32 ms (its per-row convolutions on the cores in parallel, then its LSTM). It
+comes from a PyPI package, never from the network: the `silero-vad` package's
+`silero_vad_16k_sequence.onnx` (its only hard dependencies, torch and packaging, are ours
+already; `pip install 'whisper-eas[vad]'`), or faster-whisper's copy of the same graph when that
+package is installed instead. The rule that turns probabilities into speech
 spans is silero-vad's `get_speech_timestamps` as faster-whisper adapted it, with faster-whisper's
 batched-pipeline settings as defaults, so both cut a recording into the same chunks.
 """

@@ -115,7 +115,7 @@ def make_runner(
         check_backend(backend)
         choice = BackendChoice(backend, "named with --backend")
     if choice.backend == "pytorch":
-        runner = _pytorch_runner(model, prune, device, engine_dir, options)
+        runner = _pytorch_runner(model, prune, device, engine_dir, options, batched)
     else:
         folder = _export_folder(choice.backend, model, engine_dir)
         runner = _graph_runner(choice.backend, folder, device, options)
@@ -188,7 +188,7 @@ def _same_model(named: str | Path, recorded: str) -> bool:
         return False
 
 
-def _pytorch_runner(model, prune, device: str, engine_dir, options: dict) -> Runner:
+def _pytorch_runner(model, prune, device: str, engine_dir, options: dict, batched: bool = False) -> Runner:
     """PyTorch: named, or (when `auto` fell back from an export folder) the folder's model and config."""
     from whisper_eas.defaults import shipped_config
 
@@ -198,7 +198,7 @@ def _pytorch_runner(model, prune, device: str, engine_dir, options: dict) -> Run
         model, prune = export.model, export.config
     model = model if model is not None else DEFAULT_MODEL
     if prune is DEFAULT_PRUNE:
-        prune = shipped_config(model, device)
+        prune = shipped_config(model, device, batched)
     runner_class = pytorch_runner_class(device, prune)
     if "head_precision" in options and runner_class.__name__ != "CudaGraphRunner":
         raise ConfigError("a head precision applies to the CUDA-graph runner: --device cuda with a fixed keep ratio")
