@@ -82,28 +82,42 @@ def _open(key: Hashable, opener: Opener) -> _Open | Finished:
 
 def _advance(active: list[_Open], decode: DecodeFn) -> dict[int, Exception]:
     """Decode one window per open file; returns {id(slot): error} for files that failed."""
+    return advance_round([(slot, slot.state, decode) for slot in active])
+
+
+def advance_round(slots: list[tuple[object, LongformFile, DecodeFn]]) -> dict[int, Exception]:
+    """Decode the next window of every (owner, state, decode) and feed it back to its state.
+
+    Slots that share a `decode` (the same settings) are decoded as one batch; the service's
+    requests with different settings form one batch per setting. Returns {id(owner): error}
+    for the files that failed: a bad window never takes its batch neighbours down.
+    """
     errors: dict[int, Exception] = {}
-    ready = []
-    for slot in active:  # features are read from the file window by window: a read can fail
+    groups: dict[int, list[tuple[object, WindowRequest, LongformFile]]] = {}
+    decoders: dict[int, DecodeFn] = {}
+    for owner, state, decode in slots:  # features are read from the file window by window: a read can fail
         try:
-            ready.append((slot, slot.state.next_window()))
+            request = state.next_window()
         except Exception as error:
-            errors[id(slot)] = error
-    active, requests = [slot for slot, _ in ready], [request for _, request in ready]
-    if not requests:
-        return errors
-    try:
-        outcomes: list[WindowOutcome | Exception] = list(decode(requests))
-    except Exception:  # isolate: retry each window alone
-        outcomes = [_decode_one(decode, request) for request in requests]
-    for slot, outcome in zip(active, outcomes):
-        if isinstance(outcome, Exception):
-            errors[id(slot)] = outcome
+            errors[id(owner)] = error
             continue
+        groups.setdefault(id(decode), []).append((owner, request, state))
+        decoders[id(decode)] = decode
+    for key, members in groups.items():
+        decode = decoders[key]
+        requests = [request for _, request, _ in members]
         try:
-            slot.state.accept(outcome)
-        except Exception as error:
-            errors[id(slot)] = error
+            outcomes: list[WindowOutcome | Exception] = list(decode(requests))
+        except Exception:  # isolate: retry each window alone
+            outcomes = [_decode_one(decode, request) for request in requests]
+        for (owner, _, state), outcome in zip(members, outcomes):
+            if isinstance(outcome, Exception):
+                errors[id(owner)] = outcome
+                continue
+            try:
+                state.accept(outcome)
+            except Exception as error:
+                errors[id(owner)] = error
     return errors
 
 
