@@ -11,7 +11,8 @@ from whisper_eas.config import PruneConfig
 
 GPU_TABLE = "gpu"  # defaults on a CUDA device, where they differ from the CPU's (shipped_configs.json)
 BATCHED_TABLE = "batched"  # CPU defaults of batched long-form (`--batched`), where they differ
-TABLES = (GPU_TABLE, BATCHED_TABLE)
+SERVE_TABLE = "serve"  # CPU defaults of `whisper-eas serve` (mostly short requests), where they differ
+TABLES = (GPU_TABLE, BATCHED_TABLE, SERVE_TABLE)
 
 
 @lru_cache(maxsize=1)
@@ -29,7 +30,8 @@ def _entry(table: dict, model: str | Path) -> tuple[bool, dict | None]:
     return False, None
 
 
-def shipped_config(model: str | Path, device: str = "cpu", batched: bool = False) -> PruneConfig | None:
+def shipped_config(model: str | Path, device: str = "cpu", batched: bool = False,
+                   serve: bool = False) -> PruneConfig | None:
     """The shipped config for an embedded model name (or a folder whose name matches) on `device`;
     None for a model that ships dense there or that has no entry.
 
@@ -37,8 +39,10 @@ def shipped_config(model: str | Path, device: str = "cpu", batched: bool = False
     TensorRT engines run one frame count per batch, so a padding trim (a per-window count) is not
     a GPU default. On a CPU in batched long-form the `batched` table wins where it names the model:
     there a chunk's trimmed padding costs no guard re-run (chunks have no timestamps), whereas in
-    the sequential mode it made tiny.en slower (shipped_configs.json)."""
-    table = GPU_TABLE if str(device).startswith("cuda") else BATCHED_TABLE if batched else None
+    the sequential mode it made tiny.en slower (shipped_configs.json). `serve`: the service's table,
+    whose requests are mostly short clips, where the padding trim pays."""
+    table = (GPU_TABLE if str(device).startswith("cuda") else BATCHED_TABLE if batched
+             else SERVE_TABLE if serve else None)
     if table is not None:
         found, data = _entry(_table().get(table, {}), model)
         if found:

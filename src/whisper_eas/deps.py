@@ -19,6 +19,10 @@ INSTALL_HINTS = {
     "onnxruntime": "pip install 'whisper-eas[onnx]' (or onnxruntime)",
     "polygraphy": "pip install polygraphy",
     "triton": "pip install triton (Linux, NVIDIA GPU)",
+    "fastapi": "pip install 'whisper-eas[serve]'",
+    "uvicorn": "pip install 'whisper-eas[serve]'",
+    "multipart": "pip install 'whisper-eas[serve]'",
+    "prometheus_client": "pip install 'whisper-eas[serve]'",
 }
 NAMES = {"tensorrt": "TensorRT", "onnxruntime": "ONNX Runtime", "polygraphy": "Polygraphy", "triton": "Triton"}
 

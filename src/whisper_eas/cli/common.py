@@ -67,7 +67,8 @@ def resolve_model(model: str, engine_dir=None) -> str | None:
 
 
 def resolve_prune(model: str | None, dense: bool, layer, keep_ratio, mass, strategy, scoring, query_stride, merge,
-                  engine_dir=None, device: str = "cpu", batched: bool = False) -> PruneConfig | None | Any:
+                  engine_dir=None, device: str = "cpu", batched: bool = False,
+                  serve: bool = False) -> PruneConfig | None | Any:
     """The config the flags name; with none named, the model's shipped default on `device` in that
     mode (`batched`: batched long-form) (or dense), or, beside a folder (`engine_dir`),
     `DEFAULT_PRUNE`: the folder's own config."""
@@ -93,7 +94,7 @@ def resolve_prune(model: str | None, dense: bool, layer, keep_ratio, mass, strat
         if layer is None:
             if keep_ratio is not None or mass is not None:
                 raise click.UsageError("--keep-ratio/--mass need --layer")
-            base = shipped_config(model or DEFAULT_MODEL, device, batched)
+            base = shipped_config(model or DEFAULT_MODEL, device, batched, serve)
             if base is None and extra:
                 raise click.UsageError(f"{model or DEFAULT_MODEL} ships dense (no shipped config to change): "
                                        "give --layer and --keep-ratio, or --prune")

@@ -1,4 +1,4 @@
-"""`whisper-eas`: convert, evaluate, search, export, validate and benchmark."""
+"""`whisper-eas`: convert, evaluate, search, export, validate, benchmark and serve."""
 
 from __future__ import annotations
 
@@ -22,6 +22,9 @@ def _register() -> None:
     from whisper_eas.cli import dataset_cmd  # transcribe-dataset (Ray, imported only when it runs)
 
     cli.add_command(dataset_cmd.command)
+    from whisper_eas.cli import serve_cmd  # FastAPI and uvicorn are imported only when it runs
+
+    cli.add_command(serve_cmd.command)
 
 
 _register()

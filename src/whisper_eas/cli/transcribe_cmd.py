@@ -38,6 +38,9 @@ from whisper_eas.runners.factory import BACKEND_CHOICES
 @click.option("--hallucination-silence-threshold", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
               help="With --word-timestamps: skip silences longer than this around likely hallucinations "
                    "(openai-whisper's hallucination_silence_threshold).")
+@click.option("--without-timestamps", is_flag=True,
+              help="Decode no timestamp tokens (fewer decoder steps): each 30 s window is one segment. What "
+                   "the service does for json and text responses of clips up to 30 s.")
 @click.option("--initial-prompt", help="Text that conditions the first window (names, spelling, style).")
 @click.option("--hotwords", help="Text kept in front of every window's prompt (faster-whisper's hotwords).")
 @click.option("--format", "fmt", default="txt", show_default=True, type=click.Choice(FORMATS + ("all",)))
@@ -59,7 +62,8 @@ from whisper_eas.runners.factory import BACKEND_CHOICES
 def command(inputs, model, engine_dir, backend, device, dense, layer, keep_ratio, mass, strategy, scoring,
             query_stride, merge, language, task, beam_size, fmt, output_dir, batch_size, overwrite,
             allow_partial, progress_interval, batched, vad_threshold, word_timestamps=False, initial_prompt=None,
-            hotwords=None, highlight_words=False, hallucination_silence_threshold=None) -> None:
+            hotwords=None, highlight_words=False, hallucination_silence_threshold=None,
+            without_timestamps=False) -> None:
     """Transcribe audio files and folders (default: embedded tiny.en, shipped sparse config, best backend)."""
     from whisper_eas.transcribe import Transcriber
 
@@ -71,6 +75,8 @@ def command(inputs, model, engine_dir, backend, device, dense, layer, keep_ratio
         raise click.UsageError("--highlight-words needs --word-timestamps")
     if hallucination_silence_threshold is not None and not word_timestamps:
         raise click.UsageError("--hallucination-silence-threshold needs --word-timestamps")
+    if without_timestamps and word_timestamps:
+        raise click.UsageError("--without-timestamps cannot be combined with --word-timestamps")
     if vad_threshold is not None and not batched:
         raise click.UsageError("--vad-threshold applies to --batched only")
     files = discover(list(inputs))
@@ -91,6 +97,7 @@ def command(inputs, model, engine_dir, backend, device, dense, layer, keep_ratio
     transcriber = Transcriber.from_model(model, prune, backend, device, engine_dir, language=language, task=task,
                                          beam_size=beam_size, batch_size=batch_size, word_timestamps=word_timestamps,
                                          initial_prompt=initial_prompt, hotwords=hotwords,
+                                         without_timestamps=without_timestamps,
                                          hallucination_silence_threshold=hallucination_silence_threshold,
                                          allow_partial=allow_partial, batched=batched_options(batched, vad_threshold))
     info = transcriber.runner.describe()
@@ -191,3 +198,7 @@ def _prune_label(transcriber) -> str:
 def main() -> None:
     quiet_libraries()
     command()
+
+
+if __name__ == "__main__":
+    main()

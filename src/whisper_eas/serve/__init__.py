@@ -1,0 +1,1 @@
+"""`whisper-eas serve`: OpenAI's audio transcription API, batching windows across requests."""
