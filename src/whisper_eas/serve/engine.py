@@ -31,6 +31,7 @@ from whisper_eas.window_decode import decode_windows
 
 log = logging.getLogger("whisper_eas.serve")
 
+MAX_DECODERS = 256  # distinct decoding settings remembered (language x task x temperature x words ...)
 SegmentsFn = Callable[[list[Segment]], None]  # called on the event loop with a request's new segments
 
 
@@ -128,6 +129,8 @@ class BatchEngine:
         longform = replace(transcriber.longform, initial_prompt=None, hotwords=None, prefix=None)
         key = (options, longform, transcriber.guard)
         with self._cond:
+            if len(self._decoders) >= MAX_DECODERS:  # settings are client-chosen: keep the cache bounded
+                self._decoders.clear()
             if key not in self._decoders:
                 self._decoders[key] = partial(decode_windows, transcriber.runner, options=options, longform=longform,
                                               guard=transcriber.guard)

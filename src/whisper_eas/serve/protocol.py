@@ -153,7 +153,7 @@ def _temperature(text: str | None) -> float:
     if not 0.0 <= value <= 1.0:
         raise ApiError(400, f"temperature must be a number from 0 to 1, got '{text}'", param="temperature",
                        code="invalid_value")
-    return value
+    return round(value, 2)
 
 
 def _granularities(form: Any, response_format: str) -> frozenset[str]:

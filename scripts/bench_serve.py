@@ -1,0 +1,202 @@
+"""Load benchmark of `whisper-eas serve` against faster-whisper servers, side by side in one run.
+
+Each server is started in turn on a loopback port, warmed up with two requests, then driven by N
+concurrent clients (closed loop: each client sends its next clip as soon as its last one is
+answered) over the same clips, for each N in --clients; then the long recordings at 4 clients.
+Reported per server and level: throughput (audio seconds per wall second), latency p50/p95/p99,
+errors, corpus WER, the server's resident memory after the level and its peak; and the WER of
+ours against each peer on the same clips with a paired bootstrap interval.
+
+  python scripts/bench_serve.py --manifest ../shared/data/speech-val/manifest-short.tsv \
+      --long-manifest ../shared/data/speech-val/manifest-long.tsv --out docs/data/serve_bench.json
+
+Peers: `faster-whisper-server` (PyPI; needs its own venv, --fws-python) and
+`scripts/fw_server.py` (FastAPI + faster-whisper int8, num_workers=2 thread pool), both on the
+same tiny.en weights (the embedded CTranslate2 model) in int8, greedy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+from whisper_eas.checkpoints.registry import embedded_ct2_dir
+from whisper_eas.evaluation.manifest import read_manifest
+from whisper_eas.evaluation.stats import compare
+from whisper_eas.evaluation.wer import corpus_wer
+
+HERE = Path(__file__).resolve().parent
+LABELS = {"ours": "whisper-eas serve", "ours-unbatched": "whisper-eas serve --max-batch 1 (batching off)",
+          "fws": "faster-whisper-server 0.0.3 int8 (PyPI)",
+          "fastapi-fw": "FastAPI + faster-whisper int8, num_workers=2 thread pool"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def commands(names: list[str], ct2: Path, fws_python: str, scratch: Path) -> dict[str, list[str]]:
+    py = sys.executable
+    config = scratch / "fws.yaml"
+    config.write_text(f"models:\n  - name: whisper-1\n    path: {ct2}\n    model_options: {{device: cpu, "
+                      "compute_type: int8}\n    transcribe_options: {beam_size: 1}\n")
+    known = {
+        "ours": [py, "-m", "whisper_eas.cli.main", "serve", "--log-level", "warning"],
+        "ours-unbatched": [py, "-m", "whisper_eas.cli.main", "serve", "--log-level", "warning",
+                           "--max-batch", "1", "--max-queue", "1000"],
+        "fws": [fws_python, "-m", "faster_whisper_server", "--config", str(config), "--host", "127.0.0.1"],
+        "fastapi-fw": [py, str(HERE / "fw_server.py"), str(ct2), "--workers", "2"],
+    }
+    return {name: known[name] for name in names}
+
+
+def start(command: list[str]) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    process = subprocess.Popen(command + ["--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{command}: exited: {process.stderr.read()[-2000:]}")
+        try:
+            if httpx.get(base + "/health", timeout=1).status_code == 200:
+                return process, base
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    process.kill()
+    raise RuntimeError(f"{command}: no /health in 600 s")
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    """(resident now, peak resident) in MB of the server process and its children."""
+    proc = psutil.Process(pid)
+    now = peak = 0.0
+    for p in [proc] + proc.children(recursive=True):
+        try:
+            now += p.memory_info().rss
+            status = Path(f"/proc/{p.pid}/status").read_text()
+            peak += int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))) * 1024
+        except (psutil.Error, OSError, StopIteration):
+            pass
+    return now / 2**20, peak / 2**20
+
+
+async def drive(base: str, clips: list, clients: int) -> tuple[list[dict], float]:
+    """Closed loop: `clients` workers take the next clip from a shared queue until none is left."""
+    queue: asyncio.Queue = asyncio.Queue()
+    for clip in clips:
+        queue.put_nowait(clip)
+    records: list[dict] = []
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        while not queue.empty():
+            clip = queue.get_nowait()
+            started = time.perf_counter()
+            try:
+                response = await client.post(base + "/v1/audio/transcriptions",
+                                             files={"file": (clip.path.name, clip.path.read_bytes())},
+                                             data={"model": "whisper-1", "response_format": "json"})
+                ok = response.status_code == 200
+                text = response.json().get("text", "") if ok else ""
+                status = response.status_code
+            except httpx.HTTPError as error:
+                ok, text, status = False, "", type(error).__name__
+            records.append({"id": clip.id, "latency_s": time.perf_counter() - started, "ok": ok, "status": status,
+                            "text": text, "audio_s": clip.duration_s})
+
+    async with httpx.AsyncClient(timeout=900, limits=httpx.Limits(max_connections=clients + 4)) as client:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(client) for _ in range(clients)))
+        return records, time.perf_counter() - started
+
+
+def summarize(records: list[dict], wall: float, refs: dict[str, str]) -> dict:
+    latencies = sorted(r["latency_s"] for r in records)
+
+    def pct(q: float) -> float:
+        return latencies[min(len(latencies) - 1, int(round(q * (len(latencies) - 1))))]
+
+    ok = [r for r in records if r["ok"]]
+    audio = sum(r["audio_s"] for r in ok)
+    wer, _ = corpus_wer([(refs[r["id"]], r["text"]) for r in ok]) if ok else (float("nan"), 0)
+    return {"requests": len(records), "errors": len(records) - len(ok), "wall_s": round(wall, 2),
+            "audio_s": round(audio, 1), "throughput": round(audio / wall, 2),
+            "p50_s": round(pct(0.5), 3), "p95_s": round(pct(0.95), 3), "p99_s": round(pct(0.99), 3),
+            "median_latency_s": round(statistics.median(latencies), 3), "wer": round(wer, 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--manifest", required=True, help="short clips (TSV: id path duration_s text)")
+    parser.add_argument("--long-manifest", help="long recordings, sent at 4 clients after the short levels")
+    parser.add_argument("--clients", default="1,4,16")
+    parser.add_argument("--limit", type=int, help="first N clips only")
+    parser.add_argument("--servers", default="ours,ours-unbatched,fws,fastapi-fw", help=f"of {list(LABELS)}")
+    parser.add_argument("--fws-python", default="/tmp/fwsenv/bin/python",
+                        help="python of a venv with faster-whisper-server installed")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+
+    clips = read_manifest(args.manifest, args.limit)
+    longs = read_manifest(args.long_manifest) if args.long_manifest else []
+    refs = {u.id: u.text for u in clips + longs}
+    levels = [int(c) for c in args.clients.split(",")]
+    names = [n.strip() for n in args.servers.split(",") if n.strip()]
+    report: dict = {"machine": {"cpus": os.cpu_count(), "loadavg_before": os.getloadavg()},
+                    "clips": len(clips), "clip_audio_s": round(sum(c.duration_s for c in clips), 1),
+                    "servers": {}}
+    transcripts: dict[str, dict[str, str]] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        ct2 = embedded_ct2_dir("tiny.en", Path(scratch))
+        for name, command in commands(names, ct2, args.fws_python, Path(scratch)).items():
+            process, base = start(command)
+            try:
+                asyncio.run(drive(base, clips[:2], 1))  # warm-up
+                entry: dict = {"label": LABELS[name], "levels": {}}
+                for clients in levels:
+                    records, wall = asyncio.run(drive(base, clips, clients))
+                    entry["levels"][clients] = summarize(records, wall, refs)
+                    entry["levels"][clients]["rss_after_mb"] = round(rss_mb(process.pid)[0])
+                    transcripts.setdefault(name, {}).update({r["id"]: r["text"] for r in records if r["ok"]}
+                                                            if clients == max(levels) else {})
+                    print(name, clients, entry["levels"][clients], flush=True)
+                if longs:
+                    records, wall = asyncio.run(drive(base, longs, 4))
+                    entry["long_4_clients"] = summarize(records, wall, refs)
+                    print(name, "long", entry["long_4_clients"], flush=True)
+                entry["peak_rss_mb"] = round(rss_mb(process.pid)[1])
+                report["servers"][name] = entry
+            finally:
+                process.terminate()
+                try:
+                    process.wait(30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+    report["machine"]["loadavg_after"] = os.getloadavg()
+    ours = transcripts.get("ours")
+    short_refs = {c.id: c.text for c in clips}
+    report["wer_vs_ours"] = {name: compare(short_refs, hyps, ours)["all"]
+                             for name, hyps in transcripts.items() if ours is not None and name != "ours"}
+    print(json.dumps(report, indent=1))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
