@@ -193,9 +193,31 @@ def main() -> None:
     report["wer_vs_ours"] = {name: compare(short_refs, hyps, ours)["all"]
                              for name, hyps in transcripts.items() if ours is not None and name != "ours"}
     print(json.dumps(report, indent=1))
+    print(markdown(report))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=1) + "\n")
+
+
+def markdown(report: dict) -> str:
+    """The table docs/benchmarks.md shows: one row per server and level, then the long recordings."""
+    rows = ["| server | clients | audio s / s | p50 s | p95 s | p99 s | errors | WER % | RSS after MB |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for entry in report["servers"].values():
+        for clients, level in entry["levels"].items():
+            rows.append(f"| {entry['label']} | {clients} | {level['throughput']:.1f} | {level['p50_s']:.2f} | "
+                        f"{level['p95_s']:.2f} | {level['p99_s']:.2f} | {level['errors']} | {level['wer']:.2f} | "
+                        f"{level['rss_after_mb']} |")
+        if "long_4_clients" in entry:
+            long = entry["long_4_clients"]
+            rows.append(f"| {entry['label']}: long recordings | 4 | {long['throughput']:.1f} | {long['p50_s']:.2f} | "
+                        f"{long['p95_s']:.2f} | {long['p99_s']:.2f} | {long['errors']} | {long['wer']:.2f} | "
+                        f"peak {entry['peak_rss_mb']} |")
+    for name, delta in report.get("wer_vs_ours", {}).items():
+        rows.append(f"\nWER, ours minus {report['servers'][name]['label']} (same clips, highest level): "
+                    f"{delta['wer_b']:.2f} - {delta['wer_a']:.2f} = {delta['delta']:+.2f} "
+                    f"[95% {delta['low']:+.2f}, {delta['high']:+.2f}]")
+    return "\n".join(rows)
 
 
 if __name__ == "__main__":

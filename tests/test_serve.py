@@ -83,6 +83,10 @@ def cli_text(tmp_path_factory):
     subprocess.run(base + ["--output-dir", str(out / "long"), str(LONG)], check=True, capture_output=True)
     texts = {p.stem: json.loads(p.read_text())["text"] for p in (out / "short").glob("*.json")}
     texts[LONG.stem] = json.loads((out / "long" / f"{LONG.stem}.json").read_text())["text"]
+    subprocess.run(base + ["--word-timestamps", "--output-dir", str(out / "words"), str(JFK)], check=True,
+                   capture_output=True)
+    cli_json = json.loads((out / "words" / f"{JFK.stem}.json").read_text())
+    texts["words"] = [(w["word"].strip(), w["start"], w["end"]) for s in cli_json["segments"] for w in s["words"]]
     return texts
 
 
@@ -124,13 +128,13 @@ def test_every_response_format(client, cli_text):
     assert events[-1].end == round(verbose.segments[-1].end * 1000)
 
 
-def test_word_granularity(client):
+def test_word_granularity(client, cli_text):
     with JFK.open("rb") as f:
         words_only = client.audio.transcriptions.create(model="whisper-1", file=f, response_format="verbose_json",
                                                         timestamp_granularities=["word"])
     assert words_only.segments is None
     words = words_only.words
-    assert [w.word for w in words][:4] == ["And", "so", "my", "fellow"]
+    assert [(w.word, w.start, w.end) for w in words] == cli_text["words"]  # trt-transcribe --word-timestamps
     assert all(w.start <= w.end for w in words)
     assert all(a.start <= b.start for a, b in zip(words, words[1:]))
     with JFK.open("rb") as f:

@@ -31,7 +31,8 @@ from whisper_eas.runners.factory import BACKEND_CHOICES
 @click.option("--beam-size", type=click.IntRange(min=1), help="Beam search width (default: greedy).")
 @click.option("--word-timestamps", is_flag=True,
               help="Word start/end/probability in the json (cross-attention alignment): PyTorch, or ONNX Runtime "
-                   "with an --engine-dir exported by this version (its align.onnx).")
+                   "on an export with an alignment graph (the cached default exports and --engine-dir folders "
+                   "exported by this version).")
 @click.option("--highlight-words", is_flag=True,
               help="srt/vtt: one cue per word with that word underlined (<u>), as openai-whisper's "
                    "--highlight_words; needs --word-timestamps.")
@@ -65,6 +66,7 @@ def command(inputs, model, engine_dir, backend, device, dense, layer, keep_ratio
             hotwords=None, highlight_words=False, hallucination_silence_threshold=None,
             without_timestamps=False) -> None:
     """Transcribe audio files and folders (default: embedded tiny.en, shipped sparse config, best backend)."""
+    from whisper_eas.alignment import WordTimestampsUnsupported
     from whisper_eas.transcribe import Transcriber
 
     formats = expand_formats(fmt)
@@ -92,14 +94,18 @@ def command(inputs, model, engine_dir, backend, device, dense, layer, keep_ratio
     prune = resolve_prune(model, dense, layer, keep_ratio, mass, strategy, scoring, query_stride, merge, engine_dir,
                           device, batched)
     model = resolve_model(model, engine_dir)
-    if word_timestamps and backend == "auto" and engine_dir is None:
-        backend = "pytorch"  # the alignment reads the decoder's cross-attention (alignment.py)
-    transcriber = Transcriber.from_model(model, prune, backend, device, engine_dir, language=language, task=task,
-                                         beam_size=beam_size, batch_size=batch_size, word_timestamps=word_timestamps,
-                                         initial_prompt=initial_prompt, hotwords=hotwords,
-                                         without_timestamps=without_timestamps,
-                                         hallucination_silence_threshold=hallucination_silence_threshold,
-                                         allow_partial=allow_partial, batched=batched_options(batched, vad_threshold))
+    settings = dict(language=language, task=task, beam_size=beam_size, batch_size=batch_size,
+                    word_timestamps=word_timestamps, initial_prompt=initial_prompt, hotwords=hotwords,
+                    without_timestamps=without_timestamps,
+                    hallucination_silence_threshold=hallucination_silence_threshold, allow_partial=allow_partial,
+                    batched=batched_options(batched, vad_threshold))
+    try:
+        transcriber = Transcriber.from_model(model, prune, backend, device, engine_dir, **settings)
+    except WordTimestampsUnsupported:
+        if backend != "auto" or engine_dir is not None:
+            raise
+        # a cached export from before word timestamps ran on ONNX Runtime has no alignment graph
+        transcriber = Transcriber.from_model(model, prune, "pytorch", device, engine_dir, **settings)
     info = transcriber.runner.describe()
     click.echo(f"backend: {info['backend']} on {info['device']} ({transcriber.backend_reason}); "
                f"model {info['model']}, {_prune_label(transcriber)}", err=True)

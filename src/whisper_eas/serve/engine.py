@@ -163,7 +163,11 @@ class BatchEngine:
                 self._active = [job for job in self._active if not self._dropped(job)]
                 while self._pending and len(self._active) < self.max_batch:
                     job = self._pending.popleft()
-                    if not self._dropped(job):
+                    if self._dropped(job):
+                        continue
+                    if job.state.done:  # shorter than one mel frame: nothing to decode (as run_lockstep)
+                        self._finish(job)
+                    else:
                         self._active.append(job)
                 if not self._active:
                     if self._stopping and not self._pending:
@@ -205,18 +209,21 @@ class BatchEngine:
                 new, job.emitted = job.state.segments[job.emitted:], len(job.state.segments)
                 _call(job, job.on_segments, list(new))
             if job.state.done:
-                wall = time.perf_counter() - job.submitted
-                self._mean_job_s = 0.8 * self._mean_job_s + 0.2 * wall
-                try:
-                    result = job.transcriber.result(job.state, wall)
-                except Exception as failure:
-                    self._fail(job, failure)
-                else:
-                    _resolve(job, result=result)
+                self._finish(job)
                 finished.append(job)
         if finished:
             with self._cond:
                 self._active = [job for job in self._active if job not in finished]
+
+    def _finish(self, job: Job) -> None:
+        wall = time.perf_counter() - job.submitted
+        self._mean_job_s = 0.8 * self._mean_job_s + 0.2 * wall
+        try:
+            result = job.transcriber.result(job.state, wall)
+        except Exception as failure:
+            self._fail(job, failure)
+        else:
+            _resolve(job, result=result)
 
     def _decode_for(self, job: Job) -> DecodeFn:
         return self.decoder(job.transcriber)
