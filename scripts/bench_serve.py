@@ -5,7 +5,9 @@ concurrent clients (closed loop: each client sends its next clip as soon as its 
 answered) over the same clips, for each N in --clients; then the long recordings at 4 clients.
 Reported per server and level: throughput (audio seconds per wall second), latency p50/p95/p99,
 errors, corpus WER, the server's resident memory after the level and its peak; and the WER of
-ours against each peer on the same clips with a paired bootstrap interval.
+ours against each peer on the same clips with a paired bootstrap interval. `--rates 1,2,4` runs
+an open loop instead (requests arriving at a fixed Poisson rate, answered or not), to find where
+the service saturates.
 
   python scripts/bench_serve.py --manifest ../shared/data/speech-val/manifest-short.tsv \
       --long-manifest ../shared/data/speech-val/manifest-long.tsv --out docs/data/serve_bench.json
@@ -125,6 +127,39 @@ async def drive(base: str, clips: list, clients: int) -> tuple[list[dict], float
         return records, time.perf_counter() - started
 
 
+async def drive_open(base: str, clips: list, rate: float, duration: float, seed: int = 0) -> tuple[list[dict], float]:
+    """Open loop: requests arrive at `rate` per second (Poisson) for `duration` s, whether or not
+    earlier ones were answered, as real traffic does; clips are taken in order, cycling."""
+    import random
+
+    rng = random.Random(seed)
+    records: list[dict] = []
+    tasks = []
+
+    async def one(client: httpx.AsyncClient, clip) -> None:
+        started = time.perf_counter()
+        try:
+            response = await client.post(base + "/v1/audio/transcriptions",
+                                         files={"file": (clip.path.name, clip.path.read_bytes())},
+                                         data={"model": "whisper-1", "response_format": "json"})
+            ok, status = response.status_code == 200, response.status_code
+            text = response.json().get("text", "") if ok else ""
+        except httpx.HTTPError as error:
+            ok, text, status = False, "", type(error).__name__
+        records.append({"id": clip.id, "latency_s": time.perf_counter() - started, "ok": ok, "status": status,
+                        "text": text, "audio_s": clip.duration_s})
+
+    async with httpx.AsyncClient(timeout=900, limits=httpx.Limits(max_connections=None)) as client:
+        started = time.perf_counter()
+        index = 0
+        while time.perf_counter() - started < duration:
+            tasks.append(asyncio.create_task(one(client, clips[index % len(clips)])))
+            index += 1
+            await asyncio.sleep(rng.expovariate(rate))
+        await asyncio.gather(*tasks)
+        return records, time.perf_counter() - started
+
+
 def summarize(records: list[dict], wall: float, refs: dict[str, str]) -> dict:
     latencies = sorted(r["latency_s"] for r in records)
 
@@ -145,6 +180,8 @@ def main() -> None:
     parser.add_argument("--manifest", required=True, help="short clips (TSV: id path duration_s text)")
     parser.add_argument("--long-manifest", help="long recordings, sent at 4 clients after the short levels")
     parser.add_argument("--clients", default="1,4,16")
+    parser.add_argument("--rates", help="open loop instead: requests per second, e.g. 1,2,4,8 (Poisson arrivals)")
+    parser.add_argument("--duration", type=float, default=60.0, help="open loop: seconds of arrivals per rate")
     parser.add_argument("--limit", type=int, help="first N clips only")
     parser.add_argument("--servers", default="ours,ours-unbatched,fws,fastapi-fw", help=f"of {list(LABELS)}")
     parser.add_argument("--fws-python", default="/tmp/fwsenv/bin/python",
@@ -155,10 +192,12 @@ def main() -> None:
     clips = read_manifest(args.manifest, args.limit)
     longs = read_manifest(args.long_manifest) if args.long_manifest else []
     refs = {u.id: u.text for u in clips + longs}
-    levels = [int(c) for c in args.clients.split(",")]
+    rates = bool(args.rates)
+    levels = [float(r) for r in args.rates.split(",")] if rates else [int(c) for c in args.clients.split(",")]
     names = [n.strip() for n in args.servers.split(",") if n.strip()]
     report: dict = {"machine": {"cpus": os.cpu_count(), "loadavg_before": os.getloadavg()},
-                    "clips": len(clips), "clip_audio_s": round(sum(c.duration_s for c in clips), 1),
+                    "mode": f"open loop, {args.duration:g} s of Poisson arrivals per rate" if args.rates else
+                    "closed loop (clients)", "clips": len(clips), "clip_audio_s": round(sum(c.duration_s for c in clips), 1),
                     "servers": {}}
     transcripts: dict[str, dict[str, str]] = {}
     with tempfile.TemporaryDirectory() as scratch:
@@ -169,7 +208,10 @@ def main() -> None:
                 asyncio.run(drive(base, clips[:2], 1))  # warm-up
                 entry: dict = {"label": LABELS[name], "levels": {}}
                 for clients in levels:
-                    records, wall = asyncio.run(drive(base, clips, clients))
+                    if rates:
+                        records, wall = asyncio.run(drive_open(base, clips, clients, args.duration))
+                    else:
+                        records, wall = asyncio.run(drive(base, clips, clients))
                     entry["levels"][clients] = summarize(records, wall, refs)
                     entry["levels"][clients]["rss_after_mb"] = round(rss_mb(process.pid)[0])
                     transcripts.setdefault(name, {}).update({r["id"]: r["text"] for r in records if r["ok"]}
@@ -201,7 +243,7 @@ def main() -> None:
 
 def markdown(report: dict) -> str:
     """The table docs/benchmarks.md shows: one row per server and level, then the long recordings."""
-    rows = ["| server | clients | audio s / s | p50 s | p95 s | p99 s | errors | WER % | RSS after MB |",
+    rows = ["| server | clients (or req/s) | audio s / s | p50 s | p95 s | p99 s | errors | WER % | RSS after MB |",
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for entry in report["servers"].values():
         for clients, level in entry["levels"].items():
