@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import os
 import logging
 import time
 from contextlib import asynccontextmanager
@@ -106,7 +107,7 @@ def create_app(transcriber: Transcriber, config: ServeConfig) -> FastAPI:
     async def health() -> JSONResponse:
         ok = engine.alive
         body = {"status": "ok" if ok else "unavailable", "model": config.model_name,
-                "queue_depth": engine.queue_depth, "decoding": engine.in_flight}
+                "queue_depth": engine.queue_depth, "decoding": engine.in_flight, "pid": os.getpid()}
         return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get("/metrics")
