@@ -80,6 +80,15 @@ def is_silence(result: DecodingResult, options: LongformOptions) -> bool:
     return options.logprob_threshold is None or result.avg_logprob <= options.logprob_threshold
 
 
+def likely_no_speech(result: DecodingResult, options: LongformOptions) -> bool:
+    """The model puts the no-speech probability above its threshold, whatever the text's confidence.
+
+    Text kept from such a window (openai keeps it when it is confident: "you", ". . .") must not
+    prompt the next windows: conditioned on it, a window that does hold speech is decoded as more of
+    the same and the speech is lost (a sentence inside minutes of silence)."""
+    return options.no_speech_threshold is not None and result.no_speech_prob > options.no_speech_threshold
+
+
 @dataclass(frozen=True)
 class Span:
     """Part of a window's tokens with its start/end offsets in seconds from the window start."""
@@ -256,7 +265,8 @@ class LongformFile:
                 self.segments.append(segment)
                 self.tokens.extend(segment.tokens)
         self.seek = seek
-        if not self.options.condition_on_previous_text or result.temperature > 0.5:
+        if not self.options.condition_on_previous_text or result.temperature > 0.5 or likely_no_speech(result,
+                                                                                                      self.options):
             self.prompt_reset_since = len(self.tokens)
 
     def _align(self, segments: list[Segment], outcome: WindowOutcome, size: int,
