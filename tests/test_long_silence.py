@@ -1,9 +1,13 @@
-"""Speech inside long silence is transcribed (issue 28): a real sentence at two offsets of 2 min of
-digital silence, near-silence or a tone, on both backends, in the default sequential mode.
+"""Speech inside long silence is transcribed and the silence gives no text (issue 28): a real
+sentence at two offsets of 2 min of digital silence, near-silence or a tone, on both backends, in
+the default sequential mode.
 
 Before the fix, tiny.en heard a confident " you" in each silent window (openai's rule keeps it:
 no-speech probability 0.95 but avg_logprob -0.76 > -1), the next windows were prompted with it and
-the window holding the sentence was decoded as more "you": the sentence at 60 s was lost.
+the window holding the sentence was decoded as more "you": the sentence at 60 s was lost, and at
+77 s it came with four "you" lines. Two changes: a no-speech window's text no longer prompts the
+next window (the sentence is kept, VAD or not), and where Silero VAD is installed a window that
+both the model and the VAD call speechless is skipped (no "you").
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import torch
 from whisper_eas.audio import load_audio
 from whisper_eas.decoding import DecodingResult
 from whisper_eas.longform import LongformFile, LongformOptions, WindowOutcome
+from whisper_eas.vad import vad_available
 
 from conftest import AUDIO
 
@@ -37,8 +42,11 @@ def _clip(background: str, at: float) -> np.ndarray:
     return audio
 
 
-def _check(result, at: float) -> None:
+def _check(result, at: float, silent_elsewhere: bool = True) -> None:
     text = result.text.lower()
+    if silent_elsewhere and vad_available():  # the sentence alone: no " you" or " ." lines around it
+        assert len(result.segments) == 1, [(s.start, s.text) for s in result.segments]
+        assert not any(s.text.strip(" .").lower() == "you" for s in result.segments)
     assert "danger trail" in text, (at, result.text)
     heard = [s for s in result.segments if "danger" in s.text.lower()]
     # tiny.en stamps a lone sentence loosely (60.0-80.24 for 77.0-80.3): its segment must cover it
@@ -78,6 +86,14 @@ def test_sentence_in_near_silence_and_tone(torch_transcriber, background):
         _check(torch_transcriber.transcribe(_clip(background, at)), at)
 
 
+@pytest.mark.parametrize("at", OFFSETS)
+def test_sentence_in_silence_without_the_vad(torch_transcriber, at):
+    """The default mode must not lose speech with the VAD off: the prompt reset alone keeps it."""
+    result = torch_transcriber.transcribe(_clip("silence", at), vad_no_speech=False)
+    _check(result, at, silent_elsewhere=False)
+    assert not any(w.skipped for w in result.windows[:2])  # the " you" windows were kept: no VAD opinion
+
+
 def test_text_the_model_calls_no_speech_does_not_prompt_the_next_window(tiny_runner):
     """A kept window whose no-speech probability is above the threshold resets the prompt, as a
     hot fallback does; a speech window's text still conditions the next one."""
@@ -98,3 +114,24 @@ def test_text_the_model_calls_no_speech_does_not_prompt_the_next_window(tiny_run
     accept(0.1)
     assert state.next_window().prompt == (begin, *you, begin + 100)  # the segment's tokens
     assert isinstance(state.next_window().mel, torch.Tensor)
+
+
+@pytest.mark.skipif(not vad_available(), reason="needs Silero VAD (the vad extra)")
+def test_the_vad_overrules_the_model_only_where_it_hears_no_speech(tiny_runner):
+    """Two windows the model calls no-speech with confident text: the silent one is skipped, the
+    one holding the sentence is kept (the model's word alone never drops speech)."""
+    from whisper_eas.vad import hears_speech
+
+    audio = np.zeros(16000 * 60, np.float32)
+    audio[int(16000 * 31.5) :][: len(load_audio(str(SENTENCE)))] += load_audio(str(SENTENCE))
+    state = LongformFile.from_samples("x", audio, 80, tiny_runner.tokenizer, LongformOptions())
+    state.speech_check = hears_speech
+    begin = tiny_runner.tokenizer.timestamp_begin
+    tokens = [begin, *tiny_runner.tokenizer.encode(" you"), begin + 100]  # single timestamp ending: whole window
+    for _ in range(2):
+        state.next_window()
+        result = DecodingResult(tokens=tokens, text=" you", avg_logprob=-0.5, no_speech_prob=0.95,
+                                compression_ratio=1.0, temperature=0.0)
+        state.accept(WindowOutcome(result, 1500, 1500))
+    assert [(w.start, w.skipped) for w in state.windows] == [(0.0, True), (30.0, False)]
+    assert [s.start for s in state.segments] == [30.0]

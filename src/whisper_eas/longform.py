@@ -47,6 +47,9 @@ class LongformOptions:
     word_timestamps: bool = False  # align each segment's words (cross-attention + DTW, `alignment.py`)
     # with word timestamps: skip silences longer than this (s) around likely hallucinations (openai's option)
     hallucination_silence_threshold: float | None = None
+    # a window the model calls no-speech but keeps for its confident text ("you") is skipped when
+    # Silero VAD, where installed, hears no speech in it either (LongformFile.speech_check)
+    vad_no_speech: bool = True
 
     def __post_init__(self) -> None:
         self.check()
@@ -186,6 +189,8 @@ class LongformFile:
     # word timing for one accepted window: (window mel [n_mels, 3000], its audio frames, outcome,
     # its new segments, end of the speech before them); see alignment.align_words
     align: Callable[[torch.Tensor, int, WindowOutcome, list[Segment], float], None] | None = None
+    # whether a window's samples hold speech (Silero VAD; None: the model's no-speech rule alone)
+    speech_check: Callable[[np.ndarray], bool] | None = None
 
     @classmethod
     def from_samples(cls, source: str, samples: np.ndarray, n_mels: int, tokenizer: WhisperTokenizer,
@@ -244,7 +249,7 @@ class LongformFile:
         result, size, offset = outcome.result, self.segment_size, self.seek * FRAME_S
         if self.language is None:
             self.language, self.language_prob = result.language, outcome.language_prob
-        skipped = is_silence(result, self.options)
+        skipped = is_silence(result, self.options) or self._heard_as_silence(result, size)
         self.windows.append(WindowInfo(offset, size * FRAME_S, outcome.kept_frames, outcome.n_frames,
                                        result.temperature, outcome.fallback, skipped))
         if skipped:
@@ -268,6 +273,15 @@ class LongformFile:
         if not self.options.condition_on_previous_text or result.temperature > 0.5 or likely_no_speech(result,
                                                                                                       self.options):
             self.prompt_reset_since = len(self.tokens)
+
+    def _heard_as_silence(self, result: DecodingResult, size: int) -> bool:
+        """openai's rule keeps a no-speech window's text when it is confident: tiny.en says " you"
+        (avg_logprob -0.76, no-speech 0.95) in every window of digital silence. Where the VAD hears
+        no speech in the window's audio either, both opinions agree and the window is silence;
+        where it hears any, the text is kept, so no speech is dropped on the model's word alone."""
+        if self.speech_check is None or not likely_no_speech(result, self.options):
+            return False
+        return not self.speech_check(self.mel.samples(self.seek, self.seek + size))
 
     def _align(self, segments: list[Segment], outcome: WindowOutcome, size: int,
                seek: int) -> tuple[list[Segment] | None, int]:
