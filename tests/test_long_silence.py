@@ -135,3 +135,21 @@ def test_the_vad_overrules_the_model_only_where_it_hears_no_speech(tiny_runner):
         state.accept(WindowOutcome(result, 1500, 1500))
     assert [(w.start, w.skipped) for w in state.windows] == [(0.0, True), (30.0, False)]
     assert [s.start for s in state.segments] == [30.0]
+
+
+def test_a_window_without_signal_is_silence_without_the_vad(tiny_runner):
+    """No VAD opinion (speech_check None): a no-speech window whose features are all equal (digital
+    zeros sit at the 8-decade floor) is skipped; one with faint noise keeps openai's rule (kept)."""
+    sentence = load_audio(str(SENTENCE))
+    audio = np.zeros(16000 * 65, np.float32)
+    audio[16000 * 30 : 16000 * 60] = np.random.default_rng(0).standard_normal(16000 * 30) * 1e-3
+    audio[16000 * 61 :][: len(sentence)] = sentence[: 16000 * 4]
+    state = LongformFile.from_samples("x", audio, 80, tiny_runner.tokenizer, LongformOptions())
+    begin = tiny_runner.tokenizer.timestamp_begin
+    tokens = [begin, *tiny_runner.tokenizer.encode(" you"), begin + 100]
+    for _ in range(2):
+        state.next_window()
+        result = DecodingResult(tokens=tokens, text=" you", avg_logprob=-0.5, no_speech_prob=0.95,
+                                compression_ratio=1.0, temperature=0.0)
+        state.accept(WindowOutcome(result, 1500, 1500))
+    assert [(w.start, w.skipped) for w in state.windows] == [(0.0, True), (30.0, False)]

@@ -48,7 +48,8 @@ class LongformOptions:
     # with word timestamps: skip silences longer than this (s) around likely hallucinations (openai's option)
     hallucination_silence_threshold: float | None = None
     # a window the model calls no-speech but keeps for its confident text ("you") is skipped when
-    # Silero VAD, where installed, hears no speech in it either (LongformFile.speech_check)
+    # its audio has no signal (all features equal) or Silero VAD, where installed, hears no speech
+    # in it either (LongformFile.speech_check); False: openai's rule alone
     vad_no_speech: bool = True
 
     def __post_init__(self) -> None:
@@ -215,6 +216,7 @@ class LongformFile:
         if self.options.initial_prompt and not self.tokens:  # openai: part of the text so far
             self.tokens = self.tokenizer.encode(" " + self.options.initial_prompt.strip())
         self._window: torch.Tensor | None = None  # the last window handed out (word alignment reads it)
+        self._flat = False  # the last window's audio features are all equal (digital silence)
         hotwords = self.options.hotwords
         self._hotwords = tuple(self.tokenizer.encode(" " + hotwords.strip())) if hotwords else ()
         prefix = self.options.prefix
@@ -237,7 +239,9 @@ class LongformFile:
         return min(N_FRAMES, self.content_frames - self.seek)
 
     def next_window(self) -> WindowRequest:
-        window = pad_or_trim(self.mel.frames(self.seek, self.seek + self.segment_size))
+        frames = self.mel.frames(self.seek, self.seek + self.segment_size)
+        self._flat = frames.numel() > 0 and float(frames.max() - frames.min()) < 1e-6
+        window = pad_or_trim(frames)
         if self.align is not None:
             self._window = window
         prompt = self.initial_prompt + self._hotwords + tuple(self.tokens[self.prompt_reset_since :])
@@ -276,12 +280,15 @@ class LongformFile:
 
     def _heard_as_silence(self, result: DecodingResult, size: int) -> bool:
         """openai's rule keeps a no-speech window's text when it is confident: tiny.en says " you"
-        (avg_logprob -0.76, no-speech 0.95) in every window of digital silence. Where the VAD hears
-        no speech in the window's audio either, both opinions agree and the window is silence;
-        where it hears any, the text is kept, so no speech is dropped on the model's word alone."""
-        if self.speech_check is None or not likely_no_speech(result, self.options):
+        (avg_logprob -0.76, no-speech 0.95) in every window of digital silence. Where the audio
+        agrees, the window is silence: its features are all equal (every frame at the 8-decade
+        floor: no signal at all), or the VAD hears no speech in its samples. Where it hears any, the
+        text is kept, so no speech is dropped on the model's word alone."""
+        if not self.options.vad_no_speech or not likely_no_speech(result, self.options):
             return False
-        return not self.speech_check(self.mel.samples(self.seek, self.seek + size))
+        if self._flat:
+            return True
+        return self.speech_check is not None and not self.speech_check(self.mel.samples(self.seek, self.seek + size))
 
     def _align(self, segments: list[Segment], outcome: WindowOutcome, size: int,
                seek: int) -> tuple[list[Segment] | None, int]:
