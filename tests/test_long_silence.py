@@ -89,7 +89,7 @@ def test_sentence_in_near_silence_and_tone(torch_transcriber, background):
 @pytest.mark.parametrize("at", OFFSETS)
 def test_sentence_in_silence_without_the_vad(torch_transcriber, at):
     """The default mode must not lose speech with the VAD off: the prompt reset alone keeps it."""
-    result = torch_transcriber.transcribe(_clip("silence", at), vad_no_speech=False)
+    result = torch_transcriber.transcribe(_clip("silence", at), vad_check=False)
     _check(result, at, silent_elsewhere=False)
     assert not any(w.skipped for w in result.windows[:2])  # the " you" windows were kept: no VAD opinion
 

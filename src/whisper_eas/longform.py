@@ -29,6 +29,7 @@ from whisper_eas.results import Segment, WindowInfo
 from whisper_eas.tokenizer import WhisperTokenizer
 
 FRAME_S = HOP_LENGTH / SAMPLE_RATE  # seconds per mel frame
+RESUME_GAP = FRAMES_PER_SECOND  # after a window's last timestamp, speech this much later was not written
 
 
 @dataclass(frozen=True)
@@ -47,10 +48,11 @@ class LongformOptions:
     word_timestamps: bool = False  # align each segment's words (cross-attention + DTW, `alignment.py`)
     # with word timestamps: skip silences longer than this (s) around likely hallucinations (openai's option)
     hallucination_silence_threshold: float | None = None
-    # a window the model calls no-speech but keeps for its confident text ("you") is skipped when
-    # its audio has no signal (all features equal) or Silero VAD, where installed, hears no speech
-    # in it either (LongformFile.speech_check); False: openai's rule alone
-    vad_no_speech: bool = True
+    # the audio's second opinion on the model's silences (False: openai's rules alone): a window the
+    # model calls no-speech but keeps for its confident text ("you") is skipped when its audio has no
+    # signal or Silero VAD, where installed, hears no speech in it; a window the model ends early is
+    # decoded again from its last timestamp when the VAD hears speech after it (LongformFile.speech_check)
+    vad_check: bool = True
 
     def __post_init__(self) -> None:
         self.check()
@@ -260,6 +262,7 @@ class LongformFile:
             self.seek += size
             return
         spans, advance = split_segments(result.tokens, self.tokenizer.timestamp_begin, size)
+        advance = self._resume_unheard(result.tokens, spans, advance, size)
         segments = [self._segment(span, offset, outcome) for span in spans]
         seek = self.seek + advance
         if self.align is not None and segments:
@@ -284,11 +287,28 @@ class LongformFile:
         agrees, the window is silence: its features are all equal (every frame at the 8-decade
         floor: no signal at all), or the VAD hears no speech in its samples. Where it hears any, the
         text is kept, so no speech is dropped on the model's word alone."""
-        if not self.options.vad_no_speech or not likely_no_speech(result, self.options):
+        if not self.options.vad_check or not likely_no_speech(result, self.options):
             return False
         if self._flat:
             return True
         return self.speech_check is not None and not self.speech_check(self.mel.samples(self.seek, self.seek + size))
+
+    def _resume_unheard(self, tokens: list[int], spans: list[Span], advance: int, size: int) -> int:
+        """A window that ends in a complete segment and a lone timestamp is taken as fully
+        transcribed: openai seeks past the whole window. A model that stops at a change of language
+        (base, English then German) leaves the rest unwritten, and 25 s of speech were lost. Where the
+        VAD hears speech starting more than a second after the last timestamp, the next window
+        starts at that timestamp instead; where it hears none, openai's seek stands."""
+        if self.speech_check is None or not self.options.vad_check or advance != size or len(tokens) < 2:
+            return advance
+        begin = self.tokenizer.timestamp_begin
+        if not (tokens[-2] < begin <= tokens[-1]):
+            return advance
+        end = round(spans[-1].end * FRAMES_PER_SECOND)
+        if end <= 0 or size - end < RESUME_GAP + FRAMES_PER_SECOND:
+            return advance
+        heard = self.speech_check(self.mel.samples(self.seek + end + RESUME_GAP, self.seek + size))
+        return end if heard else advance
 
     def _align(self, segments: list[Segment], outcome: WindowOutcome, size: int,
                seek: int) -> tuple[list[Segment] | None, int]:

@@ -247,7 +247,7 @@ class Transcriber:
             stream, self.runner.n_mels, self.runner.tokenizer, self.longform,
             language=self._fixed_language(), initial_prompt=tuple(self.options.prompt or ()), check=checked,
         )
-        if self.longform.vad_no_speech and self._vad_available():
+        if self.longform.vad_check and self._vad_available():
             state.speech_check = hears_speech
         if self.longform.word_timestamps:
             state.align = partial(align_words, self.runner, language=self._fixed_language(), task=self.options.task)

@@ -1,0 +1,55 @@
+"""Speech after a window's early end is decoded (issue 28.2): base stops writing at a change of
+language (English, then German at 31 s of fw-multilingual-en-de.flac), openai's seek took the window
+as fully transcribed and the German half was lost, even with `language="de"`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from whisper_eas.audio import load_audio
+from whisper_eas.decoding import DecodingResult
+from whisper_eas.longform import LongformFile, LongformOptions, WindowOutcome
+from whisper_eas.vad import hears_speech, vad_available
+
+from conftest import AUDIO, DATA
+
+EN_DE = DATA.parents[1] / ".." / "shared" / "data" / "multilingual" / "audio" / "fw-multilingual-en-de.flac"
+needs_vad = pytest.mark.skipif(not vad_available(), reason="needs Silero VAD (the vad extra)")
+
+
+def _early_end(tiny_runner, audio: np.ndarray, vad: bool) -> int:
+    """Accept a first window the model ended at 11 s ("<|0.00|> ... <|11.00|>", end of text); the seek."""
+    state = LongformFile.from_samples("x", audio, 80, tiny_runner.tokenizer, LongformOptions(vad_check=vad))
+    state.speech_check = hears_speech
+    begin = tiny_runner.tokenizer.timestamp_begin
+    tokens = [begin, *tiny_runner.tokenizer.encode(" And so my fellow Americans"), begin + 550]
+    state.next_window()
+    result = DecodingResult(tokens=tokens, text="", avg_logprob=-0.2, no_speech_prob=0.01,
+                            compression_ratio=1.0, temperature=0.0)
+    state.accept(WindowOutcome(result, 1500, 1500))
+    return state.seek
+
+
+@needs_vad
+def test_speech_after_an_early_end_is_decoded_from_the_last_timestamp(tiny_runner):
+    audio = np.zeros(16000 * 60, np.float32)
+    jfk, cathy = load_audio(str(AUDIO / "jfk-inaugural-1961.flac")), load_audio(str(AUDIO / "cathy-arctic_a0001.flac"))
+    audio[: len(jfk)] = jfk
+    assert _early_end(tiny_runner, audio, vad=True) == 3000  # nothing after 11 s: openai's seek
+    audio[16000 * 20 :][: len(cathy)] = cathy
+    assert _early_end(tiny_runner, audio, vad=True) == 1100  # a sentence at 20 s: resume at 11 s
+    assert _early_end(tiny_runner, audio, vad=False) == 3000  # openai's rules alone
+
+
+@needs_vad
+@pytest.mark.skipif(not EN_DE.exists(), reason="needs ../shared multilingual data")
+def test_the_german_half_is_transcribed_with_language_de():
+    from whisper_eas.runners.torch_runner import TorchRunner
+    from whisper_eas.transcribe import Transcriber
+
+    result = Transcriber(TorchRunner("base"), batch_size=1).transcribe(str(EN_DE), language="de")
+    german = " ".join(s.text for s in result.segments if s.start >= 29.0)
+    assert "Software" in german and "Genehmigung" in german, result.text
+    assert any(s.end > 50 for s in result.segments)
