@@ -53,3 +53,35 @@ def test_the_german_half_is_transcribed_with_language_de():
     german = " ".join(s.text for s in result.segments if s.start >= 29.0)
     assert "Software" in german and "Genehmigung" in german, result.text
     assert any(s.end > 50 for s in result.segments)
+
+
+@pytest.mark.skipif(not EN_DE.exists(), reason="needs ../shared multilingual data")
+def test_multilingual_detects_each_window_and_says_each_segments_language():
+    """Detection on the first window alone decodes the German half in English (a translation);
+    per window (faster-whisper's multilingual=True) it is German, and each segment says so."""
+    from whisper_eas.runners.torch_runner import TorchRunner
+    from whisper_eas.transcribe import Transcriber
+
+    result = Transcriber(TorchRunner("base"), batch_size=1).transcribe(str(EN_DE), multilingual=True)
+    assert result.language == "en"  # the file's: its first window's
+    assert result.segments[0].language == "en" and result.segments[-1].language == "de"
+    german = " ".join(s.text for s in result.segments if s.language == "de")
+    assert "Software" in german and "Genehmigung" in german, result.text
+    assert all("language" in s for s in result.to_dict()["segments"])
+
+
+def test_multilingual_is_refused_where_it_cannot_apply(tiny_runner):
+    from whisper_eas.errors import ConfigError
+    from whisper_eas.transcribe import Transcriber
+
+    with pytest.raises(ConfigError, match="multilingual"):
+        Transcriber(tiny_runner, longform=LongformOptions(multilingual=True))  # English-only model
+
+
+def test_cli_refuses_multilingual_with_a_given_language():
+    from click.testing import CliRunner
+
+    from whisper_eas.cli.transcribe_cmd import command
+
+    result = CliRunner().invoke(command, [str(AUDIO / "cathy-arctic_a0001.flac"), "--multilingual", "--language", "de"])
+    assert result.exit_code == 2 and "--multilingual" in result.output and "--language" in result.output

@@ -53,6 +53,9 @@ class LongformOptions:
     # signal or Silero VAD, where installed, hears no speech in it; a window the model ends early is
     # decoded again from its last timestamp when the VAD hears speech after it (LongformFile.speech_check)
     vad_check: bool = True
+    # detect the language of every window, not only the first (faster-whisper's multilingual=True):
+    # a recording that changes language is decoded in each part's language; no effect when it is given
+    multilingual: bool = False
 
     def __post_init__(self) -> None:
         self.check()
@@ -150,6 +153,10 @@ class WindowRequest:
     language: str | None
     seed: int
     prefix: tuple[int, ...] = ()  # text forced at the start of the transcript (a file's first window)
+    # with per-window detection: the previous text's language and how many of the prompt's last
+    # tokens are that text (dropped where the window is detected in another language)
+    prompt_language: str | None = None
+    previous: int = 0
 
 
 @dataclass
@@ -219,6 +226,8 @@ class LongformFile:
             self.tokens = self.tokenizer.encode(" " + self.options.initial_prompt.strip())
         self._window: torch.Tensor | None = None  # the last window handed out (word alignment reads it)
         self._flat = False  # the last window's audio features are all equal (digital silence)
+        self._detect_each = self.options.multilingual and self.language is None  # not given: detect per window
+        self._last_language: str | None = None  # the last decoded window's language
         hotwords = self.options.hotwords
         self._hotwords = tuple(self.tokenizer.encode(" " + hotwords.strip())) if hotwords else ()
         prefix = self.options.prefix
@@ -247,8 +256,12 @@ class LongformFile:
         if self.align is not None:
             self._window = window
         prompt = self.initial_prompt + self._hotwords + tuple(self.tokens[self.prompt_reset_since :])
-        return WindowRequest(window, prompt, self.language, seed=self.options.seed * 1_000_003 + self.seek,
-                             prefix=self._prefix if self.seek == 0 else ())
+        if not self._detect_each:
+            return WindowRequest(window, prompt, self.language, seed=self.options.seed * 1_000_003 + self.seek,
+                                 prefix=self._prefix if self.seek == 0 else ())
+        return WindowRequest(window, prompt, None, seed=self.options.seed * 1_000_003 + self.seek,
+                             prefix=self._prefix if self.seek == 0 else (), prompt_language=self._last_language,
+                             previous=len(self.tokens) - self.prompt_reset_since)
 
     def accept(self, outcome: WindowOutcome) -> None:
         """Turn a decoded window into segments and advance the seek."""
@@ -271,6 +284,9 @@ class LongformFile:
                 self.seek = seek
                 return
             segments = kept
+        if self._detect_each and self._last_language not in (None, result.language):
+            self.prompt_reset_since = len(self.tokens)  # the text so far is in another language
+        self._last_language = result.language
         for segment in segments:
             if segment.end > segment.start and segment.text.strip():  # instantaneous or empty: dropped, as openai
                 segment.id = len(self.segments)
@@ -342,7 +358,7 @@ class LongformFile:
             start=start, end=end, text=text, tokens=list(span.tokens),
             avg_logprob=r.avg_logprob, no_speech_prob=r.no_speech_prob, compression_ratio=r.compression_ratio,
             temperature=r.temperature, kept_frames=outcome.kept_frames, fallback=outcome.fallback,
-            seek=self.seek,
+            seek=self.seek, language=r.language or self.language,
         )
 
     @property

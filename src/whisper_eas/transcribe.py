@@ -93,6 +93,9 @@ class Transcriber:
         self.longform.check()
         if self.longform.word_timestamps:
             check_supported(runner)
+        if self.longform.multilingual and (batched is not None or not runner.tokenizer.multilingual):
+            raise ConfigError("multilingual (a language per window) needs a multilingual model and the "
+                              "sequential mode (not batched)")
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size

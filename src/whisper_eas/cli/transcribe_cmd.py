@@ -38,6 +38,10 @@ from whisper_eas.runners.factory import BACKEND_CHOICES
 @click.option("--hallucination-silence-threshold", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
               help="With --word-timestamps: skip silences longer than this around likely hallucinations "
                    "(openai-whisper's hallucination_silence_threshold).")
+@click.option("--multilingual", is_flag=True,
+              help="Detect the language of every 30 s window, not only the first (faster-whisper's multilingual): "
+                   "a recording that changes language is decoded in each part's language; the json gives each "
+                   "segment's language. Multilingual models, sequential mode, without --language.")
 @click.option("--initial-prompt", help="Text that conditions the first window (names, spelling, style).")
 @click.option("--hotwords", help="Text kept in front of every window's prompt (faster-whisper's hotwords).")
 @click.option("--format", "fmt", default="txt", show_default=True, type=click.Choice(FORMATS + ("all",)))
@@ -59,7 +63,7 @@ from whisper_eas.runners.factory import BACKEND_CHOICES
 def command(inputs, model, engine_dir, backend, device, dense, layer, keep_ratio, mass, strategy, scoring,
             query_stride, merge, language, task, beam_size, fmt, output_dir, batch_size, overwrite,
             allow_partial, progress_interval, batched, vad_threshold, word_timestamps=False, initial_prompt=None,
-            hotwords=None, highlight_words=False, hallucination_silence_threshold=None) -> None:
+            hotwords=None, highlight_words=False, hallucination_silence_threshold=None, multilingual=False) -> None:
     """Transcribe audio files and folders (default: embedded tiny.en, shipped sparse config, best backend)."""
     from whisper_eas.transcribe import Transcriber
 
@@ -71,6 +75,8 @@ def command(inputs, model, engine_dir, backend, device, dense, layer, keep_ratio
         raise click.UsageError("--highlight-words needs --word-timestamps")
     if hallucination_silence_threshold is not None and not word_timestamps:
         raise click.UsageError("--hallucination-silence-threshold needs --word-timestamps")
+    if multilingual and (batched or language is not None):
+        raise click.UsageError("--multilingual detects each window's language: not with --language or --batched")
     if vad_threshold is not None and not batched:
         raise click.UsageError("--vad-threshold applies to --batched only")
     files = discover(list(inputs))
@@ -92,7 +98,7 @@ def command(inputs, model, engine_dir, backend, device, dense, layer, keep_ratio
                                          beam_size=beam_size, batch_size=batch_size, word_timestamps=word_timestamps,
                                          initial_prompt=initial_prompt, hotwords=hotwords,
                                          hallucination_silence_threshold=hallucination_silence_threshold,
-                                         allow_partial=allow_partial, batched=batched_options(batched, vad_threshold))
+                                         multilingual=multilingual, allow_partial=allow_partial, batched=batched_options(batched, vad_threshold))
     info = transcriber.runner.describe()
     click.echo(f"backend: {info['backend']} on {info['device']} ({transcriber.backend_reason}); "
                f"model {info['model']}, {_prune_label(transcriber)}", err=True)
