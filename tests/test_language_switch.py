@@ -85,3 +85,14 @@ def test_cli_refuses_multilingual_with_a_given_language():
 
     result = CliRunner().invoke(command, [str(AUDIO / "cathy-arctic_a0001.flac"), "--multilingual", "--language", "de"])
     assert result.exit_code == 2 and "--multilingual" in result.output and "--language" in result.output
+
+
+@needs_vad
+def test_every_segment_says_its_language_in_both_modes(tiny_runner):
+    from whisper_eas.batched_longform import BatchedOptions
+    from whisper_eas.transcribe import Transcriber
+
+    jfk = str(AUDIO / "jfk-inaugural-1961.flac")
+    for batched in (None, BatchedOptions()):
+        result = Transcriber(tiny_runner, batch_size=1, batched=batched).transcribe(jfk)
+        assert result.segments and all(s.language == "en" for s in result.segments), batched
