@@ -28,12 +28,14 @@ TOTAL_S = 120
 OFFSETS = (60.0, 77.0)  # at a window's start (lost before the fix) and inside a window
 
 
-def _clip(background: str, at: float) -> np.ndarray:
-    n = TOTAL_S * 16000
+def _clip(background: str, at: float, total_s: int = TOTAL_S) -> np.ndarray:
+    n = total_s * 16000
     if background == "silence":
         audio = np.zeros(n, np.float32)
     elif background == "near-silence":
         audio = (np.random.default_rng(0).standard_normal(n) * 1e-3).astype(np.float32)
+    elif background == "noise":
+        audio = (np.random.default_rng(0).standard_normal(n) * 1e-2).astype(np.float32)
     else:  # a 440 Hz tone
         audio = (0.05 * np.sin(2 * np.pi * 440 * np.arange(n) / 16000)).astype(np.float32)
     sentence = load_audio(str(SENTENCE))
@@ -80,10 +82,13 @@ def test_sentence_in_silence_onnxruntime(ort_transcriber, at):
     _check(ort_transcriber.transcribe(_clip("silence", at)), at)
 
 
-@pytest.mark.parametrize("background", ["near-silence", "tone"])
-def test_sentence_in_near_silence_and_tone(torch_transcriber, background):
+@pytest.mark.parametrize("background", ["near-silence", "noise", "tone"])
+def test_sentence_in_near_silence_noise_and_tone(torch_transcriber, background):
+    """Noise at 0.01 (3 min, the sentence 30 s later) lost the sentence before the fix: the window
+    holding it was prompted with the " . ." the model heard in the noise."""
     for at in OFFSETS:
-        _check(torch_transcriber.transcribe(_clip(background, at)), at)
+        total, at = (TOTAL_S + 60, at + 30) if background == "noise" else (TOTAL_S, at)
+        _check(torch_transcriber.transcribe(_clip(background, at, total)), at)
 
 
 @pytest.mark.parametrize("at", OFFSETS)
@@ -92,6 +97,18 @@ def test_sentence_in_silence_without_the_vad(torch_transcriber, at):
     result = torch_transcriber.transcribe(_clip("silence", at), vad_check=False)
     _check(result, at, silent_elsewhere=False)
     assert not any(w.skipped for w in result.windows[:2])  # the " you" windows were kept: no VAD opinion
+
+
+@pytest.mark.skipif(not vad_available(), reason="needs Silero VAD (the vad extra)")
+@pytest.mark.parametrize("background", ["silence", "noise"])
+def test_sentence_in_silence_batched(tiny_runner, background):
+    """The batched mode cuts at the VAD's speech: the sentence alone, at both offsets."""
+    from whisper_eas.batched_longform import BatchedOptions
+    from whisper_eas.transcribe import Transcriber
+
+    transcriber = Transcriber(tiny_runner, batch_size=4, batched=BatchedOptions())
+    for at in OFFSETS:
+        _check(transcriber.transcribe(_clip(background, at)), at)
 
 
 def test_text_the_model_calls_no_speech_does_not_prompt_the_next_window(tiny_runner):
