@@ -299,11 +299,13 @@ class LongformFile:
 
     def _heard_as_silence(self, result: DecodingResult, size: int) -> bool:
         """openai's rule keeps a no-speech window's text when it is confident: tiny.en says " you"
-        (avg_logprob -0.76, no-speech 0.95) in every window of digital silence. Where the audio
-        agrees, the window is silence: its features are all equal (every frame at the 8-decade
-        floor: no signal at all), or the VAD hears no speech in its samples. Where it hears any, the
-        text is kept, so no speech is dropped on the model's word alone."""
-        if not self.options.vad_check or not likely_no_speech(result, self.options):
+        (avg_logprob -0.76, no-speech 0.95) in every window of digital silence; and it keeps the last
+        sample of a window no temperature could decode well ("Thanks for watching!" on a tone).
+        Where the audio agrees, such a window is silence: its features are all equal (every frame at
+        the 8-decade floor: no signal at all), or the VAD hears no speech in its samples. Where it
+        hears any, the text is kept, so no speech is dropped on the model's word alone."""
+        doubtful = likely_no_speech(result, self.options) or needs_fallback(result, self.options)
+        if not self.options.vad_check or not doubtful:
             return False
         if self._flat:
             return True
