@@ -300,19 +300,26 @@ def test_noise_where_the_fallback_samples_decide(dense, faster_whisper_model, le
 
 def test_hallucination_silence_threshold_as_faster_whisper(dense, faster_whisper_model):
     """jfk then 40 s of digital silence: tiny.en hears ' You' at 44.5 s (both systems, same weights);
-    with hallucination_silence_threshold=2 both drop it (its word is improbable and silence surrounds it)."""
+    with hallucination_silence_threshold=2 both drop it (its word is improbable and silence surrounds it).
+    The rules are compared with our VAD second opinion off: with it (the default where the VAD is
+    installed) the ' You' window, which the model calls no-speech, is skipped without the threshold."""
     from whisper_eas.audio import load_audio
+    from whisper_eas.vad import vad_available
 
     clip = np.concatenate([load_audio(str(JFK)), np.zeros(16000 * 40, np.float32)])
     for threshold in (None, 2.0):
         segments, _ = faster_whisper_model.transcribe(clip, language="en", beam_size=1, word_timestamps=True,
                                                       hallucination_silence_threshold=threshold)
         reference = [(s.text, s.start, [w.word for w in s.words]) for s in segments]
-        result = dense.transcribe(clip, word_timestamps=True, hallucination_silence_threshold=threshold)
+        result = dense.transcribe(clip, word_timestamps=True, hallucination_silence_threshold=threshold,
+                                  vad_check=False)
         ours = [(s.text, s.start, [w.word for w in s.words]) for s in result.segments]
         assert [(t, w) for t, _, w in ours] == [(t, w) for t, _, w in reference], threshold
         assert [s for _, s, _ in ours] == pytest.approx([s for _, s, _ in reference], abs=0.02)
         assert any(s.start > 40 for s in result.segments) == (threshold is None)
+    if vad_available():
+        result = dense.transcribe(clip, word_timestamps=True)
+        assert [s.text for s in result.segments] == [t for t, _, _ in reference]  # jfk kept, ' You' gone
 
 
 # ---- subtitles read back by real parsers -----------------------------------------------------------

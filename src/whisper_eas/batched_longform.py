@@ -314,7 +314,7 @@ def _chunk_segments(runner: Runner, chunk: Chunk, outcome: WindowOutcome, first_
             start=start, end=end, text=text, tokens=list(span.tokens), avg_logprob=result.avg_logprob,
             no_speech_prob=result.no_speech_prob, compression_ratio=result.compression_ratio,
             temperature=result.temperature, kept_frames=outcome.kept_frames, fallback=outcome.fallback,
-            id=first_id + len(segments), seek=chunk.pieces[0].start // 160,
+            id=first_id + len(segments), seek=chunk.pieces[0].start // 160, language=result.language,
         ))
     return segments
 

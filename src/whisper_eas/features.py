@@ -145,6 +145,10 @@ class StreamMel:
         log_spec = _frames_log_spec(self._samples, start, max(stop, start + N_FRAMES), self.n_mels)
         return _finish(log_spec[:, : stop - start], self.peak)
 
+    def samples(self, start: int, stop: int) -> np.ndarray:
+        """The 16 kHz samples under frames start..stop-1 (zeros past the end); forward reads, as `frames`."""
+        return self._samples.read(start * HOP_LENGTH, stop * HOP_LENGTH)
+
 
 def pad_or_trim(mel: torch.Tensor, length: int = N_FRAMES) -> torch.Tensor:
     """Cut or zero-pad the last axis to `length` frames (a 30 s window)."""

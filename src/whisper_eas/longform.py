@@ -29,6 +29,7 @@ from whisper_eas.results import Segment, WindowInfo
 from whisper_eas.tokenizer import WhisperTokenizer
 
 FRAME_S = HOP_LENGTH / SAMPLE_RATE  # seconds per mel frame
+RESUME_GAP = FRAMES_PER_SECOND  # after a window's last timestamp, speech this much later was not written
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,14 @@ class LongformOptions:
     word_timestamps: bool = False  # align each segment's words (cross-attention + DTW, `alignment.py`)
     # with word timestamps: skip silences longer than this (s) around likely hallucinations (openai's option)
     hallucination_silence_threshold: float | None = None
+    # the audio's second opinion on the model's silences (False: openai's rules alone): a window the
+    # model calls no-speech but keeps for its confident text ("you") is skipped when its audio has no
+    # signal or Silero VAD, where installed, hears no speech in it; a window the model ends early is
+    # decoded again from its last timestamp when the VAD hears speech after it (LongformFile.speech_check)
+    vad_check: bool = True
+    # detect the language of every window, not only the first (faster-whisper's multilingual=True):
+    # a recording that changes language is decoded in each part's language; no effect when it is given
+    multilingual: bool = False
 
     def __post_init__(self) -> None:
         self.check()
@@ -78,6 +87,15 @@ def is_silence(result: DecodingResult, options: LongformOptions) -> bool:
     if options.no_speech_threshold is None or not result.no_speech_prob > options.no_speech_threshold:
         return False
     return options.logprob_threshold is None or result.avg_logprob <= options.logprob_threshold
+
+
+def likely_no_speech(result: DecodingResult, options: LongformOptions) -> bool:
+    """The model puts the no-speech probability above its threshold, whatever the text's confidence.
+
+    Text kept from such a window (openai keeps it when it is confident: "you", ". . .") must not
+    prompt the next windows: conditioned on it, a window that does hold speech is decoded as more of
+    the same and the speech is lost (a sentence inside minutes of silence)."""
+    return options.no_speech_threshold is not None and result.no_speech_prob > options.no_speech_threshold
 
 
 @dataclass(frozen=True)
@@ -135,6 +153,10 @@ class WindowRequest:
     language: str | None
     seed: int
     prefix: tuple[int, ...] = ()  # text forced at the start of the transcript (a file's first window)
+    # with per-window detection: the previous text's language and how many of the prompt's last
+    # tokens are that text (dropped where the window is detected in another language)
+    prompt_language: str | None = None
+    previous: int = 0
 
 
 @dataclass
@@ -177,6 +199,8 @@ class LongformFile:
     # word timing for one accepted window: (window mel [n_mels, 3000], its audio frames, outcome,
     # its new segments, end of the speech before them); see alignment.align_words
     align: Callable[[torch.Tensor, int, WindowOutcome, list[Segment], float], None] | None = None
+    # whether a window's samples hold speech (Silero VAD; None: the model's no-speech rule alone)
+    speech_check: Callable[[np.ndarray], bool] | None = None
 
     @classmethod
     def from_samples(cls, source: str, samples: np.ndarray, n_mels: int, tokenizer: WhisperTokenizer,
@@ -201,6 +225,9 @@ class LongformFile:
         if self.options.initial_prompt and not self.tokens:  # openai: part of the text so far
             self.tokens = self.tokenizer.encode(" " + self.options.initial_prompt.strip())
         self._window: torch.Tensor | None = None  # the last window handed out (word alignment reads it)
+        self._flat = False  # the last window's audio features are all equal (digital silence)
+        self._detect_each = self.options.multilingual and self.language is None  # not given: detect per window
+        self._last_language: str | None = None  # the last decoded window's language
         hotwords = self.options.hotwords
         self._hotwords = tuple(self.tokenizer.encode(" " + hotwords.strip())) if hotwords else ()
         prefix = self.options.prefix
@@ -223,25 +250,32 @@ class LongformFile:
         return min(N_FRAMES, self.content_frames - self.seek)
 
     def next_window(self) -> WindowRequest:
-        window = pad_or_trim(self.mel.frames(self.seek, self.seek + self.segment_size))
+        frames = self.mel.frames(self.seek, self.seek + self.segment_size)
+        self._flat = frames.numel() > 0 and float(frames.max() - frames.min()) < 1e-6
+        window = pad_or_trim(frames)
         if self.align is not None:
             self._window = window
         prompt = self.initial_prompt + self._hotwords + tuple(self.tokens[self.prompt_reset_since :])
-        return WindowRequest(window, prompt, self.language, seed=self.options.seed * 1_000_003 + self.seek,
-                             prefix=self._prefix if self.seek == 0 else ())
+        if not self._detect_each:
+            return WindowRequest(window, prompt, self.language, seed=self.options.seed * 1_000_003 + self.seek,
+                                 prefix=self._prefix if self.seek == 0 else ())
+        return WindowRequest(window, prompt, None, seed=self.options.seed * 1_000_003 + self.seek,
+                             prefix=self._prefix if self.seek == 0 else (), prompt_language=self._last_language,
+                             previous=len(self.tokens) - self.prompt_reset_since)
 
     def accept(self, outcome: WindowOutcome) -> None:
         """Turn a decoded window into segments and advance the seek."""
         result, size, offset = outcome.result, self.segment_size, self.seek * FRAME_S
         if self.language is None:
             self.language, self.language_prob = result.language, outcome.language_prob
-        skipped = is_silence(result, self.options)
+        skipped = is_silence(result, self.options) or self._heard_as_silence(result, size)
         self.windows.append(WindowInfo(offset, size * FRAME_S, outcome.kept_frames, outcome.n_frames,
                                        result.temperature, outcome.fallback, skipped))
         if skipped:
             self.seek += size
             return
         spans, advance = split_segments(result.tokens, self.tokenizer.timestamp_begin, size)
+        advance = self._resume_unheard(result.tokens, spans, advance, size)
         segments = [self._segment(span, offset, outcome) for span in spans]
         seek = self.seek + advance
         if self.align is not None and segments:
@@ -250,14 +284,49 @@ class LongformFile:
                 self.seek = seek
                 return
             segments = kept
+        if self._detect_each and self._last_language not in (None, result.language):
+            self.prompt_reset_since = len(self.tokens)  # the text so far is in another language
+        self._last_language = result.language
         for segment in segments:
             if segment.end > segment.start and segment.text.strip():  # instantaneous or empty: dropped, as openai
                 segment.id = len(self.segments)
                 self.segments.append(segment)
                 self.tokens.extend(segment.tokens)
         self.seek = seek
-        if not self.options.condition_on_previous_text or result.temperature > 0.5:
+        if not self.options.condition_on_previous_text or result.temperature > 0.5 or likely_no_speech(result,
+                                                                                                      self.options):
             self.prompt_reset_since = len(self.tokens)
+
+    def _heard_as_silence(self, result: DecodingResult, size: int) -> bool:
+        """openai's rule keeps a no-speech window's text when it is confident: tiny.en says " you"
+        (avg_logprob -0.76, no-speech 0.95) in every window of digital silence; and it keeps the last
+        sample of a window no temperature could decode well ("Thanks for watching!" on a tone).
+        Where the audio agrees, such a window is silence: its features are all equal (every frame at
+        the 8-decade floor: no signal at all), or the VAD hears no speech in its samples. Where it
+        hears any, the text is kept, so no speech is dropped on the model's word alone."""
+        doubtful = likely_no_speech(result, self.options) or needs_fallback(result, self.options)
+        if not self.options.vad_check or not doubtful:
+            return False
+        if self._flat:
+            return True
+        return self.speech_check is not None and not self.speech_check(self.mel.samples(self.seek, self.seek + size))
+
+    def _resume_unheard(self, tokens: list[int], spans: list[Span], advance: int, size: int) -> int:
+        """A window that ends in a complete segment and a lone timestamp is taken as fully
+        transcribed: openai seeks past the whole window. A model that stops at a change of language
+        (base, English then German) leaves the rest unwritten, and 25 s of speech were lost. Where the
+        VAD hears speech starting more than a second after the last timestamp, the next window
+        starts at that timestamp instead; where it hears none, openai's seek stands."""
+        if self.speech_check is None or not self.options.vad_check or advance != size or len(tokens) < 2:
+            return advance
+        begin = self.tokenizer.timestamp_begin
+        if not (tokens[-2] < begin <= tokens[-1]):
+            return advance
+        end = round(spans[-1].end * FRAMES_PER_SECOND)
+        if end <= 0 or size - end < RESUME_GAP + FRAMES_PER_SECOND:
+            return advance
+        heard = self.speech_check(self.mel.samples(self.seek + end + RESUME_GAP, self.seek + size))
+        return end if heard else advance
 
     def _align(self, segments: list[Segment], outcome: WindowOutcome, size: int,
                seek: int) -> tuple[list[Segment] | None, int]:
@@ -291,7 +360,7 @@ class LongformFile:
             start=start, end=end, text=text, tokens=list(span.tokens),
             avg_logprob=r.avg_logprob, no_speech_prob=r.no_speech_prob, compression_ratio=r.compression_ratio,
             temperature=r.temperature, kept_frames=outcome.kept_frames, fallback=outcome.fallback,
-            seek=self.seek,
+            seek=self.seek, language=r.language or self.language,
         )
 
     @property

@@ -36,6 +36,7 @@ class Segment:
     id: int = 0
     seek: int = 0  # mel frame (10 ms) where the segment's window started
     words: list[Word] | None = None  # with `word_timestamps=True`
+    language: str | None = None  # the language its window was decoded in (per window with `multilingual=True`)
 
 
 @dataclass

@@ -32,7 +32,7 @@ from whisper_eas.longform import LongformFile, LongformOptions, WindowOutcome, W
 from whisper_eas.results import Segment, TranscriptionResult, WindowInfo
 from whisper_eas.runners.base import Runner
 from whisper_eas.scheduler import Finished, run_lockstep
-from whisper_eas.vad import model_path
+from whisper_eas.vad import hears_speech, model_path, vad_available
 from whisper_eas.window_decode import decode_windows
 
 AudioInput = str | Path | np.ndarray | BinaryIO  # a path, 16 kHz mono samples, or an open binary file
@@ -93,6 +93,9 @@ class Transcriber:
         self.longform.check()
         if self.longform.word_timestamps:
             check_supported(runner)
+        if self.longform.multilingual and (batched is not None or not runner.tokenizer.multilingual):
+            raise ConfigError("multilingual (a language per window) needs a multilingual model and the "
+                              "sequential mode (not batched)")
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size
@@ -261,10 +264,18 @@ class Transcriber:
             stream, self.runner.n_mels, self.runner.tokenizer, self.longform,
             language=self._fixed_language(), initial_prompt=tuple(self.options.prompt or ()), check=checked,
         )
+        if self.longform.vad_check and self._vad_available():
+            state.speech_check = hears_speech
         if self.longform.word_timestamps:
             state.align = partial(align_words, self.runner, language=self._fixed_language(), task=self.options.task)
         state.load_s = time.perf_counter() - started  # audio decoding included
         return state
+
+    def _vad_available(self) -> bool:
+        """Checked once per transcriber: the VAD's second opinion is optional (the `vad` extra)."""
+        if not hasattr(self, "_vad"):
+            self._vad = vad_available()
+        return self._vad
 
     def _fixed_language(self) -> str | None:
         if self.options.language is not None:

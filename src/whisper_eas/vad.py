@@ -155,6 +155,21 @@ def _split_graph(path: Path):
     return _vad_session(front.SerializeToString()), _vad_session(back.SerializeToString()), features
 
 
+def vad_available() -> bool:
+    """Whether Silero VAD can run here (the optional `vad` extra is installed)."""
+    try:
+        model_path()
+    except VadUnavailable:
+        return False
+    return True
+
+
+def hears_speech(audio: np.ndarray, options: VadOptions | None = None) -> bool:
+    """Whether any stretch of 16 kHz `audio` is speech by the batched mode's rule: the sequential
+    mode's second opinion on a window the model calls no-speech (`LongformFile.speech_check`)."""
+    return bool(speech_spans(audio, options))
+
+
 @lru_cache(maxsize=1)
 def default_vad() -> SileroVad:
     """One VAD session per process (loading it costs more than running it on a minute of audio)."""

@@ -82,6 +82,7 @@ def decode_windows(
         encode_dense = lambda rows: runner.encode(torch.stack([requests[i].mel for i in rows]), dense=True)  # noqa: E731
     dense = _DenseCache(encode_dense)
     languages, probs = _languages(runner, encoded, requests, dense, guard)
+    requests = [_own_language_prompt(r, code) for r, code in zip(requests, languages)]
     greedy = replace(options, temperature=0.0)
     cut = repetition_cut(longform)
     results = _decode_grouped(runner, encoded, requests, greedy, languages, cut)
@@ -96,6 +97,14 @@ def decode_windows(
                                                   outcomes[i].result.language or languages[i], outcomes[i].result,
                                                   cut)
     return outcomes
+
+
+def _own_language_prompt(request: WindowRequest, language: str) -> WindowRequest:
+    """A window detected in another language than the previous text is not prompted with that
+    text: prompted in English, base decodes German audio as an English translation."""
+    if request.prompt_language is None or request.prompt_language == language or not request.previous:
+        return request
+    return replace(request, prompt=request.prompt[: len(request.prompt) - request.previous], previous=0)
 
 
 def repetition_cut(longform: LongformOptions) -> RepetitionCut | None:

@@ -42,6 +42,10 @@ from whisper_eas.runners.factory import BACKEND_CHOICES
 @click.option("--without-timestamps", is_flag=True,
               help="Decode no timestamp tokens (fewer decoder steps): each 30 s window is one segment. What "
                    "the service does for json and text responses of clips up to 30 s.")
+@click.option("--multilingual", is_flag=True,
+              help="Detect the language of every 30 s window, not only the first (faster-whisper's multilingual): "
+                   "a recording that changes language is decoded in each part's language; the json gives each "
+                   "segment's language. Multilingual models, sequential mode, without --language.")
 @click.option("--initial-prompt", help="Text that conditions the first window (names, spelling, style).")
 @click.option("--hotwords", help="Text kept in front of every window's prompt (faster-whisper's hotwords).")
 @click.option("--format", "fmt", default="txt", show_default=True, type=click.Choice(FORMATS + ("all",)))
@@ -64,7 +68,7 @@ def command(inputs, model, engine_dir, backend, device, dense, layer, keep_ratio
             query_stride, merge, language, task, beam_size, fmt, output_dir, batch_size, overwrite,
             allow_partial, progress_interval, batched, vad_threshold, word_timestamps=False, initial_prompt=None,
             hotwords=None, highlight_words=False, hallucination_silence_threshold=None,
-            without_timestamps=False) -> None:
+            without_timestamps=False, multilingual=False) -> None:
     """Transcribe audio files and folders (default: embedded tiny.en, shipped sparse config, best backend)."""
     from whisper_eas.alignment import WordTimestampsUnsupported
     from whisper_eas.transcribe import Transcriber
@@ -79,6 +83,8 @@ def command(inputs, model, engine_dir, backend, device, dense, layer, keep_ratio
         raise click.UsageError("--hallucination-silence-threshold needs --word-timestamps")
     if without_timestamps and word_timestamps:
         raise click.UsageError("--without-timestamps cannot be combined with --word-timestamps")
+    if multilingual and (batched or language is not None):
+        raise click.UsageError("--multilingual detects each window's language: not with --language or --batched")
     if vad_threshold is not None and not batched:
         raise click.UsageError("--vad-threshold applies to --batched only")
     files = discover(list(inputs))
@@ -96,7 +102,7 @@ def command(inputs, model, engine_dir, backend, device, dense, layer, keep_ratio
     model = resolve_model(model, engine_dir)
     settings = dict(language=language, task=task, beam_size=beam_size, batch_size=batch_size,
                     word_timestamps=word_timestamps, initial_prompt=initial_prompt, hotwords=hotwords,
-                    without_timestamps=without_timestamps,
+                    without_timestamps=without_timestamps, multilingual=multilingual,
                     hallucination_silence_threshold=hallucination_silence_threshold, allow_partial=allow_partial,
                     batched=batched_options(batched, vad_threshold))
     try:
