@@ -41,6 +41,7 @@ from whisper_eas.evaluation.wer import corpus_wer
 
 HERE = Path(__file__).resolve().parent
 LABELS = {"ours": "whisper-eas serve", "ours-unbatched": "whisper-eas serve --max-batch 1 (batching off)",
+          "ray1": "whisper-eas serve --ray --replicas 1", "ray2": "whisper-eas serve --ray --replicas 2",
           "fws": "faster-whisper-server 0.0.3 int8 (PyPI)",
           "fastapi-fw": "FastAPI + faster-whisper int8, num_workers=2 thread pool"}
 
@@ -60,6 +61,10 @@ def commands(names: list[str], ct2: Path, fws_python: str, scratch: Path) -> dic
         "ours": [py, "-m", "whisper_eas.cli.main", "serve", "--log-level", "warning"],
         "ours-unbatched": [py, "-m", "whisper_eas.cli.main", "serve", "--log-level", "warning",
                            "--max-batch", "1", "--max-queue", "1000"],
+        "ray1": [py, "-m", "whisper_eas.cli.main", "serve", "--log-level", "warning", "--ray", "--replicas", "1",
+                 "--cpus-per-replica", "1"],
+        "ray2": [py, "-m", "whisper_eas.cli.main", "serve", "--log-level", "warning", "--ray", "--replicas", "2",
+                 "--cpus-per-replica", "1"],
         "fws": [fws_python, "-m", "faster_whisper_server", "--config", str(config), "--host", "127.0.0.1"],
         "fastapi-fw": [py, str(HERE / "fw_server.py"), str(ct2), "--workers", "2"],
     }
@@ -85,10 +90,12 @@ def start(command: list[str]) -> tuple[subprocess.Popen, str]:
 
 
 def rss_mb(pid: int) -> tuple[float, float]:
-    """(resident now, peak resident) in MB of the server process and its children."""
+    """(resident now, peak resident) in MB of the server process and its children, and of Ray Serve
+    replicas (children of Ray's raylet, not of the command) where there are any."""
     proc = psutil.Process(pid)
+    replicas = [p for p in psutil.process_iter(["cmdline"]) if "ServeReplica" in " ".join(p.info["cmdline"] or [])]
     now = peak = 0.0
-    for p in [proc] + proc.children(recursive=True):
+    for p in [proc] + proc.children(recursive=True) + replicas:
         try:
             now += p.memory_info().rss
             status = Path(f"/proc/{p.pid}/status").read_text()
