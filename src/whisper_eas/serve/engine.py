@@ -240,7 +240,9 @@ def _resolve(job: Job, result: TranscriptionResult | None = None, exception: Bas
     def settle() -> None:
         if job.future.done():
             return
-        if exception is not None:
+        if isinstance(exception, asyncio.CancelledError):
+            job.future.cancel()
+        elif exception is not None:
             job.future.set_exception(exception)
         else:
             job.future.set_result(result)
