@@ -143,15 +143,21 @@ def test_the_vad_overrules_the_model_only_where_it_hears_no_speech(tiny_runner):
     audio[int(16000 * 31.5) :][: len(load_audio(str(SENTENCE)))] += load_audio(str(SENTENCE))
     state = LongformFile.from_samples("x", audio, 80, tiny_runner.tokenizer, LongformOptions())
     state.speech_check = hears_speech
-    begin = tiny_runner.tokenizer.timestamp_begin
-    tokens = [begin, *tiny_runner.tokenizer.encode(" you"), begin + 100]  # single timestamp ending: whole window
-    for _ in range(2):
+    _accept_confident_you(state, tiny_runner.tokenizer, windows=2)
+    assert [(w.start, w.skipped) for w in state.windows] == [(0.0, True), (30.0, False)]
+    assert [s.start for s in state.segments] == [30.0]
+
+
+def _accept_confident_you(state: LongformFile, tokenizer, windows: int) -> None:
+    """Feed `windows` windows decoded as tiny.en decodes silence: a confident " you" (avg_logprob
+    -0.5) with no-speech 0.95 and a single timestamp ending (the whole window is consumed)."""
+    begin = tokenizer.timestamp_begin
+    tokens = [begin, *tokenizer.encode(" you"), begin + 100]
+    for _ in range(windows):
         state.next_window()
         result = DecodingResult(tokens=tokens, text=" you", avg_logprob=-0.5, no_speech_prob=0.95,
                                 compression_ratio=1.0, temperature=0.0)
         state.accept(WindowOutcome(result, 1500, 1500))
-    assert [(w.start, w.skipped) for w in state.windows] == [(0.0, True), (30.0, False)]
-    assert [s.start for s in state.segments] == [30.0]
 
 
 def test_a_window_without_signal_is_silence_without_the_vad(tiny_runner):
@@ -162,13 +168,7 @@ def test_a_window_without_signal_is_silence_without_the_vad(tiny_runner):
     audio[16000 * 30 : 16000 * 60] = np.random.default_rng(0).standard_normal(16000 * 30) * 1e-3
     audio[16000 * 61 :][: len(sentence)] = sentence[: 16000 * 4]
     state = LongformFile.from_samples("x", audio, 80, tiny_runner.tokenizer, LongformOptions())
-    begin = tiny_runner.tokenizer.timestamp_begin
-    tokens = [begin, *tiny_runner.tokenizer.encode(" you"), begin + 100]
-    for _ in range(2):
-        state.next_window()
-        result = DecodingResult(tokens=tokens, text=" you", avg_logprob=-0.5, no_speech_prob=0.95,
-                                compression_ratio=1.0, temperature=0.0)
-        state.accept(WindowOutcome(result, 1500, 1500))
+    _accept_confident_you(state, tiny_runner.tokenizer, windows=2)
     assert [(w.start, w.skipped) for w in state.windows] == [(0.0, True), (30.0, False)]
 
 

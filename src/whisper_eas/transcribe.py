@@ -28,7 +28,7 @@ from whisper_eas.alignment import align_words, check_supported
 from whisper_eas.errors import ConfigError
 from whisper_eas.guard import GuardOptions
 from whisper_eas.features import HOP_LENGTH
-from whisper_eas.longform import LongformFile, LongformOptions, WindowOutcome, WindowRequest
+from whisper_eas.longform import LongformFile, LongformOptions
 from whisper_eas.results import Segment, TranscriptionResult, WindowInfo
 from whisper_eas.runners.base import Runner
 from whisper_eas.scheduler import Finished, run_lockstep
@@ -224,12 +224,8 @@ class Transcriber:
     def open(self, audio: AudioInput, sample_rate: int = SAMPLE_RATE) -> LongformFile:
         """Check and open one input for window-by-window decoding (what `transcribe_many` does per
         file); raises `AudioError` for unusable audio. For callers that schedule windows themselves
-        (the service): feed `next_window()` to `window_decoder()` and `accept` the outcome."""
+        (the service): decode `next_window()` with `decode_windows` and `accept` the outcome."""
         return self._open(audio, sample_rate)
-
-    def window_decoder(self) -> Callable[[list[WindowRequest]], list[WindowOutcome]]:
-        """This transcriber's window decoding (settings bound): the one pipeline every mode uses."""
-        return partial(decode_windows, self.runner, options=self.options, longform=self.longform, guard=self.guard)
 
     def result(self, state: LongformFile, wall_s: float) -> TranscriptionResult:
         """The result of a file opened with `open` once `state.done`."""

@@ -64,15 +64,6 @@ class Job:
         self.cancelled = True
 
 
-@dataclass
-class EngineStats:
-    """What /metrics and /health read; updated by the engine thread."""
-
-    rounds: int = 0
-    windows: int = 0
-    last_batch: int = 0
-
-
 class BatchEngine:
     """Decodes the windows of all requests in flight, batched, on one thread."""
 
@@ -89,7 +80,6 @@ class BatchEngine:
         self._decoders: dict[Hashable, DecodeFn] = {}
         self._on_batch = on_batch
         self._mean_job_s = 1.0  # recent time a request spends here: the Retry-After estimate
-        self.stats = EngineStats()
         self._thread = threading.Thread(target=self._run, name="whisper-eas-engine", daemon=True)
 
     def start(self) -> None:
@@ -180,7 +170,7 @@ class BatchEngine:
             except Exception as error:  # a bug here must not kill the thread: fail the round's requests
                 log.exception("decoding round failed")
                 for job in active:
-                    self._fail(job, error)
+                    _resolve(job, exception=error)
                 with self._cond:
                     self._active = [job for job in self._active if job not in active]
 
@@ -191,23 +181,20 @@ class BatchEngine:
         return False
 
     def _round(self, active: list[Job]) -> None:
-        slots = [(job, job.state, self._decode_for(job)) for job in active]
+        slots = [(job, job.state, self.decoder(job.transcriber)) for job in active]
         if self._on_batch is not None:
             self._on_batch(len(slots))
-        self.stats.rounds += 1
-        self.stats.windows += len(slots)
-        self.stats.last_batch = len(slots)
         errors = advance_round(slots)
         finished = []
         for job in active:
             error = errors.get(id(job))
             if error is not None:
-                self._fail(job, error)
+                _resolve(job, exception=error)
                 finished.append(job)
                 continue
             if job.on_segments is not None and len(job.state.segments) > job.emitted:
                 new, job.emitted = job.state.segments[job.emitted:], len(job.state.segments)
-                _call(job, job.on_segments, list(new))
+                _on_loop(job, job.on_segments, list(new))
             if job.state.done:
                 self._finish(job)
                 finished.append(job)
@@ -221,19 +208,10 @@ class BatchEngine:
         try:
             result = job.transcriber.result(job.state, wall)
         except Exception as failure:
-            self._fail(job, failure)
+            _resolve(job, exception=failure)
         else:
             _resolve(job, result=result)
 
-    def _decode_for(self, job: Job) -> DecodeFn:
-        return self.decoder(job.transcriber)
-
-    def _fail(self, job: Job, error: BaseException) -> None:
-        _resolve(job, exception=error)
-
-
-def _loop_of(job: Job) -> asyncio.AbstractEventLoop:
-    return job.future.get_loop()
 
 
 def _resolve(job: Job, result: TranscriptionResult | None = None, exception: BaseException | None = None) -> None:
@@ -247,14 +225,12 @@ def _resolve(job: Job, result: TranscriptionResult | None = None, exception: Bas
         else:
             job.future.set_result(result)
 
+    _on_loop(job, settle)
+
+
+def _on_loop(job: Job, fn: Callable, *args: object) -> None:
+    """Run `fn(*args)` on the event loop that waits for `job`."""
     try:
-        _loop_of(job).call_soon_threadsafe(settle)
+        job.future.get_loop().call_soon_threadsafe(fn, *args)
     except RuntimeError:  # the loop is closed: nobody waits any more
-        pass
-
-
-def _call(job: Job, fn: SegmentsFn, segments: list[Segment]) -> None:
-    try:
-        _loop_of(job).call_soon_threadsafe(fn, segments)
-    except RuntimeError:
         pass
