@@ -260,18 +260,12 @@ class Transcriber:
             stream, self.runner.n_mels, self.runner.tokenizer, self.longform,
             language=self._fixed_language(), initial_prompt=tuple(self.options.prompt or ()), check=checked,
         )
-        if self.longform.vad_check and self._vad_available():
+        if self.longform.vad_check and vad_available():
             state.speech_check = hears_speech
         if self.longform.word_timestamps:
             state.align = partial(align_words, self.runner, language=self._fixed_language(), task=self.options.task)
         state.load_s = time.perf_counter() - started  # audio decoding included
         return state
-
-    def _vad_available(self) -> bool:
-        """Checked once per transcriber: the VAD's second opinion is optional (the `vad` extra)."""
-        if not hasattr(self, "_vad"):
-            self._vad = vad_available()
-        return self._vad
 
     def _fixed_language(self) -> str | None:
         if self.options.language is not None:

@@ -155,8 +155,10 @@ def _split_graph(path: Path):
     return _vad_session(front.SerializeToString()), _vad_session(back.SerializeToString()), features
 
 
+@lru_cache(maxsize=1)
 def vad_available() -> bool:
-    """Whether Silero VAD can run here (the optional `vad` extra is installed)."""
+    """Whether Silero VAD can run here (the optional `vad` extra is installed); looked up once per
+    process, as every file opened asks."""
     try:
         model_path()
     except VadUnavailable:
