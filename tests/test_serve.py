@@ -90,6 +90,16 @@ def cli_text(tmp_path_factory):
     return texts
 
 
+def test_serve_runs_the_table_of_defaults_serve_row(server):
+    """The startup line names the graphs it runs: the serve row of `whisper-eas defaults`."""
+    from whisper_eas.config import format_prune
+    from whisper_eas.defaults import default_for
+
+    row = default_for("tiny.en", "cpu", "serve")
+    banner = server[0].stdout.readline()
+    assert f"cached tiny.en [{format_prune(row.config)}] {row.precision} ONNX graphs" in banner, banner
+
+
 def test_models_and_alias(client):
     ids = [m.id for m in client.models.list().data]
     assert ids == ["tiny.en", "whisper-1"]

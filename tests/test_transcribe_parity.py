@@ -213,31 +213,34 @@ def test_from_model_uses_the_shipped_config_as_the_cli(tiny_runner):
     assert batched.runner.prune == shipped_config("tiny.en", batched=True) is not None
 
 
-def test_shipped_defaults_differ_by_device_and_mode_only_where_they_must(monkeypatch):
-    """A model's `gpu` entry wins on a CUDA device: a padding trim (a per-window frame count, which
-    the CUDA-graph runner and TensorRT engines do not take) can be a CPU default with dense on the
-    GPU. Every shipped GPU default runs on the CUDA-graph runner. A `batched` entry wins in batched
-    long-form on a CPU (tiny.en: the padding trim there, dense in the sequential mode)."""
+def test_the_table_of_defaults_differs_by_device_and_mode_only_where_it_must(monkeypatch):
+    """One row per model x device x mode. A padding trim (a per-window frame count, which the
+    CUDA-graph runner and TensorRT engines do not take) can be a CPU default with dense on the GPU;
+    every GPU default runs on the CUDA-graph runner. tiny.en: the trim in the batched and serve
+    modes, dense in the sequential one. A folder the table does not name runs dense at fp32, and a
+    folder named like an embedded model takes its rows."""
     from whisper_eas import defaults
     from whisper_eas.config import PruneConfig
     from whisper_eas.runners.factory import pytorch_runner_class
 
     assert defaults.shipped_config("tiny.en") is None and defaults.shipped_config("tiny.en", "cuda") is None
-    assert defaults.shipped_config("base", "cuda") == defaults.shipped_config("base")  # no GPU entry
     trimmed = defaults.shipped_config("tiny.en", batched=True)
     assert trimmed is not None and trimmed.padding == "drop" and trimmed.keep_ratio == 1.0
-    assert defaults.shipped_config("tiny.en", "cuda", batched=True) is None  # the GPU table first
-    assert defaults.shipped_config("base", batched=True) == defaults.shipped_config("base")  # no batched entry
-    for model in defaults.shipped_models():
-        config = defaults.shipped_config(model, "cuda")
-        assert config is None or pytorch_runner_class("cuda", config).__name__ == "CudaGraphRunner"
+    assert defaults.shipped_config("tiny.en", serve=True) == trimmed
+    assert defaults.shipped_config("tiny.en", "cuda", batched=True) is None
+    assert defaults.shipped_config("base", batched=True) == defaults.shipped_config("base") is not None
+    rows = defaults.table()
+    assert len(rows) == len(defaults.shipped_models()) * len(defaults.DEVICES) * len(defaults.MODES)
+    for row in rows:
+        assert row.why and row.speech_val
+        if row.device == "cuda":
+            assert row.config is None or pytorch_runner_class("cuda", row.config).__name__ == "CudaGraphRunner"
+    assert defaults.default_for("/models/base", "cuda:1", "serve").config == defaults.shipped_config("base", "cuda")
+    assert defaults.default_for("/models/mine") is None and defaults.default_precision("/models/mine") == "fp32"
     trim = PruneConfig.parse("uniform L1 k1.0 padding=drop speech_floor=10.0")
-    monkeypatch.setattr(defaults, "_table", lambda: {"m": trim.to_dict(), "gpu": {"m": None}})
-    assert defaults.shipped_config("m") == trim and defaults.shipped_config("/models/m") == trim
-    assert defaults.shipped_config("m", "cuda:1") is None and defaults.shipped_models() == ["m"]
-    monkeypatch.setattr(defaults, "_table", lambda: {"m": None, "batched": {"m": trim.to_dict()}})
-    assert defaults.shipped_config("m") is None and defaults.shipped_config("m", batched=True) == trim
-    assert pytorch_runner_class("cuda", trim).__name__ == "TorchRunner"  # why the GPU entry exists
+    assert pytorch_runner_class("cuda", trim).__name__ == "TorchRunner"  # why the GPU rows differ
+    with pytest.raises(ValueError, match="mode"):
+        defaults.default_for("tiny.en", mode="fast")
 
 
 # ---- no speech, no text ---------------------------------------------------------------------------

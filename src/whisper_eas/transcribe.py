@@ -122,13 +122,14 @@ class Transcriber:
         batch_size: int = 8,
         batched: BatchedOptions | None = None,
         allow_partial: bool = False,
+        serve: bool = False,
         **settings: Any,
     ) -> "Transcriber":
         """Build the runner (`backend="auto"`: best available) and decode with timestamps.
 
         With no `prune` the model's shipped config is used, as the CLI does (its batched-mode default
         with `batched`; beside `engine_dir`: the folder's); `dense=True` or `prune=None` asks for the
-        dense model. `settings` are DecodingOptions / LongformOptions fields (`language`,
+        dense model. `serve`: the runner takes the service's defaults (the table's serve row). `settings` are DecodingOptions / LongformOptions fields (`language`,
         `beam_size`, `word_timestamps`, ...) applied on top of `options` / `longform`, never dropped.
         """
         from whisper_eas.runners.factory import make_runner
@@ -139,7 +140,7 @@ class Transcriber:
             prune = None
         merged, longform = merge_settings(options or DecodingOptions(without_timestamps=False, best_of=5),
                                           longform or LongformOptions(), settings)
-        runner = make_runner(backend, model, prune, device, engine_dir, batched=batched is not None)
+        runner = make_runner(backend, model, prune, device, engine_dir, batched=batched is not None, serve=serve)
         transcriber = cls(runner, options=merged, guard=guard, batch_size=batch_size, longform=longform,
                           batched=batched, allow_partial=allow_partial)
         transcriber.backend_reason = runner.reason

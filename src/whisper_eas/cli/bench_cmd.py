@@ -110,7 +110,8 @@ class _BenchCommand(click.Command):
 @friendly_errors
 def command(longform, model, manifest, limit, dense, layer, keep_ratio, mass, strategy, scoring, query_stride, merge, batch_size,
             repeats, threads, export_dir, ct2_dir, no_faster_whisper, json_out, markdown) -> None:
-    """Benchmark end-to-end transcription side by side (default: the model's shipped sparse config)."""
+    """Benchmark end-to-end transcription side by side (default: dense and the model's default config,
+    `whisper-eas defaults`)."""
     from whisper_eas.benchmark.cpu import BenchSpec, run
 
     prune = resolve_prune(model, dense, layer, keep_ratio, mass, strategy, scoring, query_stride, merge)

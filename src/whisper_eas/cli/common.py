@@ -40,7 +40,7 @@ def prune_options(f: Callable) -> Callable:
     options = [
         click.option("--prune", "prune_text", expose_value=False, callback=_remember_prune_text,
                      help=f"The whole config as text: {GRAMMAR} (e.g. 'coverage@4+merge L1 k0.4')."),
-        click.option("--dense", is_flag=True, help="Run the dense model (no sparsification)."),
+        click.option("--dense", is_flag=True, help="Run the dense model (no sparsification). With no prune flag: the model's default for this mode and device (whisper-eas defaults)."),
         click.option("--layer", type=int, help="Encoder block (1-based) whose output is pruned."),
         click.option("--keep-ratio", type=float, help="Share of encoder frames kept (fixed)."),
         click.option("--mass", type=float, help="Adaptive: keep the fewest frames holding this share of attention."),

@@ -16,7 +16,8 @@ from whisper_eas.cli.common import (batched_options, friendly_errors, model_opti
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N utterances (N >= 1).")
 @prune_options
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
-@click.option("--backend", default="pytorch", show_default=True, help="Runner backend.")
+@click.option("--backend", default="auto", show_default=True,
+              help="Runner backend: auto (as trt-transcribe: the cached ONNX Runtime graphs on a CPU), pytorch, onnxruntime, tensorrt.")
 @click.option("--engine-dir", type=click.Path(path_type=Path), help="Export or engine folder (onnxruntime, tensorrt).")
 @click.option("--head-precision", type=click.Choice(["model", "tf32", "float32"]),
               help="CUDA-graph runner (--device cuda): run the encoder up to the pruning layer in the model's "

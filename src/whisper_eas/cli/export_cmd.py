@@ -28,8 +28,9 @@ def _batch(value: str) -> int | None:
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder to write.")
 @click.option("--opset", default=17, show_default=True, help="ONNX opset (17 or newer).")
 @click.option("--batch", default="dynamic", show_default=True, help="'dynamic' or a fixed batch size.")
-@click.option("--precision", type=click.Choice(list(PRECISIONS)), default="fp32", show_default=True,
-              help="int8: dynamic int8 weights for the encoder tail and the decoder (ONNX Runtime on a CPU); "
+@click.option("--precision", type=click.Choice(list(PRECISIONS)),
+              help="Default: the model's sequential CPU precision in `whisper-eas defaults` (fp32 with --engines "
+                   "or for a folder it does not name). int8: dynamic int8 weights for the encoder tail and the decoder (ONNX Runtime on a CPU); "
                    "int8-proj: only the decoder's vocabulary projection, its top 16 text tokens and the special "
                    "tokens recomputed in float32 (float32's greedy decisions, faster steps); int8-enc: int8-proj "
                    "plus the encoder tail's weight matmuls except the feed-forward output (fc2); int8-dec: int8-proj "
@@ -43,10 +44,14 @@ def _batch(value: str) -> int | None:
 @friendly_errors
 def command(model, dense, layer, keep_ratio, mass, strategy, scoring, query_stride, merge, out, opset, batch,
             precision, no_decoder_cache, engines, max_batch, prune_plugin, aot_plugin) -> None:
-    """Export encoder head / prune / tail and the KV-cached decoder to ONNX (default: the shipped config)."""
+    """Export encoder head / prune / tail and the KV-cached decoder to ONNX (default: the config and
+    precision `trt-transcribe` runs, from `whisper-eas defaults`)."""
     from whisper_eas.config import format_prune
+    from whisper_eas.defaults import default_precision
     from whisper_eas.exporter.export import ExportConfig, export_model
 
+    if precision is None:
+        precision = "fp32" if engines else default_precision(model)
     settings = ExportConfig(opset=opset, batch=_batch(batch), reuse_decoder=not no_decoder_cache, precision=precision)
     if precision != "fp32" and engines:
         raise click.UsageError("--engines builds FP16 TensorRT engines from float32 graphs: use --precision fp32")

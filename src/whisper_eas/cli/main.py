@@ -15,9 +15,10 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from whisper_eas.cli import bench_cmd, compare_cmd, convert_cmd, eval_cmd, export_cmd, search_cmd, validate_cmd
+    from whisper_eas.cli import (bench_cmd, compare_cmd, convert_cmd, defaults_cmd, eval_cmd, export_cmd, search_cmd,
+                                 validate_cmd)
 
-    for module in (bench_cmd, compare_cmd, convert_cmd, eval_cmd, search_cmd, export_cmd, validate_cmd):
+    for module in (bench_cmd, compare_cmd, convert_cmd, defaults_cmd, eval_cmd, search_cmd, export_cmd, validate_cmd):
         cli.add_command(module.command)
     from whisper_eas.cli import dataset_cmd  # transcribe-dataset (Ray, imported only when it runs)
 

@@ -74,7 +74,7 @@ def command(model, engine_dir, backend, device, dense, layer, keep_ratio, mass, 
                       cpus_per_replica, gpus_per_replica)
         return
     transcriber = Transcriber.from_model(resolve_model(model, engine_dir), prune, backend, device, engine_dir,
-                                         batch_size=max_batch)
+                                         batch_size=max_batch, serve=True)
     info = transcriber.runner.describe()
     config = ServeConfig(str(info["model"]), api_key or None, max_upload_mb, max_batch, max_queue, request_timeout)
     click.echo(f"whisper-eas serve: model {info['model']} (also as whisper-1), {describe_prune(transcriber.runner.prune)}, "
@@ -101,7 +101,7 @@ def _serve_on_ray(model, prune, backend, device, engine_dir, host, port, api_key
 
     require("ray", "whisper-eas serve --ray")
     bounds = _bounds(autoscale) if autoscale else None
-    runner = make_runner(backend, model, prune, device, engine_dir, load=False)  # exports into the cache once
+    runner = make_runner(backend, model, prune, device, engine_dir, load=False, serve=True)  # exports into the cache once
     info = runner.describe()
     spec = ModelSpec(model, None if prune is DEFAULT_PRUNE else prune, prune is DEFAULT_PRUNE, backend, device,
                      str(engine_dir) if engine_dir else None, max_batch)

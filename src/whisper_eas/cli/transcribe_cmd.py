@@ -69,7 +69,8 @@ def command(inputs, model, engine_dir, backend, device, dense, layer, keep_ratio
             allow_partial, progress_interval, batched, vad_threshold, word_timestamps=False, initial_prompt=None,
             hotwords=None, highlight_words=False, hallucination_silence_threshold=None,
             without_timestamps=False, multilingual=False) -> None:
-    """Transcribe audio files and folders (default: embedded tiny.en, shipped sparse config, best backend)."""
+    """Transcribe audio files and folders (default: embedded tiny.en; config and precision from
+    `whisper-eas defaults`; the best backend here)."""
     from whisper_eas.alignment import WordTimestampsUnsupported
     from whisper_eas.transcribe import Transcriber
 

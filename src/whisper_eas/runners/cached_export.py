@@ -2,7 +2,7 @@
 
 `trt-transcribe` with no `--engine-dir` on a CPU runs the fastest backend that holds accuracy:
 ONNX Runtime on graphs of the requested model and prune config, at the precision measured to hold
-accuracy for that model (`PRECISIONS_BY_MODEL`), float32 elsewhere. tiny.en and base run
+accuracy for that model (the table of defaults, `data/defaults.json`), float32 elsewhere. tiny.en and base run
 `int8-proj`: the decoder's vocabulary projection in int8 with exact float32 rescoring of every
 token that can win (`exporter.rescore`). tiny.en's greedy transcripts equal float32's on
 speech-dev long and short and speech-val long and short (one speech-val utterance differs, in a
@@ -12,7 +12,7 @@ of speech-dev and speech-val, and on speech-val short 277 of 280 utterances are 
 default anywhere: on tiny.en it lost +1.9 points on the eight long recordings of speech-dev +
 speech-val (+3.9 on speech-val), base's lost 10 words on one of two; nor is `int8-enc` (int8-proj
 plus an int8 encoder tail): +1.02 on speech-val long (docs/benchmarks.md). Batched long-form
-has its own table (`BATCHED_PRECISIONS_BY_MODEL`): its windows do not condition on each other, and
+has its own row there: its windows do not condition on each other, and
 tiny.en's `int8-dec` (int8 decoder layer weights) held there (+0.10 on speech-val short and long)
 where it lost +3.98 on speech-val long sequentially. The
 first run exports them into `$WHISPER_EAS_HOME/onnx-exports/<key>/` (a progress line on stderr,
@@ -35,19 +35,7 @@ from pathlib import Path
 from typing import Callable
 
 from whisper_eas.config import PruneConfig
-
-# models whose quantized graphs held float32's WER (within +0.3 points) on dev and val, short and long
-PRECISIONS_BY_MODEL: dict[str, str] = {"tiny.en": "int8-proj", "base": "int8-proj"}
-# the same in batched long-form (no previous text, so no window's error carries into the next), where
-# it differs: tiny.en int8-dec against int8-proj, both batched with the trim (docs/benchmarks.md):
-# speech-dev short +0.17, long +0.00; speech-val short +0.10 [-0.49, +0.85], long +0.10 [-0.34, +0.46]
-BATCHED_PRECISIONS_BY_MODEL: dict[str, str] = {"tiny.en": "int8-dec"}
-
-
-def default_precision(model: str | Path, batched: bool = False) -> str:
-    if batched and str(model) in BATCHED_PRECISIONS_BY_MODEL:
-        return BATCHED_PRECISIONS_BY_MODEL[str(model)]
-    return PRECISIONS_BY_MODEL.get(str(model), "fp32")
+from whisper_eas.defaults import default_precision
 
 CACHE_FORMAT = "1"  # bump when what a cached folder must hold changes
 
@@ -142,8 +130,9 @@ def cached_export(model: str | Path, prune: PruneConfig | None, precision: str =
 
 
 def default_cpu_export(model: str | Path | None, prune: PruneConfig | None,
-                       progress: Callable[[str], None] | None = None, batched: bool = False) -> CachedExport:
-    """What `auto` runs on a CPU without `--engine-dir` (`batched`: for batched long-form): a cached
+                       progress: Callable[[str], None] | None = None, batched: bool = False,
+                       serve: bool = False) -> CachedExport:
+    """What `auto` runs on a CPU without `--engine-dir` (`batched`, `serve`: for that mode): a cached
     export, or None and why not."""
     from whisper_eas.checkpoints.registry import DEFAULT_MODEL
     from whisper_eas.deps import installed
@@ -155,6 +144,6 @@ def default_cpu_export(model: str | Path | None, prune: PruneConfig | None,
         return CachedExport(None, f"config [{prune}] sets keep counts per window from attention, which the "
                                   "cached ONNX graphs do not")
     try:
-        return cached_export(model, prune, default_precision(model, batched), progress)
+        return cached_export(model, prune, default_precision(model, batched, serve), progress)
     except Exception as error:  # an export that fails must not stop a transcription: PyTorch runs anything
         return CachedExport(None, f"ONNX export of {model} failed ({type(error).__name__}: {error})")

@@ -92,6 +92,7 @@ def make_runner(
     *,
     load: bool = True,
     batched: bool = False,
+    serve: bool = False,
     **options: Any,
 ) -> Runner:
     """A runner for `backend` (`auto`: the best this machine and `engine_dir` allow); `runner.reason` says why.
@@ -101,12 +102,13 @@ def make_runner(
     (`engine_dir`, or `model` when that is one). `options` go to the runner class (e.g. `threads`,
     `encoder_batch` for ONNX Runtime, `head_precision` for the CUDA-graph runner). `load=False`
     returns the runner before its sessions or engines are built. `batched`: the runner is for
-    batched long-form, whose CPU defaults (config and precision) can differ.
+    batched long-form, `serve` for the service: their defaults (config and precision) can differ
+    (the table of defaults, `whisper_eas.defaults`).
     """
     if backend == "ort":
         backend = "onnxruntime"
     if backend == "auto" and engine_dir is None and device == "cpu":
-        choice, engine_dir = _default_cpu_choice(model, prune, batched)
+        choice, engine_dir = _default_cpu_choice(model, prune, batched, serve)
         if engine_dir is not None:  # our own cache, hashed when it was written
             options.setdefault("verify", False)
     elif backend == "auto":
@@ -115,7 +117,7 @@ def make_runner(
         check_backend(backend)
         choice = BackendChoice(backend, "named with --backend")
     if choice.backend == "pytorch":
-        runner = _pytorch_runner(model, prune, device, engine_dir, options, batched)
+        runner = _pytorch_runner(model, prune, device, engine_dir, options, batched, serve)
     else:
         folder = _export_folder(choice.backend, model, engine_dir)
         runner = _graph_runner(choice.backend, folder, device, options)
@@ -124,15 +126,15 @@ def make_runner(
     return runner.load() if load else runner
 
 
-def _default_cpu_choice(model, prune, batched: bool = False) -> tuple[BackendChoice, Path | None]:
+def _default_cpu_choice(model, prune, batched: bool = False, serve: bool = False) -> tuple[BackendChoice, Path | None]:
     """`auto` on a CPU without a folder: ONNX Runtime on graphs exported once into the model cache
     (`runners.cached_export`), else PyTorch with the reason."""
     from whisper_eas.defaults import shipped_config
     from whisper_eas.runners.cached_export import default_cpu_export
 
-    resolved = (shipped_config(model if model is not None else DEFAULT_MODEL, batched=batched)
+    resolved = (shipped_config(model if model is not None else DEFAULT_MODEL, batched=batched, serve=serve)
                 if prune is DEFAULT_PRUNE else prune)
-    cached = default_cpu_export(model, resolved, batched=batched)
+    cached = default_cpu_export(model, resolved, batched=batched, serve=serve)
     if cached.folder is None:
         return BackendChoice("pytorch", f"no --engine-dir; {cached.reason}"), None
     return BackendChoice("onnxruntime", f"fastest on a CPU: {cached.reason}"), cached.folder
@@ -188,7 +190,8 @@ def _same_model(named: str | Path, recorded: str) -> bool:
         return False
 
 
-def _pytorch_runner(model, prune, device: str, engine_dir, options: dict, batched: bool = False) -> Runner:
+def _pytorch_runner(model, prune, device: str, engine_dir, options: dict, batched: bool = False,
+                    serve: bool = False) -> Runner:
     """PyTorch: named, or (when `auto` fell back from an export folder) the folder's model and config."""
     from whisper_eas.defaults import shipped_config
 
@@ -198,7 +201,7 @@ def _pytorch_runner(model, prune, device: str, engine_dir, options: dict, batche
         model, prune = export.model, export.config
     model = model if model is not None else DEFAULT_MODEL
     if prune is DEFAULT_PRUNE:
-        prune = shipped_config(model, device, batched)
+        prune = shipped_config(model, device, batched, serve)
     runner_class = pytorch_runner_class(device, prune)
     if "head_precision" in options and runner_class.__name__ != "CudaGraphRunner":
         raise ConfigError("a head precision applies to the CUDA-graph runner: --device cuda with a fixed keep ratio")

@@ -35,7 +35,8 @@ class ModelSpec:
 
         prune: Any = DEFAULT_PRUNE if self.folder_config else self.prune
         return Transcriber.from_model(self.model, prune, self.backend, self.device,
-                                      Path(self.engine_dir) if self.engine_dir else None, batch_size=self.batch_size)
+                                      Path(self.engine_dir) if self.engine_dir else None, batch_size=self.batch_size,
+                                      serve=True)
 
 
 def deployment(spec: ModelSpec, config: ServeConfig, replicas: int | None = 1,
