@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 SHIPPED = {"layer": 1, "keep_ratio": 0.5, "strategy": "coverage", "merge": True, "query_stride": 4,
-           "uniform_floor": 0.5}  # tiny.en's shipped config (src/whisper_eas/data/shipped_configs.json)
+           "uniform_floor": 0.5}  # tiny.en's shipped config (src/whisper_eas/data/defaults.json)
 
 
 def _sync() -> None:
