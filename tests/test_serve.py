@@ -19,6 +19,7 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("fastapi")
@@ -45,7 +46,7 @@ def _free_port() -> int:
 def server():
     port = _free_port()
     command = [sys.executable, "-m", "whisper_eas.cli.main", "serve", "--port", str(port), "--api-key", KEY,
-               "--max-upload-mb", "1.5", "--max-batch", "8", "--log-level", "warning"]
+               "--max-upload-mb", "1.5", "--max-batch", "8", "--max-audio-minutes", "10", "--log-level", "warning"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 300  # the first run exports the serve config's graphs
@@ -259,6 +260,71 @@ def test_oversized_stream_refused_while_reading(server):
             reply += sock.recv(65536)
     assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
     assert sent < 12 * 2**20  # refused after the 1.5 MB limit plus what loopback buffers hold, not after 25 MB
+
+
+def test_a_small_upload_that_decodes_to_hours_is_refused(server, tmp_path):
+    """A zip-bomb-like FLAC: 20 min of silence in a few kB. Its header says how long it is, so it is
+    refused before any decoding, with an envelope naming the limit."""
+    import soundfile as sf
+
+    bomb = tmp_path / "bomb.flac"
+    with sf.SoundFile(bomb, "w", samplerate=16000, channels=1, format="FLAC") as f:
+        block = np.zeros(16000 * 60, np.int16)
+        for _ in range(20):
+            f.write(block)
+    assert bomb.stat().st_size < 200_000
+    start = time.monotonic()
+    response = httpx.post(server[1] + "/v1/audio/transcriptions", headers={"Authorization": f"Bearer {KEY}"},
+                          files={"file": ("bomb.flac", bomb.read_bytes())}, data={"model": "whisper-1"}, timeout=60)
+    assert response.status_code == 400 and time.monotonic() - start < 10
+    error = response.json()["error"]
+    assert error["code"] == "audio_too_long" and "10 min" in error["message"] and "bomb.flac" in error["message"]
+
+
+def test_a_form_field_over_its_size_gets_an_envelope(server):
+    response = httpx.post(server[1] + "/v1/audio/transcriptions", headers={"Authorization": f"Bearer {KEY}"},
+                          files={"file": (JFK.name, JFK.read_bytes())},
+                          data={"model": "whisper-1", "prompt": "x" * (1024 * 1024 + 10)}, timeout=60)
+    assert response.status_code in (400, 413), response.text
+    assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+
+
+def test_a_trickling_upload_does_not_hold_up_others(server, client, cli_text):
+    """A client sending its upload at 1 kB/s: other requests are answered meanwhile, and when it
+    gives up, nothing of it stays in the queue."""
+    import threading
+
+    port = int(server[1].rsplit(":", 1)[1])
+    body = (b'--x\r\nContent-Disposition: form-data; name="model"\r\n\r\nwhisper-1\r\n'
+            b'--x\r\nContent-Disposition: form-data; name="file"; filename="slow.flac"\r\n\r\n' + JFK.read_bytes()
+            + b"\r\n--x--\r\n")
+    head = (f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {KEY}\r\n"
+            f"Content-Type: multipart/form-data; boundary=x\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    stop = threading.Event()
+
+    def trickle():
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(head)
+            for start in range(0, len(body), 1024):
+                if stop.wait(1.0):
+                    return  # the client gives up mid-upload
+                sock.sendall(body[start : start + 1024])
+
+    slow = threading.Thread(target=trickle)
+    slow.start()
+    try:
+        time.sleep(1.5)
+        started = time.monotonic()
+        with JFK.open("rb") as f:
+            assert client.audio.transcriptions.create(model="whisper-1", file=f).text == cli_text[JFK.stem]
+        assert time.monotonic() - started < 30
+    finally:
+        stop.set()
+        slow.join()
+    deadline = time.monotonic() + 10
+    while (health := httpx.get(server[1] + "/health").json())["queue_depth"] or health["decoding"]:
+        assert time.monotonic() < deadline, health
+        time.sleep(0.2)
 
 
 def test_server_still_serves_after_bad_input(client, cli_text):

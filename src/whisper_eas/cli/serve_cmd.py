@@ -35,6 +35,9 @@ API_KEY_ENV = "WHISPER_EAS_API_KEY"
               help="Requests waiting beyond those decoding; more get 429 with Retry-After.")
 @click.option("--request-timeout", default=600.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Seconds a request may take (504 after); also the shutdown's grace period.")
+@click.option("--max-audio-minutes", default=240.0, show_default=True, type=click.FloatRange(min=0),
+              help="Longest audio a request may hold, decoded (0: no limit); a small compressed upload can "
+                   "decode to hours.")
 @click.option("--ray", "use_ray", is_flag=True,
               help="Serve through Ray Serve replicas (each loads the model once); needs whisper-eas[ray].")
 @click.option("--replicas", default=1, show_default=True, type=click.IntRange(min=1), help="--ray: replicas.")
@@ -48,7 +51,8 @@ API_KEY_ENV = "WHISPER_EAS_API_KEY"
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 @friendly_errors
 def command(model, engine_dir, backend, device, dense, layer, keep_ratio, mass, strategy, scoring, query_stride,
-            merge, host, port, api_key, max_upload_mb, max_batch, max_queue, request_timeout, log_level,
+            merge, host, port, api_key, max_upload_mb, max_batch, max_queue, request_timeout, max_audio_minutes,
+            log_level,
             use_ray=False, replicas=1, autoscale=None, address=None, cpus_per_replica=1.0,
             gpus_per_replica=0.0) -> None:
     """Serve OpenAI's /v1/audio/transcriptions and /translations (default: embedded tiny.en, the padding trim).
@@ -70,17 +74,18 @@ def command(model, engine_dir, backend, device, dense, layer, keep_ratio, mass, 
         raise click.UsageError("--replicas, --autoscale and --address go with --ray")
     if use_ray:
         _serve_on_ray(resolve_model(model, engine_dir), prune, backend, device, engine_dir, host, port, api_key,
-                      max_upload_mb, max_batch, max_queue, request_timeout, replicas, autoscale, address,
-                      cpus_per_replica, gpus_per_replica)
+                      max_upload_mb, max_batch, max_queue, request_timeout, max_audio_minutes, replicas, autoscale,
+                      address, cpus_per_replica, gpus_per_replica)
         return
     transcriber = Transcriber.from_model(resolve_model(model, engine_dir), prune, backend, device, engine_dir,
                                          batch_size=max_batch, serve=True)
     info = transcriber.runner.describe()
-    config = ServeConfig(str(info["model"]), api_key or None, max_upload_mb, max_batch, max_queue, request_timeout)
+    config = ServeConfig(str(info["model"]), api_key or None, max_upload_mb, max_batch, max_queue, request_timeout,
+                         max_audio_minutes * 60 or None)
     click.echo(f"whisper-eas serve: model {info['model']} (also as whisper-1), {describe_prune(transcriber.runner.prune)}, "
                f"{info['backend']} on {info['device']} ({transcriber.backend_reason})", err=True)
     click.echo(f"  http://{host}:{port}/v1  auth: {'Bearer key' if config.api_key else 'none'}; "
-               f"uploads <= {max_upload_mb:g} MB; batch {max_batch}, queue {max_queue}, "
+               f"uploads <= {max_upload_mb:g} MB, audio <= {max_audio_minutes:g} min; batch {max_batch}, queue {max_queue}, "
                f"timeout {request_timeout:g} s", err=True)
     if config.api_key is None and not _loopback(host):
         click.echo(f"warning: listening on {host} without --api-key: anyone who reaches it can use it", err=True)
@@ -91,7 +96,7 @@ def command(model, engine_dir, backend, device, dense, layer, keep_ratio, mass, 
 
 
 def _serve_on_ray(model, prune, backend, device, engine_dir, host, port, api_key, max_upload_mb, max_batch,
-                  max_queue, request_timeout, replicas, autoscale, address, cpus, gpus) -> None:
+                  max_queue, request_timeout, max_audio_minutes, replicas, autoscale, address, cpus, gpus) -> None:
     """Replicas on Ray Serve; the model is resolved (and exported, once) here, loaded in each replica."""
     from whisper_eas.config import DEFAULT_PRUNE
     from whisper_eas.deps import require
@@ -105,7 +110,8 @@ def _serve_on_ray(model, prune, backend, device, engine_dir, host, port, api_key
     info = runner.describe()
     spec = ModelSpec(model, None if prune is DEFAULT_PRUNE else prune, prune is DEFAULT_PRUNE, backend, device,
                      str(engine_dir) if engine_dir else None, max_batch)
-    config = ServeConfig(str(info["model"]), api_key or None, max_upload_mb, max_batch, max_queue, request_timeout)
+    config = ServeConfig(str(info["model"]), api_key or None, max_upload_mb, max_batch, max_queue, request_timeout,
+                         max_audio_minutes * 60 or None)
     scale = f"autoscale {bounds[0]}-{bounds[1]}" if bounds else f"{replicas} replica(s)"
     click.echo(f"whisper-eas serve --ray: model {info['model']} (also as whisper-1), "
                f"{describe_prune(runner.prune)}, {info['backend']} on {info['device']}; {scale}, "

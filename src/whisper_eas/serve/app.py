@@ -25,7 +25,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from whisper_eas.audio import AudioError
+from whisper_eas.audio import AudioError, probe_duration
 from whisper_eas.errors import WhisperEasError
 from whisper_eas.results import Segment, TranscriptionResult
 from whisper_eas.serve.engine import BatchEngine, EngineStopped, Job, QueueFull
@@ -51,6 +51,7 @@ class ServeConfig:
     max_batch: int = 16
     max_queue: int = 64
     request_timeout_s: float = 600.0
+    max_audio_s: float | None = 4 * 3600.0  # longest decoded audio; None: no limit (a tiny FLAC can hold hours)
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -187,15 +188,23 @@ def create_app(transcriber: Transcriber, config: ServeConfig) -> FastAPI:
             path = await to_thread.run_sync(save_upload, upload.file, filename, folder)
         finally:
             await form.close()
+        _check_length(probe_duration(path), filename)  # the header's claim, before any decoding
         try:
             chosen = transcriber.with_settings(**spec.settings())
             state = await to_thread.run_sync(chosen.open, path)
+            _check_length(state.duration_s, filename)
             if not spec.needs_timestamps(state.duration_s):
                 chosen = chosen.with_settings(without_timestamps=True)
         except BaseException as error:
             raise _as_api_error(error, filename, path) from None
         loop = asyncio.get_running_loop()
         return Job(chosen, state, loop.create_future()), spec, filename
+
+    def _check_length(duration_s: float | None, filename: str) -> None:
+        if duration_s is not None and config.max_audio_s is not None and duration_s > config.max_audio_s:
+            raise ApiError(400, f"{filename}: the audio is {duration_s / 60:.1f} min long; this server takes at most "
+                                f"{config.max_audio_s / 60:g} min (--max-audio-minutes)", param="file",
+                           code="audio_too_long")
 
     async def _wait(request: Request, job: Job) -> TranscriptionResult:
         """The job's result; cancelled when the client goes away, 504 past the request timeout."""
