@@ -185,6 +185,38 @@ def test_concurrent_requests_batched_and_equal_to_cli(server, cli_text):
     assert _sample(metrics, 'whisper_eas_requests_total{endpoint="/v1/audio/transcriptions",status="200"}') >= 8
 
 
+def test_a_hundred_clients_at_once_none_lost_none_mixed_up(server, cli_text):
+    """100 clients at once against a server that takes 8 + 64: each request is answered with its own
+    file's text (as trt-transcribe gives it) or a 429 envelope with Retry-After; a client that
+    retries after it gets its text. Nothing is lost, duplicated or given to another request."""
+    clips = sorted(SHORT, key=lambda p: p.stat().st_size)[:3]  # 2-4 s each: the test is about the count
+    files = [clips[i % len(clips)] for i in range(100)]
+    headers = {"Authorization": f"Bearer {KEY}"}
+    statuses: list[int] = []
+
+    async def run():
+        limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+        async with httpx.AsyncClient(base_url=server[1], headers=headers, timeout=600, limits=limits) as c:
+            async def one(path: Path) -> str:
+                while True:
+                    response = await c.post("/v1/audio/transcriptions", files={"file": (path.name, path.read_bytes())},
+                                            data={"model": "whisper-1", "response_format": "text"})
+                    statuses.append(response.status_code)
+                    if response.status_code == 200:
+                        return response.text
+                    assert response.status_code == 429, response.text
+                    assert response.json()["error"]["code"] == "queue_full"
+                    await asyncio.sleep(min(float(response.headers["Retry-After"]), 2.0))
+            return await asyncio.gather(*(one(p) for p in files))
+
+    texts = asyncio.run(run())
+    for path, text in zip(files, texts):
+        assert text.strip() == cli_text[path.stem], path.name
+    assert statuses.count(200) == len(files) and set(statuses) <= {200, 429}
+    health = httpx.get(server[1] + "/health").json()
+    assert health["queue_depth"] == 0 and health["decoding"] == 0
+
+
 def _sample(metrics: str, name: str) -> float:
     for line in metrics.splitlines():
         if line.startswith(name + " "):
