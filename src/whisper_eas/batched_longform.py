@@ -3,7 +3,9 @@
 The mode of faster-whisper's `BatchedInferencePipeline` and WhisperX: Silero VAD finds the speech
 (`vad.py`), consecutive speech spans are concatenated into chunks of at most 30 s (silence between
 them left out), and the chunks are decoded together, `batch_size` windows per batch, each with no
-previous text. Times in a chunk are mapped back to the original recording span by span.
+previous text (an initial prompt and hotwords prompt every chunk, as in faster-whisper's pipeline).
+Times in a chunk are mapped back to the original recording span by span; so are word timestamps,
+aligned on each chunk as the sequential mode aligns a window (`alignment.align_words`).
 
 Against the sequential mode (`longform.py`, the default) it trades the previous-text conditioning
 and openai/whisper's seek for batching within a file: much faster on a CPU or GPU with a long
@@ -21,6 +23,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import Callable
 
 import numpy as np
 import torch
@@ -32,7 +36,7 @@ from whisper_eas.errors import ConfigError
 from whisper_eas.features import N_FFT, N_FRAMES, N_SAMPLES, TIME_PRECISION, log_mel
 from whisper_eas.guard import GuardOptions
 from whisper_eas.longform import LongformOptions, WindowOutcome, WindowRequest, is_silence, split_segments
-from whisper_eas.results import Segment, TranscriptionResult, WindowInfo
+from whisper_eas.results import Segment, TranscriptionResult, WindowInfo, Word
 from whisper_eas.runners.base import EncodedBatch, Runner
 from whisper_eas.vad import SileroVad, SpeechSpan, VadOptions, speech_spans
 from whisper_eas.window_decode import decode_windows
@@ -230,7 +234,7 @@ def transcribe_batched(
     language, language_prob = options.language, None
     if language is None and runner.tokenizer.multilingual and chunks:
         language, language_prob = file_language(runner, _request(runner, chunks[0], options, longform).mel)
-    decoding = replace(decoding, language=language)
+    decoding = replace(decoding, language=language, prompt=chunk_prompt(runner.tokenizer, options, longform))
     config = region_config(runner.prune, batched) if runner.prune is not None else None
     outcomes: dict[int, WindowOutcome] = {}
     for group in _batches(chunks, batch_size, batched, config is not None):
@@ -241,10 +245,24 @@ def transcribe_batched(
             encoded = encode_speech(runner, mel, [region_content(c.content_frames, batched) for c in group], config)
         for chunk, outcome in zip(group, decode_windows(runner, requests, decoding, longform, guard, encoded=encoded)):
             outcomes[chunk.index] = outcome
-    transcript = _assemble(runner, chunks, outcomes, longform, batched, duration_s=len(audio) / SAMPLE_RATE)
+    align = None
+    if longform.word_timestamps:
+        from whisper_eas.alignment import align_words
+
+        align = partial(align_words, runner, language=language, task=options.task)
+    transcript = _assemble(runner, chunks, outcomes, longform, batched, duration_s=len(audio) / SAMPLE_RATE,
+                           align=align)
     if language_prob is not None:
         transcript.language_prob = language_prob
     return transcript
+
+
+def chunk_prompt(tokenizer, options: DecodingOptions, longform: LongformOptions) -> tuple[int, ...] | None:
+    """Every chunk's prompt, as faster-whisper's batched pipeline builds it: the hotwords, then the
+    initial prompt, the same for all chunks (they are decoded together and have no previous text)."""
+    hotwords = tokenizer.encode(" " + longform.hotwords.strip()) if longform.hotwords else []
+    initial = tokenizer.encode(" " + longform.initial_prompt.strip()) if longform.initial_prompt else []
+    return (*(options.prompt or ()), *hotwords, *initial) or None
 
 
 def file_language(runner: Runner, mel: torch.Tensor) -> tuple[str, float]:
@@ -270,14 +288,18 @@ def _batches(chunks: list[Chunk], batch_size: int, batched: BatchedOptions, by_r
 
 
 def _request(runner: Runner, chunk: Chunk, options: DecodingOptions, longform: LongformOptions) -> WindowRequest:
-    # zeros up to 30 s and one FFT window more: Whisper's features (`window_features` pads a full 30 s: twice the STFT)
-    mel = log_mel(chunk.samples, runner.n_mels, padding=N_SAMPLES - len(chunk.samples) + N_FFT)[:, :N_FRAMES]
+    mel = _chunk_mel(runner, chunk)
     seed = longform.seed * 1_000_003 + chunk.pieces[0].start // 160
     return WindowRequest(mel, tuple(options.prompt or ()), options.language, seed=seed)
 
 
+def _chunk_mel(runner: Runner, chunk: Chunk):
+    # zeros up to 30 s and one FFT window more: Whisper's features (`window_features` pads a full 30 s: twice the STFT)
+    return log_mel(chunk.samples, runner.n_mels, padding=N_SAMPLES - len(chunk.samples) + N_FFT)[:, :N_FRAMES]
+
+
 def _assemble(runner: Runner, chunks: list[Chunk], outcomes: dict[int, WindowOutcome], longform: LongformOptions,
-              batched: BatchedOptions, duration_s: float) -> BatchedTranscript:
+              batched: BatchedOptions, duration_s: float, align: Callable | None = None) -> BatchedTranscript:
     segments: list[Segment] = []
     windows: list[WindowInfo] = []
     language = language_prob = None
@@ -291,32 +313,45 @@ def _assemble(runner: Runner, chunks: list[Chunk], outcomes: dict[int, WindowOut
         windows.append(WindowInfo(start, chunk.duration_s, outcome.kept_frames, outcome.n_frames, result.temperature,
                                   outcome.fallback, skipped))
         if not skipped:
-            segments += _chunk_segments(runner, chunk, outcome, len(segments), duration_s)
+            segments += _chunk_segments(runner, chunk, outcome, len(segments), duration_s, align)
     return BatchedTranscript(segments, windows, language, language_prob, len(chunks),
                              sum(c.duration_s for c in chunks))
 
 
 def _chunk_segments(runner: Runner, chunk: Chunk, outcome: WindowOutcome, first_id: int,
-                    duration_s: float) -> list[Segment]:
-    """A chunk's tokens cut at timestamp pairs (one span without timestamps), in recording time."""
+                    duration_s: float, align: Callable | None = None) -> list[Segment]:
+    """A chunk's tokens cut at timestamp pairs (one span without timestamps), in recording time;
+    `align` (`alignment.align_words`) gives the words, aligned on the chunk and then mapped."""
     tokenizer, result = runner.tokenizer, outcome.result
     size = min(N_FRAMES, math.ceil(chunk.duration_s / TIME_PRECISION) * 2)  # mel frames of audio
     spans, _ = split_segments(result.tokens, tokenizer.timestamp_begin, size)
     chunk_end = min(chunk.pieces[-1].end / SAMPLE_RATE, math.floor(duration_s * 1000) / 1000)  # no time past the audio
+    local = [Segment(  # chunk time (seek 0) first: the words are aligned on the chunk's features
+        start=span.start, end=min(span.end, chunk.duration_s), text=tokenizer.decode(span.tokens),
+        tokens=list(span.tokens), avg_logprob=result.avg_logprob, no_speech_prob=result.no_speech_prob,
+        compression_ratio=result.compression_ratio, temperature=result.temperature, kept_frames=outcome.kept_frames,
+        fallback=outcome.fallback, language=result.language) for span in spans]
+    if align is not None and local:
+        align(_chunk_mel(runner, chunk), size, outcome, local, 0.0)
     segments = []
-    for span in spans:
-        text = tokenizer.decode(span.tokens)
-        start = round(min(chunk.original_time(span.start), chunk_end), 3)
-        end = round(min(chunk.original_time(min(span.end, chunk.duration_s), is_end=True), chunk_end), 3)
-        if end <= start or not text.strip():
+    for segment in local:
+        start = round(min(chunk.original_time(segment.start), chunk_end), 3)
+        end = round(min(chunk.original_time(segment.end, is_end=True), chunk_end), 3)
+        if end <= start or not segment.text.strip():
             continue
-        segments.append(Segment(
-            start=start, end=end, text=text, tokens=list(span.tokens), avg_logprob=result.avg_logprob,
-            no_speech_prob=result.no_speech_prob, compression_ratio=result.compression_ratio,
-            temperature=result.temperature, kept_frames=outcome.kept_frames, fallback=outcome.fallback,
-            id=first_id + len(segments), seek=chunk.pieces[0].start // 160, language=result.language,
-        ))
+        segment.start, segment.end = start, end
+        segment.id, segment.seek = first_id + len(segments), chunk.pieces[0].start // 160
+        if segment.words is not None:
+            segment.words = [_recording_word(chunk, word, chunk_end) for word in segment.words]
+        segments.append(segment)
     return segments
+
+
+def _recording_word(chunk: Chunk, word: Word, chunk_end: float) -> Word:
+    """A word aligned in chunk time, in recording time (a word across a cut keeps its own span's start)."""
+    start = round(min(chunk.original_time(word.start), chunk_end), 3)
+    end = round(min(max(chunk.original_time(word.end, is_end=True), start), chunk_end), 3)
+    return replace(word, start=start, end=end)
 
 
 def batched_result(runner: Runner, source: str, samples: np.ndarray, part: BatchedTranscript, wall_s: float,
