@@ -64,6 +64,10 @@ class LongformOptions:
         temps = self.temperatures
         if not temps or temps[0] != 0.0 or list(temps) != sorted(temps):
             raise ConfigError(f"temperatures must start at 0.0 and ascend, got {temps}")
+        for name in ("initial_prompt", "hotwords", "prefix"):  # lone surrogates: bytes that were not UTF-8
+            text = getattr(self, name)
+            if text is not None and (not isinstance(text, str) or any("\ud800" <= c <= "\udfff" for c in text)):
+                raise ConfigError(f"{name} must be UTF-8 text, got {ascii(text)}")
         threshold = self.hallucination_silence_threshold
         if threshold is not None and (threshold <= 0 or not self.word_timestamps):
             raise ConfigError("hallucination_silence_threshold needs word_timestamps=True and a positive "

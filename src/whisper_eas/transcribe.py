@@ -20,7 +20,7 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
 import numpy as np
 
-from whisper_eas.audio import SAMPLE_RATE, array_stream, check_samples, display_path, load_audio, open_audio
+from whisper_eas.audio import SAMPLE_RATE, array_stream, check_samples, display_path, open_audio
 from whisper_eas.batched_longform import BatchedOptions, batched_result, transcribe_batched
 from whisper_eas.config import DEFAULT_PRUNE, PruneConfig
 from whisper_eas.decoding import DecodingOptions
@@ -31,6 +31,7 @@ from whisper_eas.features import HOP_LENGTH
 from whisper_eas.longform import LongformFile, LongformOptions
 from whisper_eas.results import Segment, TranscriptionResult, WindowInfo
 from whisper_eas.runners.base import Runner
+from whisper_eas.runners.ort_align import has_align_graph
 from whisper_eas.scheduler import Finished, run_lockstep
 from whisper_eas.vad import hears_speech, model_path, vad_available
 from whisper_eas.window_decode import decode_windows
@@ -93,6 +94,9 @@ class Transcriber:
         self.longform.check()
         if self.longform.word_timestamps:
             check_supported(runner)
+        if batched is not None and self.longform.hallucination_silence_threshold is not None:
+            raise ConfigError("hallucination_silence_threshold (--hallucination-silence-threshold) skips silence "
+                              "between sequential windows: not in batched mode, whose VAD already leaves it out")
         if self.longform.multilingual and (batched is not None or not runner.tokenizer.multilingual):
             raise ConfigError("multilingual (a language per window) needs a multilingual model and the "
                               "sequential mode (not batched)")
@@ -111,7 +115,7 @@ class Transcriber:
         cls,
         model: str | Path = "tiny.en",
         prune: PruneConfig | None | Any = DEFAULT_PRUNE,
-        backend: str = "pytorch",
+        backend: str = "auto",
         device: str = "cpu",
         engine_dir: str | Path | None = None,
         *,
@@ -125,7 +129,7 @@ class Transcriber:
         serve: bool = False,
         **settings: Any,
     ) -> "Transcriber":
-        """Build the runner (`backend="auto"`: best available) and decode with timestamps.
+        """Build the runner (`backend="auto"`, as the CLI: the best available) and decode with timestamps.
 
         With no `prune` the model's shipped config is used, as the CLI does (its batched-mode default
         with `batched`; beside `engine_dir`: the folder's); `dense=True` or `prune=None` asks for the
@@ -141,6 +145,10 @@ class Transcriber:
         merged, longform = merge_settings(options or DecodingOptions(without_timestamps=False, best_of=5),
                                           longform or LongformOptions(), settings)
         runner = make_runner(backend, model, prune, device, engine_dir, batched=batched is not None, serve=serve)
+        if longform.word_timestamps and backend == "auto" and engine_dir is None and has_align_graph(runner) is False:
+            # a cached export from before word timestamps ran on ONNX Runtime has no alignment graph
+            runner = make_runner("pytorch", model, prune, device, batched=batched is not None, serve=serve)
+            runner.reason = "word timestamps: the cached ONNX export has no alignment graph"
         transcriber = cls(runner, options=merged, guard=guard, batch_size=batch_size, longform=longform,
                           batched=batched, allow_partial=allow_partial)
         transcriber.backend_reason = runner.reason
@@ -236,7 +244,8 @@ class Transcriber:
         """One file in batched mode: its VAD chunks decoded `batch_size` windows at a time."""
         source, started = _source(audio), time.perf_counter()
         try:
-            samples = load_audio(audio) if isinstance(audio, (str, Path)) else check_samples(source, audio)
+            stream = open_audio(audio, self.allow_partial) if isinstance(audio, (str, Path)) else None
+            samples = stream.read_all() if stream is not None else check_samples(source, audio)
             load_s = time.perf_counter() - started
             part = transcribe_batched(self.runner, samples, replace(self.options, language=self._fixed_language()),
                                       self.longform, self.guard, self.batch_size, self.batched)
@@ -244,6 +253,7 @@ class Transcriber:
             return FileOutcome(index, source, None, _name_file(error, source))
         result = batched_result(self.runner, source, samples, part, time.perf_counter() - started, load_s,
                                 self.batch_size)
+        result.warnings = list(stream.warnings) if stream is not None else []
         return FileOutcome(index, source, result, None)
 
     def _open(self, audio: AudioInput, sample_rate: int = SAMPLE_RATE) -> LongformFile:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
@@ -23,7 +24,8 @@ from whisper_eas.runners.factory import BACKEND_CHOICES
 @click.option("--engine-dir", type=click.Path(path_type=Path), help="ONNX export folder or TensorRT engines.")
 @click.option("--backend", default="auto", show_default=True, type=click.Choice(BACKEND_CHOICES),
               help="auto: TensorRT with engines and a GPU, else ONNX Runtime with an export; on a CPU without "
-                   "--engine-dir, ONNX Runtime graphs exported once into the model cache; else PyTorch.")
+                   "--engine-dir, ONNX Runtime graphs exported once into the model cache; else PyTorch. "
+                   "onnxruntime without --engine-dir runs those cached graphs too.")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @prune_options
 @click.option("--language", help="Language code (multilingual models; default: detect per file).")
@@ -38,7 +40,7 @@ from whisper_eas.runners.factory import BACKEND_CHOICES
                    "--highlight_words; needs --word-timestamps.")
 @click.option("--hallucination-silence-threshold", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
               help="With --word-timestamps: skip silences longer than this around likely hallucinations "
-                   "(openai-whisper's hallucination_silence_threshold).")
+                   "(openai-whisper's hallucination_silence_threshold). Sequential mode (not --batched).")
 @click.option("--without-timestamps", is_flag=True,
               help="Decode no timestamp tokens (fewer decoder steps): each 30 s window is one segment. What "
                    "the service does for json and text responses of clips up to 30 s.")
@@ -46,7 +48,8 @@ from whisper_eas.runners.factory import BACKEND_CHOICES
               help="Detect the language of every 30 s window, not only the first (faster-whisper's multilingual): "
                    "a recording that changes language is decoded in each part's language; the json gives each "
                    "segment's language. Multilingual models, sequential mode, without --language.")
-@click.option("--initial-prompt", help="Text that conditions the first window (names, spelling, style).")
+@click.option("--initial-prompt", help="Text that conditions the first window (names, spelling, style); with "
+                                       "--batched, every chunk (as faster-whisper's batched pipeline).")
 @click.option("--hotwords", help="Text kept in front of every window's prompt (faster-whisper's hotwords).")
 @click.option("--format", "fmt", default="txt", show_default=True, type=click.Choice(FORMATS + ("all",)))
 @click.option("--output-dir", type=click.Path(path_type=Path), help="Write outputs here (default: print to stdout).")
@@ -71,7 +74,6 @@ def command(inputs, model, engine_dir, backend, device, dense, layer, keep_ratio
             without_timestamps=False, multilingual=False) -> None:
     """Transcribe audio files and folders (default: embedded tiny.en; config and precision from
     `whisper-eas defaults`; the best backend here)."""
-    from whisper_eas.alignment import WordTimestampsUnsupported
     from whisper_eas.transcribe import Transcriber
 
     formats = expand_formats(fmt)
@@ -88,6 +90,10 @@ def command(inputs, model, engine_dir, backend, device, dense, layer, keep_ratio
         raise click.UsageError("--multilingual detects each window's language: not with --language or --batched")
     if vad_threshold is not None and not batched:
         raise click.UsageError("--vad-threshold applies to --batched only")
+    if hallucination_silence_threshold is not None and batched:
+        raise click.UsageError("--hallucination-silence-threshold skips silences between sequential windows: "
+                               "not with --batched (its VAD leaves silence out)")
+    _check_text(initial_prompt=initial_prompt, hotwords=hotwords, language=language)
     files = discover(list(inputs))
     if not files:
         raise click.UsageError(f"no audio files found in {', '.join(map(display_path, inputs))}")
@@ -106,13 +112,7 @@ def command(inputs, model, engine_dir, backend, device, dense, layer, keep_ratio
                     without_timestamps=without_timestamps, multilingual=multilingual,
                     hallucination_silence_threshold=hallucination_silence_threshold, allow_partial=allow_partial,
                     batched=batched_options(batched, vad_threshold))
-    try:
-        transcriber = Transcriber.from_model(model, prune, backend, device, engine_dir, **settings)
-    except WordTimestampsUnsupported:
-        if backend != "auto" or engine_dir is not None:
-            raise
-        # a cached export from before word timestamps ran on ONNX Runtime has no alignment graph
-        transcriber = Transcriber.from_model(model, prune, "pytorch", device, engine_dir, **settings)
+    transcriber = Transcriber.from_model(model, prune, backend, device, engine_dir, **settings)
     info = transcriber.runner.describe()
     click.echo(f"backend: {info['backend']} on {info['device']} ({transcriber.backend_reason}); "
                f"model {info['model']}, {_prune_label(transcriber)}", err=True)
@@ -130,6 +130,18 @@ def _skip_finished(files: list[InputFile], output_dir: Path | None, formats, ove
     todo = [f for f in files if not outputs_exist(f.name, output_dir, formats)]
     stats.skipped = len(files) - len(todo)
     return todo
+
+
+def _check_text(**options: str | None) -> None:
+    """Option text must be text: bytes that are not UTF-8 (`$'\\xff'`) reach Python as lone
+    surrogates, which the tokenizer rejects once per file; one line naming the option instead."""
+    for name, text in options.items():
+        if text is None:
+            continue
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise click.BadParameter(f"{ascii(text)} is not valid UTF-8 text", param_hint=f"--{name.replace('_', '-')}") from None
 
 
 def _check_device(device: str) -> None:
@@ -210,6 +222,8 @@ def _prune_label(transcriber) -> str:
 
 def main() -> None:
     quiet_libraries()
+    # SIGTERM (kill, a scheduler's stop) unwinds as an exit: a write in progress removes its temporary
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     command()
 
 

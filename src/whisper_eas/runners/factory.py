@@ -37,8 +37,8 @@ def has_engines(folder: Path) -> bool:
 
 
 def is_onnx_export(folder: Path) -> bool:
-    """Whether `folder` holds an ONNX export; a manifest.json that is there but unreadable is an
-    error naming it (not a silent fallback to PyTorch)."""
+    """Whether `folder` holds an ONNX export; a manifest.json that is there but unreadable, or not a
+    JSON object, is an error naming it (not a silent fallback to PyTorch)."""
     manifest = folder / "manifest.json"
     if not manifest.is_file():
         return False
@@ -46,7 +46,10 @@ def is_onnx_export(folder: Path) -> bool:
         data = json.loads(manifest.read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError) as error:
         raise ExportError(f"{manifest}: not valid JSON ({str(error).splitlines()[0] if str(error) else error!r})") from None
-    return isinstance(data, dict) and data.get("format") == "whisper-eas-onnx" and any(folder.glob("*.onnx"))
+    if not isinstance(data, dict):
+        raise ExportError(f"{manifest}: holds a JSON {type(data).__name__.replace('dict', 'object')}, not the "
+                          "object of a whisper-eas export manifest")
+    return data.get("format") == "whisper-eas-onnx" and any(folder.glob("*.onnx"))
 
 
 def choose_backend(engine_dir: str | Path | None) -> BackendChoice:
@@ -116,6 +119,10 @@ def make_runner(
     else:
         check_backend(backend)
         choice = BackendChoice(backend, "named with --backend")
+        if backend == "onnxruntime" and engine_dir is None and device == "cpu" and not _is_folder(model):
+            engine_dir = _cached_export(model, prune, batched, serve)  # as `auto` does: graphs exported into the cache
+            options.setdefault("verify", False)
+            choice = BackendChoice(backend, f"named with --backend; cached export in {engine_dir}")
     if choice.backend == "pytorch":
         runner = _pytorch_runner(model, prune, device, engine_dir, options, batched, serve)
     else:
@@ -138,6 +145,19 @@ def _default_cpu_choice(model, prune, batched: bool = False, serve: bool = False
     if cached.folder is None:
         return BackendChoice("pytorch", f"no --engine-dir; {cached.reason}"), None
     return BackendChoice("onnxruntime", f"fastest on a CPU: {cached.reason}"), cached.folder
+
+
+def _is_folder(model: str | Path | None) -> bool:
+    return model is not None and (Path(str(model)) / "manifest.json").is_file()
+
+
+def _cached_export(model, prune, batched: bool, serve: bool = False) -> Path:
+    """The cached ONNX export `auto` would run on a CPU, or `ConfigError` saying why there is none."""
+    choice, folder = _default_cpu_choice(model, prune, batched, serve)
+    if folder is None:
+        raise ConfigError(f"the onnxruntime backend has no export to run: {choice.reason}; give --engine-dir "
+                          "(whisper-eas export ... --out DIR)")
+    return folder
 
 
 def _export_folder(backend: str, model: str | Path | None, engine_dir: str | Path | None) -> Path:
