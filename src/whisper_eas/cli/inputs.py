@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,19 +51,24 @@ def discover(arguments: list[Path]) -> list[InputFile]:
 
 def _disambiguate(candidates: list[tuple[Path, Path]]) -> list[InputFile]:
     """x.wav and x.mp3 (or two folders' x.flac) would overwrite each other's outputs: keep the
-    extension in the name, then number what still collides, skipping every name another input
-    already has. Deterministic for the same inputs; `InputFile.renamed` says which were changed."""
+    extension in the name, and where that still collides add a short hash of the input's own
+    absolute path (x-3fa2b1c0). A name depends on the input alone, never on the order or position
+    of the others, so a rerun with the inputs reordered finds each file's own outputs (issue 28).
+    `InputFile.renamed` says which were changed."""
     counts = Counter(name.as_posix() for _, name in candidates)
     named = [(path, name.as_posix() if counts[name.as_posix()] == 1 else f"{name.as_posix()}{path.suffix}")
              for path, name in candidates]
-    taken = {name for _, name in named}
-    seen: set[str] = set()
+    counts = Counter(name for _, name in named)
     out = []
     for (path, name), (_, plain) in zip(named, candidates):
-        final, n = name, 1
-        while final in seen or (n > 1 and final in taken):
-            n += 1
-            final = f"{name}-{n}"
-        seen.add(final)
-        out.append(InputFile(path, final, renamed=final != plain.as_posix()))
+        if counts[name] > 1:
+            name = f"{plain.as_posix()}-{path_tag(path)}"
+        out.append(InputFile(path, name, renamed=name != plain.as_posix()))
     return out
+
+
+def path_tag(path: Path, length: int = 8) -> str:
+    """A short stable hash of the absolute path (symlinks resolved, as duplicates are found); a URI
+    (s3://..., which `Path` writes with one slash) as it is."""
+    where = path if re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:/", path.as_posix()) else path.resolve()
+    return hashlib.sha256(os.fsencode(where)).hexdigest()[:length]
