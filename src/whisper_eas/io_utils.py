@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import shutil
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -15,7 +17,7 @@ from typing import Any
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_OWNER}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -62,14 +64,36 @@ def publish_folder(folder: Path, files: dict[str, Path], texts: dict[str, str] |
     os.replace(tmp, folder)
 
 
+def _host_tag() -> str:
+    return hashlib.sha1(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:6]
+
+
+_OWNER = f"{_host_tag()}-{os.getpid()}"  # in each temporary's name: which process on which host writes it
 _TMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")  # what atomic_write_bytes's mkstemp names look like
+_OWNED_NAME = re.compile(r"^\..+\.([0-9a-f]{6})-(\d+)\.[A-Za-z0-9_]{8}\.tmp$")
+
+
+def _writer_gone(name: str) -> bool:
+    """The temporary names a process on this host that no longer runs (killed: SIGKILL leaves it)."""
+    match = _OWNED_NAME.match(name)
+    if match is None or match.group(1) != _host_tag() or int(match.group(2)) == os.getpid():
+        return False
+    try:
+        os.kill(int(match.group(2)), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError, OSError):  # another user's process, or not a pid at all
+        return False
+    return False
 
 
 def clean_orphans(folder: str | Path, older_than_s: float = 600.0) -> list[Path]:
     """Remove temporary files `atomic_write_bytes` left when killed mid-write.
 
-    A write holds its temporary file for milliseconds; one older than `older_than_s` belongs to no
-    running writer (a concurrent run into the same folder keeps its fresh ones).
+    Each names its writer (host and pid): one whose process on this host is gone is removed at
+    once, so a rerun right after a kill starts clean. Others (a writer on another host, names from
+    before) go once older than `older_than_s`: a write holds its file for milliseconds, and a
+    concurrent run into the same folder keeps its fresh ones.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -77,7 +101,8 @@ def clean_orphans(folder: str | Path, older_than_s: float = 600.0) -> list[Path]
     removed, cutoff = [], time.time() - older_than_s
     for path in folder.rglob(".*.tmp"):
         try:
-            if _TMP_NAME.match(path.name) and path.is_file() and path.stat().st_mtime < cutoff:
+            if _TMP_NAME.match(path.name) and path.is_file() and (
+                    _writer_gone(path.name) or path.stat().st_mtime < cutoff):
                 path.unlink()
                 removed.append(path)
         except OSError:  # gone meanwhile, or not ours to remove

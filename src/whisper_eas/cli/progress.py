@@ -29,12 +29,14 @@ class RunStats:
         return time.perf_counter() - self.started
 
     def summary(self) -> str:
-        rtf = self.wall_s / self.audio_s if self.audio_s else float("nan")
         skipped = f", {self.skipped} skipped (outputs exist; --overwrite redoes them)" if self.skipped else ""
         partial = f", {self.partial} PARTIAL (decoded only in part; see the warnings)" if self.partial else ""
         renamed = f", {self.renamed} renamed to avoid an output-name collision" if self.renamed else ""
+        if not self.audio_s:  # nothing transcribed: no real-time factor to give
+            return f"{self.ok} file(s) ok{partial}, {self.failed} failed{skipped}{renamed}; no audio transcribed"
         return (f"{self.ok} file(s) ok{partial}, {self.failed} failed{skipped}{renamed}; "
-                f"{self.audio_s / 3600:.3f} h of audio transcribed in {self.wall_s:.1f} s, real-time factor {rtf:.3f}")
+                f"{self.audio_s / 3600:.3f} h of audio transcribed in {self.wall_s:.1f} s, "
+                f"real-time factor {self.wall_s / self.audio_s:.3f}")
 
 
 class Progress:
