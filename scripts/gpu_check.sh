@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The product's GPU check: every GPU measurement in one script, two device calls of at most ~3 and
 # ~7 minutes back to back on one lent GPU machine (H100 or H200: PyTorch 2.11 with CUDA 13,
-# transformers 5.17, no network). Results land in $OUT (8 files at most), then in docs/data/gpu_check/.
+# transformers 5.17, no network). Results land in $OUT: stage 1's 3 files, and stage 2's 5 with
+# stage 1's again (8, the most a call returns); they belong in docs/data/gpu_check/.
 #
 #   stage 1  parks the payload's first part in $STASH (the machine stays warm 30 s after a call)
 #            and runs what needs no real weights: the Triton kernel test, scripts/triton_prune_check.py
@@ -51,7 +52,7 @@ if [ "$STAGE" = 1 ]; then
   cp -r "$PAYLOAD"/part1/. "$STASH"/ || { echo "no $PAYLOAD/part1: run scripts/prepare_gpu_check.sh, carry it"; exit 2; }
   { date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo "no GPU"
     $PY -c "import sys, torch, transformers; print('python', sys.version.split()[0], 'torch', torch.__version__,
-'transformers', transformers.__version__, 'cuda', torch.version.cuda, torch.cuda.is_available())"; } | tee "$OUT/env.txt"
+'transformers', transformers.__version__, 'cuda', torch.version.cuda, torch.cuda.is_available())"; } | tee -a "$LOG"
   if [ "$WHEELS" = 1 ]; then
     step wheels 90 $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
       --target "$STASH/site" "$STASH"/whl/*.whl
@@ -66,13 +67,14 @@ if [ "$STAGE" = 1 ]; then
     step "synthetic-weights benchmark" 120 $PY scripts/gpu_bench.py --tokenizer "$STASH/model/tokenizer.json" \
       --device cpu --models test --out "$OUT/gpu_bench.json"
   fi
-  [ -f "$OUT/gpu_bench.json" ] && $PY scripts/gpu_bench_report.py "$OUT/gpu_bench.json" > "$OUT/gpu_bench.md"
+  mkdir -p "$STASH/results" && cp "$OUT"/* "$STASH/results/"  # stage 2 hands them back again, with its own
   exit 0
 fi
 
 [ "$STAGE" = 2 ] || { echo "stage must be 1 or 2, got $STAGE"; exit 2; }
 : > "$LOG"
 [ -f "$STASH/model/weights.0" ] || { echo "no $STASH/model/weights.0: run stage 1 (carry .gpucheck/part1) first, then this within 30 s"; exit 2; }
+cp "$STASH"/results/* "$OUT"/ 2>/dev/null  # stage 1's files: one reply holds every result (8 files in all)
 MODEL=/tmp/gpucheck-tiny.en
 mkdir -p "$MODEL" && cp "$STASH"/model/*.json "$MODEL"/
 cat "$STASH/model/weights.0" "$PAYLOAD/part2/weights.1" > "$MODEL/model.safetensors"
