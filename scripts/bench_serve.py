@@ -234,18 +234,20 @@ def main() -> None:
     rates = bool(args.rates)
     levels = [float(r) for r in args.rates.split(",")] if rates else [int(c) for c in args.clients.split(",")]
     names = [n.strip() for n in args.servers.split(",") if n.strip()]
-    report: dict = {"machine": {"cpus": os.cpu_count(), "loadavg_before": os.getloadavg(), "device": args.device_name},
+    report: dict = {"machine": {"cpus": os.cpu_count(), "loadavg_before": os.getloadavg(),
+                                "device": args.device_name},
                     "mode": f"open loop, {args.duration:g} s of Poisson arrivals per rate" if args.rates else
                     "closed loop (clients)", "clips": len(clips), "clip_audio_s": round(sum(c.duration_s for c in clips), 1),
                     "servers": {}}
     transcripts: dict[str, dict[str, str]] = {}
     if args.url:  # a server already running: drive it, start and stop nothing
+        names = []
         report["servers"]["ours"] = measure(args.url.rstrip("/"), args.pid, args.label, clips, longs, levels, rates,
                                             args.duration, refs, transcripts.setdefault("ours", {}))
     with tempfile.TemporaryDirectory() as scratch:
-        peers = {"fws", "fastapi-fw"} & set(names) and not args.url
-        ct2 = embedded_ct2_dir("tiny.en", Path(scratch)) if peers else Path(scratch)  # only the peers load it
-        for name, command in ({} if args.url else commands(names, ct2, args.fws_python, Path(scratch))).items():
+        peers = {"fws", "fastapi-fw"} & set(names)  # only the peers load the CTranslate2 model
+        ct2 = embedded_ct2_dir("tiny.en", Path(scratch)) if peers else Path(scratch)
+        for name, command in commands(names, ct2, args.fws_python, Path(scratch)).items():
             process, base = start(command)
             try:
                 report["servers"][name] = measure(base, process.pid, LABELS[name], clips, longs, levels, rates,
@@ -267,7 +269,8 @@ def main() -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=1) + "\n")
     if args.markdown:
-        args.markdown.write_text((f"Device: {args.device_name}\n\n" if args.device_name else "") + markdown(report) + "\n")
+        device = f"Device: {args.device_name}\n\n" if args.device_name else ""
+        args.markdown.write_text(device + markdown(report) + "\n")
 
 
 def markdown(report: dict) -> str:

@@ -73,7 +73,8 @@ fi
 
 [ "$STAGE" = 2 ] || { echo "stage must be 1 or 2, got $STAGE"; exit 2; }
 : > "$LOG"
-[ -f "$STASH/model/weights.0" ] || { echo "no $STASH/model/weights.0: run stage 1 (carry .gpucheck/part1) first, then this within 30 s"; exit 2; }
+[ -f "$STASH/model/weights.0" ] \
+  || { echo "no $STASH/model/weights.0: run stage 1 (carry .gpucheck/part1) first, then this within 30 s"; exit 2; }
 cp "$STASH"/results/* "$OUT"/ 2>/dev/null  # stage 1's files: one reply holds every result (8 files in all)
 MODEL=/tmp/gpucheck-tiny.en
 mkdir -p "$MODEL" && cp "$STASH"/model/*.json "$MODEL"/

@@ -94,9 +94,10 @@ def markdown(result: dict) -> str:
         d = b["ours_minus_baseline"]
         lines.append(f"| {b['set']} ({b['files']}) | {b['mode']} | {b['audio_s']:.0f} | {b['median_s'][OURS]:.1f} | "
                      f"{b['median_s'][HF]:.1f} | {b['speedup']:.2f}x | {b['audio_s_per_s'][OURS]:.0f} | "
-                     f"{b['wer'][OURS]:.2f} | {b['wer'][HF]:.2f} | {d['delta']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}] | "
-                     f"{b['peak_mb'][OURS]:.0f} | {b['peak_mb'][HF]:.0f} |")
-    lines += [f"\n{f['set']}, {f['mode']}: failed: {f['error'].strip().splitlines()[-1]}" for f in result.get("failed", [])]
+                     f"{b['wer'][OURS]:.2f} | {b['wer'][HF]:.2f} | {d['delta']:+.2f} [{d['low']:+.2f}, "
+                     f"{d['high']:+.2f}] | {b['peak_mb'][OURS]:.0f} | {b['peak_mb'][HF]:.0f} |")
+    for failed in result.get("failed", []):
+        lines.append(f"\n{failed['set']}, {failed['mode']}: failed: {failed['error'].strip().splitlines()[-1]}")
     return "\n".join(lines)
 
 
