@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The product's GPU check: every GPU measurement in one script, two device calls of at most ~3 and
-# ~7 minutes back to back on one lent GPU machine (H100 or H200: PyTorch 2.11 with CUDA 13,
-# transformers 5.17, no network). Results land in $OUT: stage 1's 3 files, and stage 2's 5 with
-# stage 1's again (8, the most a call returns); they belong in docs/data/gpu_check/.
+# The product's GPU check: every GPU measurement in one script, two device calls back to back on one
+# lent GPU machine (H100 or H200: PyTorch 2.11 with CUDA 13, transformers 5.17, no network); about
+# 2.5 and 5.5 minutes expected, the limits of their steps add up to 4 and 8.5. Results land in $OUT:
+# stage 1's 3 files, and stage 2's 5 with stage 1's again (8, the most a call returns); they belong
+# in docs/data/gpu_check/.
 #
 #   stage 1  parks the payload's first part in $STASH (the machine stays warm 30 s after a call)
 #            and runs what needs no real weights: the Triton kernel test, scripts/triton_prune_check.py
@@ -21,7 +22,7 @@
 #
 # Payload: `bash scripts/prepare_gpu_check.sh` on the CPU machine, in the checkout the device tool
 # sends (it sizes each part to 64 MiB less that working tree). Device-tool calls, the second within
-# 30 s of the first's end:  run(command="bash scripts/gpu_check.sh 1", carry=[".gpucheck/part1"], timeout_s=240)
+# 30 s of the first's end:  run(command="bash scripts/gpu_check.sh 1", carry=[".gpucheck/part1"], timeout_s=270)
 #                           run(command="bash scripts/gpu_check.sh 2", carry=[".gpucheck/part2"], timeout_s=540)
 # Dry run on the CPU machine (everything but CUDA; small subsets, longer timeouts):
 #   DEVICE=cpu WHEELS=0 LIMIT=3 SCALE=4 STASH=/tmp/gc-stash OUT=/tmp/gc-out bash scripts/gpu_check.sh 1   (then 2)
@@ -54,14 +55,14 @@ if [ "$STAGE" = 1 ]; then
     $PY -c "import sys, torch, transformers; print('python', sys.version.split()[0], 'torch', torch.__version__,
 'transformers', transformers.__version__, 'cuda', torch.version.cuda, torch.cuda.is_available())"; } | tee -a "$LOG"
   if [ "$WHEELS" = 1 ]; then
-    step wheels 90 $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    step wheels 45 $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
       --target "$STASH/site" "$STASH"/whl/*.whl
   fi
   gunzip -kf "$STASH/model/tokenizer.json.gz"
   step "Triton kernel test" 60 $PY -m pytest -q -p no:cacheprovider tests/test_trt_plugin.py -k triton
   if cuda; then
-    step "Triton prune check" 60 $PY scripts/triton_prune_check.py --out "$OUT/triton_prune.json"
-    step "synthetic-weights benchmark" 120 $PY scripts/gpu_bench.py --tokenizer "$STASH/model/tokenizer.json" \
+    step "Triton prune check" 45 $PY scripts/triton_prune_check.py --out "$OUT/triton_prune.json"
+    step "synthetic-weights benchmark" 90 $PY scripts/gpu_bench.py --tokenizer "$STASH/model/tokenizer.json" \
       --models tiny,base,large-v3-turbo --no-variants --out "$OUT/gpu_bench.json"
   else
     step "synthetic-weights benchmark" 120 $PY scripts/gpu_bench.py --tokenizer "$STASH/model/tokenizer.json" \
@@ -86,20 +87,20 @@ export WHISPER_EAS_HOME=${WHISPER_EAS_HOME:-/tmp/gpucheck-home}
   || { mkdir -p "$WHISPER_EAS_HOME/models" && ln -sfn "$MODEL" "$WHISPER_EAS_HOME/models/tiny.en"; }
 GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1)
 GPU=${GPU:-CPU (dry run)}
-step "CUDA tests" 150 $PY -m pytest -q -p no:cacheprovider tests/test_static_graphs.py tests/test_trt_plugin.py \
+step "CUDA tests" 100 $PY -m pytest -q -p no:cacheprovider tests/test_static_graphs.py tests/test_trt_plugin.py \
   -k "cuda or triton"
-step "trt-transcribe against transformers FP16" 300 $PY scripts/gpu_compare.py --device "$DEVICE" \
+step "trt-transcribe against transformers FP16" 240 $PY scripts/gpu_compare.py --device "$DEVICE" \
   --manifest "$STASH/long/manifest.tsv" --manifest "$PAYLOAD/part2/short/manifest.tsv" ${LIMIT:+--limit $LIMIT} \
   --mode sequential --mode batched --hf-model "$MODEL" --json "$OUT/gpu_compare.json" --markdown "$OUT/gpu_compare.md"
 PORT=8765
 $PY -m whisper_eas.cli.main serve --device "$DEVICE" --port $PORT --log-level warning >> "$LOG" 2>&1 &
 SERVER=$!
-step "service up" 90 $PY -c "import httpx, time
+step "service up" 60 $PY -c "import httpx, time
 while True:
     try:
         if httpx.get('http://127.0.0.1:$PORT/health', timeout=1).status_code == 200: break
     except httpx.HTTPError: time.sleep(0.5)"
-step "service under load" 150 $PY scripts/bench_serve.py --url http://127.0.0.1:$PORT --pid $SERVER \
+step "service under load" 100 $PY scripts/bench_serve.py --url http://127.0.0.1:$PORT --pid $SERVER \
   --label "whisper-eas serve --device $DEVICE" --device-name "$GPU" --manifest "$PAYLOAD/part2/short/manifest.tsv" \
   ${LIMIT:+--limit $((LIMIT * 4))} --clients 1,16,64 --out "$OUT/serve_gpu.json" --markdown "$OUT/serve_gpu.md"
 kill "$SERVER" 2>/dev/null; wait "$SERVER" 2>/dev/null
