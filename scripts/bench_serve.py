@@ -12,6 +12,9 @@ the service saturates.
   python scripts/bench_serve.py --manifest ../shared/data/speech-val/manifest-short.tsv \
       --long-manifest ../shared/data/speech-val/manifest-long.tsv --out docs/data/serve_bench.json
 
+`--url URL` drives a server already running there instead (e.g. `whisper-eas serve --device cuda`
+started by scripts/gpu_check.sh; `--label` names it, `--pid` its process for the memory columns).
+
 Peers: `faster-whisper-server` (PyPI; needs its own venv, --fws-python) and
 `scripts/fw_server.py` (FastAPI + faster-whisper int8, num_workers=2 thread pool), both on the
 same tiny.en weights (the embedded CTranslate2 model) in int8, greedy.
@@ -182,6 +185,30 @@ def summarize(records: list[dict], wall: float, refs: dict[str, str]) -> dict:
             "median_latency_s": round(statistics.median(latencies), 3), "wer": round(wer, 2)}
 
 
+def measure(base: str, pid: int | None, label: str, clips: list, longs: list, levels: list, rates: bool,
+            duration: float, refs: dict[str, str], transcripts: dict[str, str]) -> dict:
+    """One server at every level (after a 2-request warm-up), then the long recordings at 4 clients;
+    `transcripts` gets the texts of the highest level. Memory columns only where `pid` is known."""
+    asyncio.run(drive(base, clips[:2], 1))  # warm-up
+    entry: dict = {"label": label, "levels": {}}
+    for clients in levels:
+        if rates:
+            records, wall = asyncio.run(drive_open(base, clips, clients, duration))
+        else:
+            records, wall = asyncio.run(drive(base, clips, clients))
+        entry["levels"][clients] = summarize(records, wall, refs)
+        entry["levels"][clients]["rss_after_mb"] = round(rss_mb(pid)[0]) if pid else None
+        if clients == max(levels):
+            transcripts.update({r["id"]: r["text"] for r in records if r["ok"]})
+        print(label, clients, entry["levels"][clients], flush=True)
+    if longs:
+        records, wall = asyncio.run(drive(base, longs, 4))
+        entry["long_4_clients"] = summarize(records, wall, refs)
+        print(label, "long", entry["long_4_clients"], flush=True)
+    entry["peak_rss_mb"] = round(rss_mb(pid)[1]) if pid else None
+    return entry
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--manifest", required=True, help="short clips (TSV: id path duration_s text)")
@@ -193,6 +220,11 @@ def main() -> None:
     parser.add_argument("--servers", default="ours,ours-unbatched,fws,fastapi-fw", help=f"of {list(LABELS)}")
     parser.add_argument("--fws-python", default="/tmp/fwsenv/bin/python",
                         help="python of a venv with faster-whisper-server installed")
+    parser.add_argument("--url", help="drive the server running at this base URL instead of starting --servers")
+    parser.add_argument("--label", default="whisper-eas serve", help="--url: the server's name in the report")
+    parser.add_argument("--pid", type=int, help="--url: the server's process id (for its memory)")
+    parser.add_argument("--device-name", help="the accelerator the server runs on, for the report (e.g. the GPU)")
+    parser.add_argument("--markdown", type=Path, help="also write the table here")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
@@ -202,34 +234,24 @@ def main() -> None:
     rates = bool(args.rates)
     levels = [float(r) for r in args.rates.split(",")] if rates else [int(c) for c in args.clients.split(",")]
     names = [n.strip() for n in args.servers.split(",") if n.strip()]
-    report: dict = {"machine": {"cpus": os.cpu_count(), "loadavg_before": os.getloadavg()},
+    report: dict = {"machine": {"cpus": os.cpu_count(), "loadavg_before": os.getloadavg(),
+                                "device": args.device_name},
                     "mode": f"open loop, {args.duration:g} s of Poisson arrivals per rate" if args.rates else
                     "closed loop (clients)", "clips": len(clips), "clip_audio_s": round(sum(c.duration_s for c in clips), 1),
                     "servers": {}}
     transcripts: dict[str, dict[str, str]] = {}
+    if args.url:  # a server already running: drive it, start and stop nothing
+        names = []
+        report["servers"]["ours"] = measure(args.url.rstrip("/"), args.pid, args.label, clips, longs, levels, rates,
+                                            args.duration, refs, transcripts.setdefault("ours", {}))
     with tempfile.TemporaryDirectory() as scratch:
-        ct2 = embedded_ct2_dir("tiny.en", Path(scratch))
+        peers = {"fws", "fastapi-fw"} & set(names)  # only the peers load the CTranslate2 model
+        ct2 = embedded_ct2_dir("tiny.en", Path(scratch)) if peers else Path(scratch)
         for name, command in commands(names, ct2, args.fws_python, Path(scratch)).items():
             process, base = start(command)
             try:
-                asyncio.run(drive(base, clips[:2], 1))  # warm-up
-                entry: dict = {"label": LABELS[name], "levels": {}}
-                for clients in levels:
-                    if rates:
-                        records, wall = asyncio.run(drive_open(base, clips, clients, args.duration))
-                    else:
-                        records, wall = asyncio.run(drive(base, clips, clients))
-                    entry["levels"][clients] = summarize(records, wall, refs)
-                    entry["levels"][clients]["rss_after_mb"] = round(rss_mb(process.pid)[0])
-                    transcripts.setdefault(name, {}).update({r["id"]: r["text"] for r in records if r["ok"]}
-                                                            if clients == max(levels) else {})
-                    print(name, clients, entry["levels"][clients], flush=True)
-                if longs:
-                    records, wall = asyncio.run(drive(base, longs, 4))
-                    entry["long_4_clients"] = summarize(records, wall, refs)
-                    print(name, "long", entry["long_4_clients"], flush=True)
-                entry["peak_rss_mb"] = round(rss_mb(process.pid)[1])
-                report["servers"][name] = entry
+                report["servers"][name] = measure(base, process.pid, LABELS[name], clips, longs, levels, rates,
+                                                  args.duration, refs, transcripts.setdefault(name, {}))
             finally:
                 process.terminate()
                 try:
@@ -246,6 +268,9 @@ def main() -> None:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=1) + "\n")
+    if args.markdown:
+        device = f"Device: {args.device_name}\n\n" if args.device_name else ""
+        args.markdown.write_text(device + markdown(report) + "\n")
 
 
 def markdown(report: dict) -> str:
@@ -256,12 +281,12 @@ def markdown(report: dict) -> str:
         for clients, level in entry["levels"].items():
             rows.append(f"| {entry['label']} | {clients} | {level['throughput']:.1f} | {level['p50_s']:.2f} | "
                         f"{level['p95_s']:.2f} | {level['p99_s']:.2f} | {level['errors']} | {level['wer']:.2f} | "
-                        f"{level['rss_after_mb']} |")
+                        f"{level['rss_after_mb'] if level['rss_after_mb'] is not None else '-'} |")
         if "long_4_clients" in entry:
             long = entry["long_4_clients"]
             rows.append(f"| {entry['label']}: long recordings | 4 | {long['throughput']:.1f} | {long['p50_s']:.2f} | "
                         f"{long['p95_s']:.2f} | {long['p99_s']:.2f} | {long['errors']} | {long['wer']:.2f} | "
-                        f"peak {entry['peak_rss_mb']} |")
+                        f"peak {entry['peak_rss_mb'] if entry['peak_rss_mb'] is not None else '-'} |")
     for name, delta in report.get("wer_vs_ours", {}).items():
         rows.append(f"\nWER, ours minus {report['servers'][name]['label']} (same clips, highest level): "
                     f"{delta['wer_b']:.2f} - {delta['wer_a']:.2f} = {delta['delta']:+.2f} "

@@ -9,7 +9,8 @@ import sys
 def main(path: str) -> None:
     data = json.load(open(path))
     info = data["info"]
-    print(f"{info['gpu']} (compute capability {info['capability'][0]}.{info['capability'][1]}), PyTorch {info['torch']}, "
+    capability = ".".join(map(str, info["capability"])) if info["capability"] else "n/a"
+    print(f"{info['gpu']} (compute capability {capability}), PyTorch {info['torch']}, "
           f"transformers {info['transformers']}; measured copy bandwidth {info['copy_bandwidth_GBps'] / 1000:.2f} TB/s.\n")
     print("| model dims | batch | config | kept frames | encoder ms | encoder speedup | end-to-end ms | end-to-end speedup |"
           " step ms (graph / eager / floor) |")
