@@ -109,8 +109,8 @@ def test_factory_takes_config_from_the_manifest(sparse_dir, dense_dir):
     assert runner.prune == SPARSE and runner.model_name == "tiny.en"
     assert make_runner("onnxruntime", engine_dir=dense_dir).prune is None
     assert runner.describe()["engine_dir"] == str(sparse_dir)
-    with pytest.raises(ValueError, match="engine_dir"):
-        make_runner("onnxruntime", model="tiny.en")
+    cached = make_runner("onnxruntime", model="tiny.en", load=False)  # no folder: the cached export, as auto
+    assert cached.model_name == "tiny.en" and "cached export" in cached.reason
 
 
 def test_missing_graph_is_named(sparse_dir, tmp_path):
