@@ -201,6 +201,7 @@ class CudaGraphRunner(HFModelRunner):
         if encoded.frame_mask is not None:
             raise ConfigError(f"{self.backend}: padded batches (EncodedBatch.padded) decode on the pytorch runner only")
         self.load()
-        hidden = encoded.hidden.repeat_interleave(group, dim=0) if group > 1 else encoded.hidden
+        hidden = torch.as_tensor(encoded.hidden)
+        hidden = hidden.repeat_interleave(group, dim=0) if group > 1 else hidden
         cross_k, cross_v = self.cross_module(hidden)
         return CudaGraphSession(self, cross_k, cross_v)

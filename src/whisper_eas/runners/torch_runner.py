@@ -135,7 +135,7 @@ class TorchRunner(HFModelRunner):
     @torch.inference_mode()
     def decoder(self, encoded: EncodedBatch, group: int = 1) -> TorchDecoderSession:
         self.load()
-        hidden, mask = encoded.hidden, encoded.frame_mask
+        hidden, mask = torch.as_tensor(encoded.hidden), encoded.frame_mask  # (another runner's arrays too)
         if group > 1:
             hidden = hidden.repeat_interleave(group, dim=0)
             mask = mask.repeat_interleave(group, dim=0) if mask is not None else None
