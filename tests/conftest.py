@@ -6,6 +6,7 @@ import importlib.util
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 DATA = Path(__file__).parent / "data"
@@ -57,7 +58,7 @@ def dev_mels():
     from whisper_eas.features import window_features
 
     utts = read_manifest(DATA / "manifest.tsv")[:4]
-    return torch.stack([window_features(load_audio(u.path)) for u in utts]), [u.text for u in utts]
+    return torch.from_numpy(np.stack([window_features(load_audio(u.path)) for u in utts])), [u.text for u in utts]
 
 
 @pytest.fixture(scope="session")

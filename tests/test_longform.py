@@ -102,7 +102,7 @@ def test_one_failing_file_does_not_stop_the_others(tiny_runner):
     def decode(requests):
         if len(requests) > 1:
             raise RuntimeError("batch failed")
-        if len(requests[0].prompt) == 0 and requests[0].mel[:, 300:].abs().sum() == 0:  # the 2 s file
+        if len(requests[0].prompt) == 0 and np.abs(requests[0].mel[:, 300:]).sum() == 0:  # the 2 s file
             raise RuntimeError("this window is cursed")
         return [WindowOutcome(result([tok.timestamp_begin, *tok.encode(" hi"), tok.timestamp_begin + 50]), 750, 1500)]
 

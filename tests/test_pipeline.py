@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -86,7 +87,7 @@ def two_languages():
 
     files = [AUDIO / "jfk-inaugural-1961.flac",
              DATA.parents[1] / ".." / "shared" / "data" / "multilingual" / "audio" / "wenet-aishell-BAC009S0724W0121.flac"]
-    return torch.stack([window_features(load_audio(f), 80) for f in files])
+    return torch.from_numpy(np.stack([window_features(load_audio(f), 80) for f in files]))
 
 
 def test_language_detection_falls_back_to_dense_when_pruned_is_unsure(base_pair, two_languages):

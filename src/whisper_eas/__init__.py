@@ -12,13 +12,16 @@ Public API:
 
 from whisper_eas.config import PruneConfig
 from whisper_eas.errors import WhisperEasError
-from whisper_eas.sparsify import apply_sparsification, sparsified
 
 __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-    # heavy imports on first use only
+    # heavy imports on first use only (PyTorch: the ONNX Runtime path never imports it)
+    if name in ("sparsified", "apply_sparsification"):
+        from whisper_eas import sparsify
+
+        return getattr(sparsify, name)
     if name == "Transcriber":
         from whisper_eas.transcribe import Transcriber
 

@@ -20,12 +20,11 @@ import string
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from whisper_eas.audio import SAMPLE_RATE
+from whisper_eas.decoding import softmax
 from whisper_eas.errors import WhisperEasError
-from whisper_eas.exporter.align_graph import ALIGN_FILE, alignment_heads
+from whisper_eas.exporter.graph_specs import ALIGN_FILE
 from whisper_eas.runners.ort_align import Attention, has_align_graph, ort_attention
 from whisper_eas.features import HOP_LENGTH, N_FRAMES
 from whisper_eas.results import Segment, Word
@@ -68,19 +67,20 @@ def cross_attention(runner) -> Attention:
     else the runner's PyTorch model (read with hooks)."""
     if has_align_graph(runner):
         return ort_attention(runner)
+    from whisper_eas.exporter.align_graph import alignment_heads
+
     model = runner.model
     heads = alignment_heads(model)
     return lambda hidden, tokens: _cross_attention(model, hidden, tokens, heads)
 
 
-def median_filter(x: torch.Tensor, width: int) -> torch.Tensor:
+def median_filter(x: np.ndarray, width: int) -> np.ndarray:
     """Median over a sliding window on the last axis, reflect-padded (openai's filter)."""
     pad = width // 2
     if x.shape[-1] <= pad:
         return x
-    flat = x.reshape(1, -1, x.shape[-1])  # reflect padding wants a 3-D input
-    padded = F.pad(flat, (pad, pad), mode="reflect").reshape(*x.shape[:-1], x.shape[-1] + 2 * pad)
-    return padded.unfold(-1, width, 1).median(dim=-1).values
+    padded = np.pad(x, [(0, 0)] * (x.ndim - 1) + [(pad, pad)], mode="reflect")
+    return np.median(np.lib.stride_tricks.sliding_window_view(padded, width, axis=-1), axis=-1).astype(x.dtype)
 
 
 def dtw(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -116,10 +116,21 @@ def dtw(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return path[:, 0], path[:, 1]
 
 
-def _cross_attention(model, hidden: torch.Tensor, tokens: list[int], heads: list[tuple[int, int]]):
-    """(alignment heads' attention [H, T, K] over the encoded frames, logits [T, vocab])."""
+def _cross_attention(model, hidden, tokens: list[int], heads: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """(alignment heads' raw scores [H, T, K] over the encoded frames, logits [T, vocab]) from the
+    PyTorch model's decoder, read with hooks."""
+    import torch
+
+    with torch.inference_mode():
+        scores, logits = _torch_cross_attention(model, torch.as_tensor(hidden), tokens, heads)
+    return scores.cpu().numpy(), logits.cpu().numpy()
+
+
+def _torch_cross_attention(model, hidden, tokens: list[int], heads: list[tuple[int, int]]):
+    import torch
+
     layers = model.model.decoder.layers
-    captured: dict[int, torch.Tensor] = {}
+    captured: dict = {}
 
     def hook(index):
         def capture(module, args, kwargs, output):
@@ -144,21 +155,21 @@ def _cross_attention(model, hidden: torch.Tensor, tokens: list[int], heads: list
     return torch.stack(weights), logits
 
 
-def _to_time_grid(scores: torch.Tensor, kept: torch.Tensor | None, n_frames: int, n_time: int) -> torch.Tensor:
+def _to_time_grid(scores: np.ndarray, kept: np.ndarray | None, n_frames: int, n_time: int) -> np.ndarray:
     """Softmax over the kept frames inside the audio, spread onto `n_time` encoder frames by cell."""
     if kept is None:
-        return scores[..., :n_time].softmax(dim=-1)
-    kept = kept.to(scores.device).long()
+        return softmax(np.ascontiguousarray(scores[..., :n_time]))
+    kept = np.asarray(kept, np.int64)
     inside = kept < max(n_time, 1)
-    probs = scores.masked_fill(~inside, -torch.inf).softmax(dim=-1)
+    probs = softmax(np.where(inside, scores, np.float32(-np.inf)))
     twice_bounds = kept[1:] + kept[:-1]
-    frames = torch.arange(n_time, device=scores.device) * 2
-    cell = (frames[:, None] > twice_bounds[None, :]).sum(dim=-1)  # nearest kept frame of each time frame
+    frames = np.arange(n_time) * 2
+    cell = (frames[:, None] > twice_bounds[None, :]).sum(axis=-1)  # nearest kept frame of each time frame
     return probs[..., cell]
 
 
-def find_alignment(attend: Attention, tokenizer, text_tokens: list[int], hidden: torch.Tensor,
-                   kept: torch.Tensor | None, num_frames: int, language: str | None, task: str,
+def find_alignment(attend: Attention, tokenizer, text_tokens: list[int], hidden,
+                   kept: np.ndarray | None, num_frames: int, language: str | None, task: str,
                    medfilt_width: int = 7) -> list[WordTiming]:
     """openai's `find_alignment` on an encoded window (`hidden` [1, K, D], `kept` [K] or None);
     `attend` gives the alignment heads' scores (`cross_attention(runner)`)."""
@@ -166,15 +177,15 @@ def find_alignment(attend: Attention, tokenizer, text_tokens: list[int], hidden:
         return []
     sot = tokenizer.sot_sequence(language or "en", task)
     tokens = [*sot, tokenizer.no_timestamps, *text_tokens, tokenizer.eot]
-    with torch.inference_mode():
-        scores, logits = attend(hidden, tokens)
-        probs = logits[len(sot): len(sot) + len(text_tokens), : tokenizer.eot].softmax(dim=-1)
-        token_probs = probs[torch.arange(len(text_tokens)), torch.tensor(text_tokens)].tolist()
-        weights = _to_time_grid(scores, kept, hidden.shape[1], num_frames // 2)
-        std, mean = torch.std_mean(weights, dim=-2, keepdim=True, unbiased=False)
-        weights = median_filter((weights - mean) / std.clamp_min(1e-10), medfilt_width)
-        matrix = weights.mean(dim=0)[len(sot): -1]
-    text_index, time_index = dtw(-matrix.double().cpu().numpy())
+    scores, logits = attend(hidden, tokens)
+    probs = softmax(np.asarray(logits[len(sot): len(sot) + len(text_tokens), : tokenizer.eot], np.float32))
+    token_probs = probs[np.arange(len(text_tokens)), text_tokens].tolist()
+    weights = _to_time_grid(np.asarray(scores, np.float32), kept, hidden.shape[1], num_frames // 2)
+    mean = weights.mean(axis=-2, keepdims=True)
+    std = weights.std(axis=-2, keepdims=True)
+    weights = median_filter((weights - mean) / np.maximum(std, np.float32(1e-10)), medfilt_width)
+    matrix = weights.mean(axis=0)[len(sot): -1]
+    text_index, time_index = dtw(-matrix.astype(np.float64))
     words, word_tokens = split_to_word_tokens(tokenizer, text_tokens + [tokenizer.eot], language)
     if len(word_tokens) <= 1:
         return []
@@ -301,7 +312,7 @@ def _fit_segment(segment: Segment, words: list[Word], median: float, longest: fl
         segment.end = last.end
 
 
-def align_words(runner, window: torch.Tensor, n_frames: int, outcome, segments: list[Segment], last_speech: float,
+def align_words(runner, window: np.ndarray, n_frames: int, outcome, segments: list[Segment], last_speech: float,
                 *, language: str | None = None, task: str = "transcribe") -> None:
     """LongformFile's `align` hook: word timings for a window's new segments, in place.
 
@@ -309,8 +320,8 @@ def align_words(runner, window: torch.Tensor, n_frames: int, outcome, segments: 
     runner's config; fixed configs select the same frames again)."""
     if not segments:
         return
-    encoded = runner.encode(window[None].to(runner.device), dense=outcome.fallback is not None)
-    hidden = torch.as_tensor(encoded.hidden)
+    encoded = runner.encode(window[None], dense=outcome.fallback is not None)
+    hidden = encoded.hidden
     kept = encoded.kept[0] if encoded.kept is not None else None
     tokenizer = runner.tokenizer
     text_tokens = [t for s in segments for t in s.tokens if t < tokenizer.eot]

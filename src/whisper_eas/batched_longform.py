@@ -27,13 +27,12 @@ from functools import partial
 from typing import Callable
 
 import numpy as np
-import torch
 
 from whisper_eas.audio import SAMPLE_RATE
 from whisper_eas.config import ENCODER_FRAMES_PER_SECOND, PruneConfig
 from whisper_eas.decoding import DecodingOptions
 from whisper_eas.errors import ConfigError
-from whisper_eas.features import N_FFT, N_FRAMES, N_SAMPLES, TIME_PRECISION, log_mel
+from whisper_eas.features import N_FFT, N_FRAMES, N_SAMPLES, TIME_PRECISION, log_mel, speech_bounds
 from whisper_eas.guard import GuardOptions
 from whisper_eas.longform import LongformOptions, WindowOutcome, WindowRequest, is_silence, split_segments
 from whisper_eas.results import Segment, TranscriptionResult, WindowInfo, Word
@@ -137,54 +136,56 @@ def region_content(content_frames: int, options: BatchedOptions) -> int:
     return min(N_FRAMES // 2, math.ceil(content_frames / grid) * grid)
 
 
-def encode_speech(runner: Runner, mel: torch.Tensor, content: list[int], config: PruneConfig) -> EncodedBatch:
+def encode_speech(runner: Runner, mel: np.ndarray, content: list[int], config: PruneConfig) -> EncodedBatch:
     """Encode windows pruned within their speech regions (`content`: frames of audio per row).
 
     Rows must share the region (equal kept counts). Graph runners (ONNX Runtime, TensorRT) run
     head -> selection -> tail here (their prune graph has a static count), the PyTorch runner the
-    same steps as its hooks. Other runners prune whole windows with their own config.
+    same steps as its hooks. Other runners prune whole windows with their own config. The
+    selection runs in PyTorch (`selection.prune_hidden`): this path imports it.
     """
     from whisper_eas.runners.graphs import GraphRunner
-    from whisper_eas.runners.torch_runner import TorchRunner
 
-    contents = torch.as_tensor(content, dtype=torch.long)
     reads_audio = runner.prune is not None and runner.prune.needs_audio  # its own pruning reads each row's region
     if min(content) >= N_FRAMES // 2 and config.onset_keep == 0 and not reads_audio:
         return runner.encode(mel)  # no padding: the runner's own (exported) pruning
     if isinstance(runner, GraphRunner):
-        return _encode_graphs(runner, mel, contents, config)
-    if type(runner) is TorchRunner:  # the CUDA-graph runner has static shapes: whole windows
-        return _encode_torch(runner, mel, contents, config)
+        return _encode_graphs(runner, mel, _bounds(mel, content), config)
+    if runner.backend == "pytorch":  # the CUDA-graph runner has static shapes: whole windows
+        return _encode_torch(runner, mel, _bounds(mel, content), config)
     return runner.encode(mel)
 
 
-def _bounds(mel: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
-    """`selection.speech_bounds` (speech onset, content end) with the end given: the grid region."""
-    from whisper_eas.selection import speech_bounds
-
-    bounds = speech_bounds(mel).clone()
+def _bounds(mel: np.ndarray, content: list[int]) -> np.ndarray:
+    """`features.speech_bounds` (speech onset, content end) with the end given: the grid region."""
+    bounds = speech_bounds(np.asarray(mel, np.float32))
     bounds[:, 1] = content
     return bounds
 
 
-@torch.inference_mode()
-def _encode_graphs(runner, mel: torch.Tensor, content: torch.Tensor, config: PruneConfig) -> EncodedBatch:
+def _encode_graphs(runner, mel: np.ndarray, bounds: np.ndarray, config: PruneConfig) -> EncodedBatch:
+    import torch
+
+    from whisper_eas.runners.graphs import host_array
     from whisper_eas.selection import prune_hidden
 
-    graphs, hidden, kept = runner.graphs, [], []
+    graphs, parts = runner.graphs, []
     for row in range(mel.shape[0]):  # one window at a time is faster on a CPU (`encode_in_chunks`)
-        head = graphs["encoder_head"].infer({"mel": mel[row : row + 1].to(runner.device, torch.float32)})
+        head = graphs["encoder_head"].infer({"mel": runner._to_device(np.asarray(mel[row : row + 1], np.float32))})
+        hidden = torch.as_tensor(head["head_hidden"])
         scores = head.get("frame_scores")
-        bounds = _bounds(mel[row : row + 1], content[row : row + 1]).to(runner.device)
-        part, index = prune_hidden(head["head_hidden"], scores, config, bounds)
-        hidden.append(graphs["encoder_tail"].infer({"tail_input": part.contiguous()})["encoder_hidden"])
-        kept.append(index.cpu())
-    return EncodedBatch(torch.cat(hidden), torch.cat(kept), n_frames=N_FRAMES // 2)
+        with torch.inference_mode():
+            part, index = prune_hidden(hidden, None if scores is None else torch.as_tensor(scores), config,
+                                       torch.as_tensor(bounds[row : row + 1]).to(hidden.device))
+        tail = graphs["encoder_tail"].infer({"tail_input": runner._to_device(part.contiguous())})["encoder_hidden"]
+        parts.append(EncodedBatch(tail, host_array(index), n_frames=N_FRAMES // 2))
+    return EncodedBatch.concat(parts)
 
 
-@torch.inference_mode()
-def _encode_torch(runner, mel: torch.Tensor, content: torch.Tensor, config: PruneConfig) -> EncodedBatch:
+def _encode_torch(runner, mel: np.ndarray, bounds: np.ndarray, config: PruneConfig) -> EncodedBatch:
     """The hooks' computation (`sparsify.py`) with the region given, not read from the features."""
+    import torch
+
     from whisper_eas.selection import attention_scores, prune_hidden
     from whisper_eas.sparsify import encoder_stem, find_encoder, run_blocks
 
@@ -192,17 +193,19 @@ def _encode_torch(runner, mel: torch.Tensor, content: torch.Tensor, config: Prun
     attn, seen = encoder.layers[config.layer - 1].self_attn, {}
     hooks = [attn.q_proj.register_forward_hook(lambda _m, _i, out: seen.__setitem__("q", out)),
              attn.k_proj.register_forward_hook(lambda _m, _i, out: seen.__setitem__("k", out))]
-    try:
-        hidden = run_blocks(encoder.layers[: config.layer], encoder_stem(encoder, mel.to(runner.device, runner.dtype)))
-    finally:
-        for hook in hooks:
-            hook.remove()
-    scores = None
-    if config.uses_attention:
-        scores = attention_scores(seen["q"], seen["k"], attn.num_heads, config.scoring, config.query_stride)
-    kept, index = prune_hidden(hidden, scores, config, _bounds(mel, content).to(hidden.device))
-    hidden = encoder.layer_norm(run_blocks(encoder.layers[config.layer :], kept))
-    return EncodedBatch(hidden, index.cpu(), n_frames=N_FRAMES // 2)
+    with torch.inference_mode():
+        try:
+            stem = encoder_stem(encoder, torch.as_tensor(mel).to(runner.device, runner.dtype))
+            hidden = run_blocks(encoder.layers[: config.layer], stem)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        scores = None
+        if config.uses_attention:
+            scores = attention_scores(seen["q"], seen["k"], attn.num_heads, config.scoring, config.query_stride)
+        kept, index = prune_hidden(hidden, scores, config, torch.as_tensor(bounds).to(hidden.device))
+        hidden = encoder.layer_norm(run_blocks(encoder.layers[config.layer :], kept))
+    return EncodedBatch(hidden, index.cpu().numpy(), n_frames=N_FRAMES // 2)
 
 
 @dataclass
@@ -241,7 +244,7 @@ def transcribe_batched(
         requests = [_request(runner, chunk, decoding, longform) for chunk in group]
         encoded = None
         if config is not None:
-            mel = torch.stack([r.mel for r in requests])
+            mel = np.stack([r.mel for r in requests])
             encoded = encode_speech(runner, mel, [region_content(c.content_frames, batched) for c in group], config)
         for chunk, outcome in zip(group, decode_windows(runner, requests, decoding, longform, guard, encoded=encoded)):
             outcomes[chunk.index] = outcome
@@ -265,14 +268,14 @@ def chunk_prompt(tokenizer, options: DecodingOptions, longform: LongformOptions)
     return (*(options.prompt or ()), *hotwords, *initial) or None
 
 
-def file_language(runner: Runner, mel: torch.Tensor) -> tuple[str, float]:
+def file_language(runner: Runner, mel: np.ndarray) -> tuple[str, float]:
     """The file's language, detected once on its first chunk, dense (as faster-whisper detects on
     the first 30 s): detected per chunk, accented English chunks came out Welsh or Chinese and
     looped (base, speech-val: 17.5% WER against faster-whisper's 10.0%)."""
     from whisper_eas.decoding import detect_language
 
-    encoded = runner.encode(mel.unsqueeze(0), dense=True)
-    code, probs = detect_language(lambda group: runner.decoder(encoded, group), 1, runner.tokenizer, runner.device)[0]
+    encoded = runner.encode(mel[None], dense=True)
+    code, probs = detect_language(lambda group: runner.decoder(encoded, group), 1, runner.tokenizer)[0]
     return code, float(probs[code])
 
 

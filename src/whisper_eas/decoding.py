@@ -3,7 +3,9 @@
 Follows openai/whisper's `decoding.py` (same suppression and timestamp rules, same ranking), but
 drives any runner through a small session interface: `step(tokens) -> logits` over a KV cache,
 and `reorder(index)` for beam search. The same code therefore decodes on PyTorch, ONNX Runtime
-and TensorRT, which is what makes their transcripts comparable token for token.
+and TensorRT, which is what makes their transcripts comparable token for token. It runs on the
+host in NumPy (tokens, logits and indices are arrays): the ONNX Runtime path imports no PyTorch,
+and runners on a GPU hand over each step's logits (a few rows of the vocabulary).
 """
 
 from __future__ import annotations
@@ -13,8 +15,6 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol, Sequence
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from whisper_eas.errors import ConfigError
 from whisper_eas.tokenizer import WhisperTokenizer
@@ -28,18 +28,18 @@ N_TEXT_CTX = 448
 class DecoderSession(Protocol):
     """A KV-cached decoder for one batch of encoded windows."""
 
-    def step(self, tokens: torch.Tensor, positions: Sequence[int] | None = None) -> torch.Tensor:
-        """Feed new tokens [B, n]; return logits [B, n, vocab], or [B, m, vocab] for only these
-        m positions of the n (a prompt step needs one or two: see `decode_batch`)."""
+    def step(self, tokens: np.ndarray, positions: Sequence[int] | None = None) -> np.ndarray:
+        """Feed new tokens [B, n] (int64); return float32 logits [B, n, vocab], or [B, m, vocab] for
+        only these m positions of the n (a prompt step needs one or two: see `decode_batch`)."""
 
-    def reorder(self, index: torch.Tensor) -> None:
+    def reorder(self, index: np.ndarray) -> None:
         """Reorder the batch rows of the cache (beam search)."""
 
 
 class CompactingSession(DecoderSession, Protocol):
     """A session that can drop rows: greedy decoding stops stepping windows that have ended."""
 
-    def select(self, rows: torch.Tensor) -> None:
+    def select(self, rows: np.ndarray) -> None:
         """Keep only these batch rows (cache and cross keys/values), in this order."""
 
 
@@ -141,107 +141,99 @@ class LogitRules:
         self.tok, self.options, self.sample_begin = tokenizer, options, sample_begin
         # the timestamp grammar reads the transcript from here: a forced prefix is part of it
         self.transcript_begin = sample_begin if transcript_begin is None else transcript_begin
-        self.suppress = torch.tensor(suppressed_tokens(tokenizer, options))
-        self.blank = torch.tensor(tokenizer.encode(" ") + [tokenizer.eot])
-        self._on_device: dict = {}  # device (or "numpy") -> (suppress, blank) indices there
+        self.suppress = np.array(suppressed_tokens(tokenizer, options), np.int64)
+        self.blank = np.array(tokenizer.encode(" ") + [tokenizer.eot], np.int64)
         self.max_initial = None
         if options.max_initial_timestamp is not None and not options.without_timestamps:
             self.max_initial = round(options.max_initial_timestamp / 0.02)
 
-    def __call__(self, logits: torch.Tensor, tokens: torch.Tensor) -> None:
-        """Modify `logits` [B, V] in place given the tokens so far [B, t].
-
-        float32 logits on the CPU are edited through a numpy view: the same indexing, without
-        torch's per-op dispatch (~10 small ops a step) and with its faster 51864-wide reductions.
-        """
-        on_host = logits.device.type == "cpu" and logits.dtype == torch.float32
-        values = logits.numpy() if on_host else logits
-        key = "numpy" if on_host else logits.device
-        if key not in self._on_device:  # one host-to-device copy per decode, not per step
-            self._on_device[key] = ((self.suppress.numpy(), self.blank.numpy()) if on_host else
-                                    (self.suppress.to(logits.device), self.blank.to(logits.device)))
-        suppress, blank = self._on_device[key]
-        values[:, suppress] = -torch.inf
+    def __call__(self, logits: np.ndarray, tokens: np.ndarray) -> None:
+        """Modify float32 `logits` [B, V] in place given the tokens so far [B, t]."""
+        logits[:, self.suppress] = -np.inf
         if self.options.suppress_blank and tokens.shape[1] == self.sample_begin:
-            values[:, blank] = -torch.inf
+            logits[:, self.blank] = -np.inf
         if not self.options.without_timestamps:
-            self._timestamp_rules(values, tokens)
+            self._timestamp_rules(logits, tokens)
 
-    def _timestamp_rules(self, logits: torch.Tensor | np.ndarray, tokens: torch.Tensor) -> None:
+    def _timestamp_rules(self, logits: np.ndarray, tokens: np.ndarray) -> None:
         ts_begin, eot = self.tok.timestamp_begin, self.tok.eot
-        logits[:, self.tok.no_timestamps] = -torch.inf
-        for k, seq in enumerate(tokens[:, self.transcript_begin :].tolist()):  # plain ints: no per-row tensor ops
+        logits[:, self.tok.no_timestamps] = -np.inf
+        for k, seq in enumerate(tokens[:, self.transcript_begin :].tolist()):  # plain ints: no per-row array ops
             last_was_ts = len(seq) >= 1 and seq[-1] >= ts_begin
             penultimate_was_ts = len(seq) < 2 or seq[-2] >= ts_begin
             if last_was_ts:
                 if penultimate_was_ts:  # a pair closed: text must follow
-                    logits[k, ts_begin:] = -torch.inf
+                    logits[k, ts_begin:] = -np.inf
                 else:  # a timestamp must pair up or end
-                    logits[k, :eot] = -torch.inf
+                    logits[k, :eot] = -np.inf
             stamps = [t for t in seq if t >= ts_begin]
             if stamps:  # timestamps never go backwards
                 last = stamps[-1] if last_was_ts and not penultimate_was_ts else stamps[-1] + 1
-                logits[k, ts_begin:last] = -torch.inf
+                logits[k, ts_begin:last] = -np.inf
         if tokens.shape[1] == self.transcript_begin:
-            logits[:, :ts_begin] = -torch.inf
+            logits[:, :ts_begin] = -np.inf
             if self.max_initial is not None:
-                logits[:, ts_begin + self.max_initial + 1 :] = -torch.inf
-        if isinstance(logits, np.ndarray):
-            self._text_or_time_numpy(logits, ts_begin)
-            return
-        logprobs = F.log_softmax(logits.float(), dim=-1)
-        ts_logprob = logprobs[:, ts_begin:].logsumexp(dim=-1)
-        text_max = logprobs[:, :ts_begin].max(dim=-1).values
-        logits[ts_logprob > text_max, :ts_begin] = -torch.inf
+                logits[:, ts_begin + self.max_initial + 1 :] = -np.inf
+        self._text_or_time(logits, ts_begin)
 
     @staticmethod
-    def _text_or_time_numpy(logits: np.ndarray, ts_begin: int) -> None:
-        """The last rule on the host, in numpy (a view of the logits): where the timestamps' total
-        probability beats the best text token, text is masked. The torch path compares
-        log-probabilities; both sides share the softmax normaliser, so this compares the logits
-        (one pass over the 1501 timestamps, none of the 51864-wide exp). numpy's reductions over a
-        51864-wide row take ~30 us where torch's take ~250 us (most of a step's host time)."""
+    def _text_or_time(logits: np.ndarray, ts_begin: int) -> None:
+        """Where the timestamps' total probability beats the best text token, text is masked.
+        openai/whisper compares log-probabilities; both sides share the softmax normaliser, so this
+        compares the logits (one pass over the 1501 timestamps, none of the 51864-wide exp)."""
         rows = np.flatnonzero(logsumexp(logits[:, ts_begin:]) > logits[:, :ts_begin].max(axis=-1))
         if rows.size:
             logits[rows, :ts_begin] = -np.inf
 
 
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """float32 log-probabilities over the last axis."""
+    return logits - logsumexp(logits)[..., None]
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    return np.exp(log_softmax(logits))
+
+
 class GreedyDecoder:
-    """Argmax at temperature 0, else sampling from softmax(logits / T)."""
+    """Argmax at temperature 0, else sampling from softmax(logits / T) with a seeded NumPy `generator`."""
 
-    def __init__(self, temperature: float, eot: int, generator: torch.Generator | None = None):
-        self.temperature, self.eot, self.generator = temperature, eot, generator
+    def __init__(self, temperature: float, eot: int, generator: np.random.Generator | None = None):
+        self.temperature, self.eot = temperature, eot
+        self.generator = generator if generator is not None else np.random.default_rng(0)
 
-    def update(self, tokens, logits, sum_logprobs):
-        if self.temperature == 0 and logits.device.type == "cpu" and logits.dtype == torch.float32:
-            return self._greedy_on_host(tokens, logits.numpy(), sum_logprobs)
+    def update(self, tokens: np.ndarray, logits: np.ndarray, sum_logprobs: np.ndarray):
         if self.temperature == 0:
-            next_tokens = logits.argmax(dim=-1)
+            best = logits.argmax(axis=-1)
+            peak = logits[np.arange(logits.shape[0]), best]  # log-softmax of the best: 0 - log(sum(exp(x - best)))
+            current = -_log_sum_exp_from(logits, peak[:, None])
         else:
-            probs = F.softmax(logits.float() / self.temperature, dim=-1)
-            next_tokens = torch.multinomial(probs.cpu(), 1, generator=self.generator).squeeze(-1).to(logits.device)
-        logprobs = F.log_softmax(logits.float(), dim=-1)
-        current = logprobs[torch.arange(logprobs.shape[0], device=logits.device), next_tokens]
-        sum_logprobs += current * (tokens[:, -1] != self.eot)
-        next_tokens[tokens[:, -1] == self.eot] = self.eot
-        tokens = torch.cat([tokens, next_tokens[:, None]], dim=-1)
-        return tokens, bool((tokens[:, -1] == self.eot).all()), None
-
-    def _greedy_on_host(self, tokens, logits: np.ndarray, sum_logprobs):
-        """`update` at temperature 0 for CPU logits, in numpy (see `LogitRules.__call__`): the same
-        argmax and log-probability bookkeeping in a few array ops."""
-        best = logits.argmax(axis=-1)
-        peak = logits[np.arange(logits.shape[0]), best]  # log-softmax of the best: 0 - log(sum(exp(x - best)))
-        current = -_log_sum_exp_from(logits, peak[:, None])
-        ended = tokens[:, -1].numpy() == self.eot
-        sum_logprobs.numpy()[:] += current * ~ended
+            best = self._sample(logits)
+            current = logits[np.arange(logits.shape[0]), best] - logsumexp(logits)
+        ended = tokens[:, -1] == self.eot
+        sum_logprobs += current * ~ended
         best[ended] = self.eot
-        tokens = torch.cat([tokens, torch.from_numpy(best)[:, None]], dim=-1)
+        tokens = np.concatenate([tokens, best[:, None].astype(tokens.dtype)], axis=-1)
         return tokens, bool((best == self.eot).all()), None
 
-    def finalize(self, tokens, sum_logprobs):
-        tokens = F.pad(tokens, (0, 1), value=self.eot)
+    def _sample(self, logits: np.ndarray) -> np.ndarray:
+        """One token per row from softmax(logits / T), by inverting the cumulative distribution."""
+        scaled = logits.astype(np.float64) / self.temperature
+        weights = np.exp(scaled - scaled.max(axis=-1, keepdims=True))
+        cdf = np.cumsum(weights, axis=-1)
+        draws = self.generator.random(len(cdf)) * cdf[:, -1]
+        return np.array([np.searchsorted(row, u, side="right") for row, u in zip(cdf, draws)], np.int64)
+
+    def finalize(self, tokens: np.ndarray, sum_logprobs: np.ndarray):
+        tokens = np.pad(tokens, ((0, 0), (0, 1)), constant_values=self.eot)
         return [[t] for t in tokens], [[s] for s in sum_logprobs.tolist()]
+
+
+def _top(row: np.ndarray, k: int) -> tuple[list[float], list[int]]:
+    """The k largest values of a row and their indices, best first (ties: lower index first)."""
+    index = np.argpartition(row, -k)[-k:]
+    index = index[np.lexsort((index, -row[index]))]
+    return row[index].tolist(), index.tolist()
 
 
 class BeamSearchDecoder:
@@ -253,21 +245,20 @@ class BeamSearchDecoder:
         self.max_candidates = round(beam_size * self.patience)
         self.finished: list[dict] | None = None
 
-    def update(self, tokens, logits, sum_logprobs):
+    def update(self, tokens: np.ndarray, logits: np.ndarray, sum_logprobs: np.ndarray):
         n_audio = tokens.shape[0] // self.beam_size
         if self.finished is None:
             self.finished = [{} for _ in range(n_audio)]
-        logprobs = F.log_softmax(logits.float(), dim=-1)
+        logprobs = log_softmax(logits)
         next_tokens, source, finished_sequences = [], [], []
         for i in range(n_audio):
             scores, sources, finished = {}, {}, {}
             for j in range(self.beam_size):
                 idx = i * self.beam_size + j
                 prefix = tokens[idx].tolist()
-                top = logprobs[idx].topk(self.beam_size + 1)
-                for logprob, token in zip(top.values.tolist(), top.indices.tolist()):
+                for logprob, token in zip(*_top(logprobs[idx], self.beam_size + 1)):
                     sequence = tuple(prefix + [token])
-                    scores[sequence] = sum_logprobs[idx].item() + logprob
+                    scores[sequence] = float(sum_logprobs[idx]) + logprob
                     sources[sequence] = idx
             saved = 0
             for sequence in sorted(scores, key=scores.get, reverse=True):
@@ -281,16 +272,16 @@ class BeamSearchDecoder:
                     if saved == self.beam_size:
                         break
             finished_sequences.append(finished)
-        tokens = torch.tensor(next_tokens, device=tokens.device)
+        tokens = np.array(next_tokens, np.int64)
         for previous, new in zip(self.finished, finished_sequences):
             for seq in sorted(new, key=new.get, reverse=True):
                 if len(previous) >= self.max_candidates:
                     break
                 previous[seq] = new[seq]
         completed = all(len(s) >= self.max_candidates for s in self.finished)
-        return tokens, completed, torch.tensor(source, device=tokens.device)
+        return tokens, completed, np.array(source, np.int64)
 
-    def finalize(self, tokens, sum_logprobs):
+    def finalize(self, tokens: np.ndarray, sum_logprobs: np.ndarray):
         sum_list = sum_logprobs.tolist()
         for i, sequences in enumerate(self.finished or []):
             if len(sequences) < self.beam_size:  # not enough finished: take the best unfinished
@@ -299,12 +290,12 @@ class BeamSearchDecoder:
                     sequences[seq] = sum_list[i * self.beam_size + j]
                     if len(sequences) >= self.beam_size:
                         break
-        tokens_out = [[torch.tensor(s) for s in seqs] for seqs in self.finished]
+        tokens_out = [[np.array(s, np.int64) for s in seqs] for seqs in self.finished]
         scores_out = [list(seqs.values()) for seqs in self.finished]
         return tokens_out, scores_out
 
 
-def _rank(tokens: list[torch.Tensor], sum_logprobs: list[float], length_penalty: float | None) -> int:
+def _rank(tokens: list[list[int]], sum_logprobs: list[float], length_penalty: float | None) -> int:
     """Pick the best candidate by length-normalized log probability (openai's ranker)."""
     best, best_score = 0, -float("inf")
     for i, (t, logprob) in enumerate(zip(tokens, sum_logprobs)):
@@ -333,15 +324,13 @@ def initial_tokens(tokenizer: WhisperTokenizer, options: DecodingOptions, langua
     return tokens
 
 
-@torch.inference_mode()
 def decode_batch(
     session: DecoderSession,
     batch: int,
     tokenizer: WhisperTokenizer,
     options: DecodingOptions,
     languages: Sequence[str | None] | None = None,
-    device: torch.device | str = "cpu",
-    generator: torch.Generator | None = None,
+    generator: np.random.Generator | None = None,
     previous: Sequence[Sequence[int]] | None = None,
     prefixes: Sequence[Sequence[int]] | None = None,
     cut: RepetitionCut | None = None,
@@ -368,7 +357,7 @@ def decode_batch(
     prefix_begin = sample_begin - _prefix_length(options)
     sot_index = prompts[0].index(tokenizer.sot)
     group = options.group
-    tokens = torch.tensor(prompts, device=device).repeat_interleave(group, dim=0)
+    tokens = np.repeat(np.array(prompts, np.int64), group, axis=0)
     rules = LogitRules(tokenizer, options, sample_begin, prefix_begin)
     beam = options.temperature == 0 and group > 1
     if beam:
@@ -376,18 +365,18 @@ def decode_batch(
     else:  # greedy, or `best_of` independent samples per window
         decoder = GreedyDecoder(options.temperature, tokenizer.eot, generator)
     sample_len = options.sample_len or N_TEXT_CTX // 2
-    sum_logprobs = torch.zeros(tokens.shape[0], device=device)
+    sum_logprobs = np.zeros(tokens.shape[0], np.float32)
 
     wanted = sorted({sot_index, sample_begin - 1})  # no-speech probability and the first token
     logits = session.step(tokens, wanted)
     no_speech_probs = [float("nan")] * batch
     if tokenizer.no_speech is not None:
-        probs = F.softmax(logits[::group, wanted.index(sot_index)].float(), dim=-1)
+        probs = softmax(logits[::group, wanted.index(sot_index)])
         no_speech_probs = probs[:, tokenizer.no_speech].tolist()
-    rows = None if beam else _RowCompactor(session, tokens.shape[0], tokenizer.eot, device)
+    rows = None if beam else _RowCompactor(session, tokens.shape[0], tokenizer.eot)
     cut_at: dict[int, int] = {}  # row -> tokens sampled when it was cut
     for _ in range(sample_len):
-        last = logits[:, -1].float()
+        last = logits[:, -1]
         rules(last, tokens)
         tokens, completed, source = decoder.update(tokens, last, sum_logprobs)
         if source is not None:
@@ -411,7 +400,7 @@ def decode_batch(
     return results
 
 
-def _cut_stuck_rows(tokens: torch.Tensor, sample_begin: int, tokenizer: WhisperTokenizer, cut: RepetitionCut,
+def _cut_stuck_rows(tokens: np.ndarray, sample_begin: int, tokenizer: WhisperTokenizer, cut: RepetitionCut,
                     cut_at: dict[int, int]) -> bool:
     """End (in place: end-of-text as the last token) the rows `cut` finds stuck; returns whether
     every row has now ended."""
@@ -442,23 +431,23 @@ class _RowCompactor:
     batch, not at every step. Sessions without `select` (static CUDA graphs) step every row.
     """
 
-    def __init__(self, session: DecoderSession, n_rows: int, eot: int, device):
+    def __init__(self, session: DecoderSession, n_rows: int, eot: int):
         self.session, self.eot = session, eot
-        self.active = torch.arange(n_rows, device=device)
+        self.active = np.arange(n_rows)
         self.can_select = callable(getattr(session, "select", None))
 
-    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+    def step(self, tokens: np.ndarray) -> np.ndarray:
         """Logits [B, 1, vocab] for every row; rows that ended get zeros (the decoder ignores them)."""
         if self.can_select:
-            alive = (tokens[self.active, -1] != self.eot).nonzero().squeeze(1)
+            alive = np.flatnonzero(tokens[self.active, -1] != self.eot)
             if len(alive) * 4 <= len(self.active) * 3:
                 self.session.select(alive)
                 self.active = self.active[alive]
         if len(self.active) == tokens.shape[0]:
-            return self.session.step(tokens[:, -1:])
+            return self.session.step(np.ascontiguousarray(tokens[:, -1:]))
         logits = self.session.step(tokens[self.active, -1:])
-        full = logits.new_zeros((tokens.shape[0], *logits.shape[1:]))
-        full[self.active.to(full.device)] = logits
+        full = np.zeros((tokens.shape[0], *logits.shape[1:]), logits.dtype)
+        full[self.active] = logits
         return full
 
 
@@ -469,7 +458,7 @@ def _result(tokenizer, options, candidates, scores, prefix_begin, sample_begin, 
     for t in candidates:
         t = t.tolist()[sample_begin:]
         trimmed.append(t[: t.index(tokenizer.eot)] if tokenizer.eot in t else t)
-    best = _rank([torch.tensor(t) for t in trimmed], scores, options.length_penalty)
+    best = _rank(trimmed, scores, options.length_penalty)
     sampled, sum_logprob = trimmed[best], scores[best]
     tokens = candidates[best].tolist()[prefix_begin:sample_begin] + sampled
     text = tokenizer.decode(tokens).strip()
@@ -485,16 +474,14 @@ def _result(tokenizer, options, candidates, scores, prefix_begin, sample_begin, 
     )
 
 
-@torch.inference_mode()
-def detect_language(session_factory, batch: int, tokenizer: WhisperTokenizer, device="cpu") -> list[tuple[str, dict]]:
+def detect_language(session_factory, batch: int, tokenizer: WhisperTokenizer) -> list[tuple[str, dict]]:
     """Most likely language per window, from the first step's logits over language tokens."""
     if not tokenizer.multilingual:
         return [("en", {"en": 1.0})] * batch
     session = session_factory(1)
-    logits = session.step(torch.full((batch, 1), tokenizer.sot, device=device))[:, 0].float()
+    logits = session.step(np.full((batch, 1), tokenizer.sot, np.int64))[:, 0]
     codes = list(tokenizer.languages)
-    ids = torch.tensor([tokenizer.languages[c] for c in codes], device=logits.device)
-    probs = F.softmax(logits[:, ids], dim=-1)
+    probs = softmax(logits[:, [tokenizer.languages[c] for c in codes]])
     out = []
     for row in probs:
         values = dict(zip(codes, row.tolist()))

@@ -12,7 +12,6 @@ from functools import lru_cache
 from typing import Callable, Iterator
 
 import numpy as np
-import torch
 
 from whisper_eas.audio import SAMPLE_RATE
 
@@ -26,43 +25,66 @@ INPUT_STRIDE = 2  # mel frames per encoder frame
 TIME_PRECISION = INPUT_STRIDE / FRAMES_PER_SECOND  # 0.02 s per encoder frame / timestamp token
 
 
+def _hertz_to_mel(freq: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale: linear below 1 kHz, logarithmic above."""
+    mels = 3.0 * freq / 200.0
+    high = freq >= 1000.0
+    mels[high] = 15.0 + np.log(freq[high] / 1000.0) * (27.0 / np.log(6.4))
+    return mels
+
+
+def _mel_to_hertz(mels: np.ndarray) -> np.ndarray:
+    freq = 200.0 * mels / 3.0
+    high = mels >= 15.0
+    freq[high] = 1000.0 * np.exp((np.log(6.4) / 27.0) * (mels[high] - 15.0))
+    return freq
+
+
 @lru_cache(maxsize=4)
-def mel_filters(n_mels: int) -> torch.Tensor:
-    """[n_mels, 201] Slaney-normalized mel filterbank, the one Whisper was trained with."""
-    from transformers.audio_utils import mel_filter_bank
-
-    bank = mel_filter_bank(
-        num_frequency_bins=1 + N_FFT // 2,
-        num_mel_filters=n_mels,
-        min_frequency=0.0,
-        max_frequency=8000.0,
-        sampling_rate=SAMPLE_RATE,
-        norm="slaney",
-        mel_scale="slaney",
-    )
-    return torch.from_numpy(np.asarray(bank, dtype=np.float32).T.copy())
+def mel_filters(n_mels: int) -> np.ndarray:
+    """[n_mels, 201] Slaney-normalized mel filterbank over 0-8 kHz, the one Whisper was trained with
+    (transformers' `mel_filter_bank(norm="slaney", mel_scale="slaney")`, computed in float64)."""
+    edges = _mel_to_hertz(np.linspace(*_hertz_to_mel(np.array([0.0, SAMPLE_RATE / 2])), n_mels + 2))
+    bins = np.linspace(0, SAMPLE_RATE // 2, 1 + N_FFT // 2)
+    slopes = edges[None, :] - bins[:, None]
+    widths = np.diff(edges)
+    bank = np.maximum(0.0, np.minimum(-slopes[:, :-2] / widths[:-1], slopes[:, 2:] / widths[1:]))
+    bank *= 2.0 / (edges[2:] - edges[:-2])  # constant energy per filter
+    return np.ascontiguousarray(bank.T, dtype=np.float32)
 
 
-def log_mel(audio: np.ndarray | torch.Tensor, n_mels: int = 80, padding: int = 0) -> torch.Tensor:
+@lru_cache(maxsize=1)
+def _hann() -> np.ndarray:
+    """torch.hann_window(400): the periodic Hann window."""
+    return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(N_FFT) / N_FFT)).astype(np.float32)
+
+
+def _power_spectrum(samples: np.ndarray) -> np.ndarray:
+    """[201, frames] |STFT|^2 of frames every 160 samples (no centring: `samples` holds the context)."""
+    frames = np.lib.stride_tricks.sliding_window_view(samples, N_FFT)[::HOP_LENGTH]
+    spectrum = np.fft.rfft(frames * _hann(), axis=-1)
+    return (spectrum.real ** 2 + spectrum.imag ** 2).astype(np.float32).T
+
+
+def log_mel(audio: np.ndarray, n_mels: int = 80, padding: int = 0) -> np.ndarray:
     """[n_mels, frames] log-mel of `audio` (16 kHz mono) with `padding` zero samples appended."""
-    samples = torch.as_tensor(audio, dtype=torch.float32)
+    samples = np.asarray(audio, dtype=np.float32).reshape(-1)
     if padding:
-        samples = torch.nn.functional.pad(samples, (0, padding))
-    window = torch.hann_window(N_FFT)
-    stft = torch.stft(samples, N_FFT, HOP_LENGTH, window=window, return_complex=True)
-    log_spec = _log10_mel(stft[..., :-1], n_mels)
+        samples = np.pad(samples, (0, padding))
+    centred = np.pad(samples, N_FFT // 2, mode="reflect")  # torch.stft(center=True)
+    log_spec = _log10_mel(_power_spectrum(centred)[:, :-1], n_mels)
     return _finish(log_spec, float(log_spec.max()))
 
 
-def _log10_mel(stft: torch.Tensor, n_mels: int) -> torch.Tensor:
-    mel = mel_filters(n_mels) @ (stft.abs() ** 2)
-    return torch.clamp(mel, min=1e-10).log10()
+def _log10_mel(power: np.ndarray, n_mels: int) -> np.ndarray:
+    mel = mel_filters(n_mels) @ power
+    return np.log10(np.maximum(mel, np.float32(1e-10)))
 
 
-def _finish(log_spec: torch.Tensor, peak: float) -> torch.Tensor:
+def _finish(log_spec: np.ndarray, peak: float) -> np.ndarray:
     """The 8-decade clamp below the file's peak, then Whisper's scaling."""
-    log_spec = torch.maximum(log_spec, torch.tensor(peak, dtype=log_spec.dtype) - 8.0)
-    return (log_spec + 4.0) / 4.0
+    log_spec = np.maximum(log_spec, np.float32(peak) - np.float32(8.0))
+    return (log_spec + np.float32(4.0)) / np.float32(4.0)
 
 
 class _Samples:
@@ -108,12 +130,10 @@ class _Samples:
         return out
 
 
-def _frames_log_spec(samples: _Samples, start: int, stop: int, n_mels: int) -> torch.Tensor:
+def _frames_log_spec(samples: _Samples, start: int, stop: int, n_mels: int) -> np.ndarray:
     """[n_mels, stop - start] unclamped log10 mel of frames start..stop-1 (frame i centred on i * 160)."""
     segment = samples.read(start * HOP_LENGTH - N_FFT // 2, (stop - 1) * HOP_LENGTH + N_FFT // 2)
-    stft = torch.stft(torch.from_numpy(segment), N_FFT, HOP_LENGTH, window=torch.hann_window(N_FFT),
-                      center=False, return_complex=True)
-    return _log10_mel(stft, n_mels)
+    return _log10_mel(_power_spectrum(segment), n_mels)
 
 
 class StreamMel:
@@ -137,10 +157,10 @@ class StreamMel:
     def content_frames(self) -> int:
         return self.n_samples // HOP_LENGTH
 
-    def frames(self, start: int, stop: int) -> torch.Tensor:
+    def frames(self, start: int, stop: int) -> np.ndarray:
         """[n_mels, stop - start] features; reads must not go backwards (else the stream restarts)."""
         if stop <= start:
-            return torch.zeros(self.n_mels, 0)
+            return np.zeros((self.n_mels, 0), np.float32)
         # Always a full window's frames: the mel product then runs the same kernel as on the whole file.
         log_spec = _frames_log_spec(self._samples, start, max(stop, start + N_FRAMES), self.n_mels)
         return _finish(log_spec[:, : stop - start], self.peak)
@@ -150,15 +170,51 @@ class StreamMel:
         return self._samples.read(start * HOP_LENGTH, stop * HOP_LENGTH)
 
 
-def pad_or_trim(mel: torch.Tensor, length: int = N_FRAMES) -> torch.Tensor:
+def pad_or_trim(mel: np.ndarray, length: int = N_FRAMES) -> np.ndarray:
     """Cut or zero-pad the last axis to `length` frames (a 30 s window)."""
     if mel.shape[-1] > length:
         return mel[..., :length]
     if mel.shape[-1] < length:
-        return torch.nn.functional.pad(mel, (0, length - mel.shape[-1]))
+        return np.pad(mel, [(0, 0)] * (mel.ndim - 1) + [(0, length - mel.shape[-1])])
     return mel
 
 
-def window_features(audio: np.ndarray, n_mels: int = 80) -> torch.Tensor:
+def window_features(audio: np.ndarray, n_mels: int = 80) -> np.ndarray:
     """[n_mels, 3000] features of one clip of at most 30 s, padded as Whisper pads it."""
     return pad_or_trim(log_mel(audio, n_mels, padding=N_SAMPLES))
+
+
+def content_frames(mel: np.ndarray) -> np.ndarray:
+    """Encoder frames holding audio, per window [B], from log-mel features [B, n_mels, 3000].
+
+    Padding is digital silence: its log-mel columns sit at the clamp floor in every bin (a padded
+    clip) or are zero (a long-form file's last window), so a column whose bins are all equal is
+    padding, and speech never has 80 equal bins. Content ends after the last unequal column;
+    two mel frames make one encoder frame. (`selection.content_frames`: the same on torch tensors,
+    for the hooks and the exported prune graph.)
+    """
+    varies = mel.max(axis=1) != mel.min(axis=1)  # [B, 3000]
+    last = (varies * np.arange(1, varies.shape[-1] + 1)).max(axis=-1)  # one past the last varying column
+    return (last + 1) // 2
+
+
+def speech_bounds(mel: np.ndarray, level: float = 0.35) -> np.ndarray:
+    """Per window, the encoder frames where speech starts and where the audio content ends, [B, 2]
+    int64 (`selection.speech_bounds` on arrays).
+
+    Content ends after the last non-padding column (`content_frames`). Speech starts at the first
+    mel frame whose mean log-mel rises `level` of the way from the content's quiet floor (10th
+    percentile) to its loud level (95th percentile): a leading pause is not speech.
+    """
+    mel = np.asarray(mel, np.float32)
+    ends = content_frames(mel).astype(np.int64)
+    starts = np.zeros_like(ends)
+    for i in range(mel.shape[0]):
+        content = int(ends[i]) * 2
+        if content <= 0:
+            continue
+        energy = mel[i, :, :content].mean(axis=0)
+        low, high = np.quantile(energy, [0.10, 0.95])
+        loud = np.flatnonzero(energy > low + level * (high - low))
+        starts[i] = int(loud.min()) // 2 if loud.size else 0
+    return np.stack([starts, ends], axis=-1)

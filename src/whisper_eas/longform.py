@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
-import torch
 
 from whisper_eas.audio import SAMPLE_RATE, AudioStream, array_stream
 from whisper_eas.decoding import DecodingResult
@@ -152,7 +151,7 @@ def _whole_window(tokens: list[int], timestamp_begin: int, segment_size: int) ->
 class WindowRequest:
     """One window to decode: features, previous-text prompt, language (None: detect), sampling seed."""
 
-    mel: torch.Tensor  # [n_mels, 3000]
+    mel: np.ndarray  # [n_mels, 3000]
     prompt: tuple[int, ...]
     language: str | None
     seed: int
@@ -202,7 +201,7 @@ class LongformFile:
     last_speech: float = 0.0  # end of the last aligned word (openai's last_speech_timestamp)
     # word timing for one accepted window: (window mel [n_mels, 3000], its audio frames, outcome,
     # its new segments, end of the speech before them); see alignment.align_words
-    align: Callable[[torch.Tensor, int, WindowOutcome, list[Segment], float], None] | None = None
+    align: Callable[[np.ndarray, int, WindowOutcome, list[Segment], float], None] | None = None
     # whether a window's samples hold speech (Silero VAD; None: the model's no-speech rule alone)
     speech_check: Callable[[np.ndarray], bool] | None = None
 
@@ -228,7 +227,7 @@ class LongformFile:
     def __post_init__(self) -> None:
         if self.options.initial_prompt and not self.tokens:  # openai: part of the text so far
             self.tokens = self.tokenizer.encode(" " + self.options.initial_prompt.strip())
-        self._window: torch.Tensor | None = None  # the last window handed out (word alignment reads it)
+        self._window: np.ndarray | None = None  # the last window handed out (word alignment reads it)
         self._flat = False  # the last window's audio features are all equal (digital silence)
         self._detect_each = self.options.multilingual and self.language is None  # not given: detect per window
         self._last_language: str | None = None  # the last decoded window's language
@@ -255,7 +254,7 @@ class LongformFile:
 
     def next_window(self) -> WindowRequest:
         frames = self.mel.frames(self.seek, self.seek + self.segment_size)
-        self._flat = frames.numel() > 0 and float(frames.max() - frames.min()) < 1e-6
+        self._flat = frames.size > 0 and float(frames.max() - frames.min()) < 1e-6
         window = pad_or_trim(frames)
         if self.align is not None:
             self._window = window

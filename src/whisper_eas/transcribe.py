@@ -192,9 +192,8 @@ class Transcriber:
         if not self.runner.tokenizer.multilingual:
             return "en", 1.0, {"en": 1.0}
         window = self._open(audio, sample_rate).next_window().mel
-        encoded = self.runner.encode(window[None].to(self.runner.device), dense=True)
-        code, probs = detect_language(lambda group: self.runner.decoder(encoded, group), 1, self.runner.tokenizer,
-                                      self.runner.device)[0]
+        encoded = self.runner.encode(window[None], dense=True)
+        code, probs = detect_language(lambda group: self.runner.decoder(encoded, group), 1, self.runner.tokenizer)[0]
         return code, probs[code], probs
 
     def transcribe_many(self, inputs: Iterable[AudioInput], sample_rate: int = SAMPLE_RATE,

@@ -29,16 +29,14 @@ from collections import defaultdict
 from dataclasses import replace
 from typing import Callable, Sequence
 
-import torch
+import numpy as np
 
 from whisper_eas.decoding import N_TEXT_CTX, DecodingOptions, DecodingResult, decode_batch, detect_language
-from whisper_eas.features import N_FRAMES
+from whisper_eas.features import N_FRAMES, content_frames
 from whisper_eas.guard import GuardOptions, degenerate_reason
 from whisper_eas.longform import LongformOptions, WindowOutcome, WindowRequest, needs_fallback
 from whisper_eas.repetition import RepetitionCut
 from whisper_eas.runners.base import EncodedBatch, Runner
-from whisper_eas.runners.host_threads import with_host_threads
-from whisper_eas.selection import content_frames
 
 MAX_PROMPT = N_TEXT_CTX // 2 - 1  # previous-text tokens kept by `initial_tokens`: longer prompts are cut
 SHORT_FORM = LongformOptions(temperatures=(0.0,))  # one window, one temperature: eval-free timing, search
@@ -46,14 +44,13 @@ SHORT_FORM = LongformOptions(temperatures=(0.0,))  # one window, one temperature
 DenseEncoder = Callable[[list[int]], EncodedBatch]  # request rows -> their dense encoding, in that order
 
 
-def window_requests(mel: torch.Tensor, options: DecodingOptions) -> list[WindowRequest]:
+def window_requests(mel: np.ndarray, options: DecodingOptions) -> list[WindowRequest]:
     """Independent windows mel [B, n_mels, 3000] as requests: no previous text beyond
     `options.prompt`, the options' language (None: detect), seeds by position."""
     prompt = tuple(options.prompt or ())
     return [WindowRequest(mel[i], prompt, options.language, seed=i) for i in range(mel.shape[0])]
 
 
-@with_host_threads  # the runner's threads for the host-side logits work
 def decode_windows(
     runner: Runner,
     requests: Sequence[WindowRequest],
@@ -77,9 +74,9 @@ def decode_windows(
     if encoded is None and runner.prune is not None and runner.prune.per_input and len(requests) > 1:
         return _decode_by_count(runner, requests, options, longform, guard)
     if encoded is None:
-        encoded = runner.encode(torch.stack([r.mel for r in requests]))
+        encoded = runner.encode(np.stack([r.mel for r in requests]))
     if encode_dense is None and runner.prune is not None:
-        encode_dense = lambda rows: runner.encode(torch.stack([requests[i].mel for i in rows]), dense=True)  # noqa: E731
+        encode_dense = lambda rows: runner.encode(np.stack([requests[i].mel for i in rows]), dense=True)  # noqa: E731
     dense = _DenseCache(encode_dense)
     languages, probs = _languages(runner, encoded, requests, dense, guard)
     requests = [_own_language_prompt(r, code) for r, code in zip(requests, languages)]
@@ -121,7 +118,7 @@ def _decode_by_count(runner: Runner, requests: Sequence[WindowRequest], options:
     """Per-input configs: each window encoded alone (its kept count depends on it alone), then the
     windows that kept the same number of frames decoded together (graph decoders take one count per
     batch; a padding trim keeps all 1500 frames of every full window of a long recording)."""
-    parts = [runner.encode(r.mel.unsqueeze(0)) for r in requests]
+    parts = [runner.encode(r.mel[None]) for r in requests]
     groups: dict[int, list[int]] = defaultdict(list)
     for i, part in enumerate(parts):
         groups[part.n_kept if part.frame_mask is None else -1 - i].append(i)
@@ -146,7 +143,7 @@ def decode_encoded(
         else:
             languages = [code for code, _ in _detect(runner, encoded)]
     session = runner.decoder(encoded, options.beam_size or 1)
-    return decode_batch(session, encoded.batch, runner.tokenizer, options, list(languages), device=runner.device)
+    return decode_batch(session, encoded.batch, runner.tokenizer, options, list(languages))
 
 
 class _DenseCache:
@@ -183,7 +180,7 @@ def _real(kept: list[int] | None, encoded: EncodedBatch, row: int) -> list[int] 
 
 
 def _detect(runner: Runner, encoded: EncodedBatch) -> list[tuple[str, dict]]:
-    return detect_language(lambda group: runner.decoder(encoded, group), encoded.batch, runner.tokenizer, runner.device)
+    return detect_language(lambda group: runner.decoder(encoded, group), encoded.batch, runner.tokenizer)
 
 
 def _languages(runner: Runner, encoded: EncodedBatch, requests: Sequence[WindowRequest], dense: _DenseCache,
@@ -217,7 +214,7 @@ def _decode_grouped(runner: Runner, encoded: EncodedBatch, requests: Sequence[Wi
         sub = encoded if len(rows) == encoded.batch else encoded.select(rows)
         session = runner.decoder(sub, options.beam_size or 1)
         decoded = decode_batch(session, len(rows), runner.tokenizer, options, [languages[i] for i in rows],
-                               device=runner.device, previous=[requests[i].prompt for i in rows],
+                               previous=[requests[i].prompt for i in rows],
                                prefixes=[requests[i].prefix for i in rows], cut=cut)
         for i, result in zip(rows, decoded):
             results[i] = result
@@ -230,7 +227,7 @@ def _guard_rerun(runner, requests, options, languages, outcomes, guard, dense: _
     if not dense.available or not guard.enabled:
         return set()
     # fewer encoder frames of audio than a full window (1500): the file's audio ends in this window
-    audio_ends = (content_frames(torch.stack([r.mel for r in requests])) < N_FRAMES // 2).tolist()
+    audio_ends = (content_frames(np.stack([r.mel for r in requests])) < N_FRAMES // 2).tolist()
     reasons = {i: degenerate_reason(o.result, guard, runner.tokenizer.decode(list(requests[i].prompt)),
                                     timestamp_begin=runner.tokenizer.timestamp_begin, audio_ends=audio_ends[i])
                for i, o in enumerate(outcomes)}
@@ -258,10 +255,9 @@ def _sample_fallback(runner, encoded, request, options, longform, language, resu
         if temperature == 0.0:
             continue
         hot = replace(options, temperature=temperature, beam_size=None, patience=None)
-        generator = torch.Generator().manual_seed(request.seed * 31 + step)
+        generator = np.random.default_rng(request.seed * 31 + step)
         session = runner.decoder(encoded, hot.group)  # `best_of` samples per window
-        result = decode_batch(session, 1, runner.tokenizer, hot, [language], device=runner.device,
-                              generator=generator, previous=[request.prompt], prefixes=[request.prefix], cut=cut)[0]
+        result = decode_batch(session, 1, runner.tokenizer, hot, [language], generator=generator, previous=[request.prompt], prefixes=[request.prefix], cut=cut)[0]
         if not needs_fallback(result, longform):
             break
     return result

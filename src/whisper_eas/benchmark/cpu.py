@@ -70,7 +70,7 @@ def ours(runner, options: DecodingOptions, batch: int) -> Callable[[list[np.ndar
     def run(audios):
         texts, fallbacks = [], 0
         for group in _batches(audios, batch):
-            mel = torch.stack([window_features(a, runner.n_mels) for a in group])
+            mel = np.stack([window_features(a, runner.n_mels) for a in group])
             for window in decode_windows(runner, window_requests(mel, options), options):
                 texts.append(window.result.text)
                 fallbacks += window.fallback is not None
@@ -86,7 +86,7 @@ def ct2_windows(fw_model, prompt: list[int], n_mels: int, batch: int):
     def run(audios):
         texts = []
         for group in _batches(audios, batch):
-            mel = torch.stack([window_features(a, n_mels) for a in group]).numpy()
+            mel = np.stack([window_features(a, n_mels) for a in group])
             features = ctranslate2.StorageView.from_array(np.ascontiguousarray(mel, dtype=np.float32))
             results = fw_model.model.generate(features, [prompt] * len(group), beam_size=1,
                                               max_length=len(prompt) + 224, suppress_blank=True, suppress_tokens=[-1])
@@ -281,7 +281,8 @@ def run(args: BenchSpec) -> str:
     refs = [u.text for u in utts]
     backends, encoder_backends, n_mels = build(args, config)
     rows = measure(backends, audios, refs, args.repeats)
-    mels = [torch.stack([window_features(a, n_mels) for a in group]) for group in _batches(audios, args.batch_size)]
+    mels = [torch.from_numpy(np.stack([window_features(a, n_mels) for a in group]))
+            for group in _batches(audios, args.batch_size)]
     encoders = measure(encoder_backends, mels, refs, args.repeats)
     info = machine()
     table = markdown(rows, encoders, info, len(audios), args)

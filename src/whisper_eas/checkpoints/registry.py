@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from whisper_eas.checkpoints.convert import ConversionError, convert_ct2_to_hf
 from whisper_eas.errors import WhisperEasError
 
 
@@ -131,6 +130,8 @@ def materialize_embedded(name: str, home: Path | None = None) -> Path:
     with conversion_lock(target):
         if _is_hf_checkpoint(target):  # another process converted it while this one waited
             return target
+        from whisper_eas.checkpoints.convert import convert_ct2_to_hf  # PyTorch: only when converting
+
         if len(parts) == 1:
             return convert_ct2_to_hf(src, target, model_bin=parts[0])
         with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{name}.", suffix=".bin") as joined:
@@ -160,12 +161,22 @@ def resolve_model(name_or_dir: str | os.PathLike) -> Path:
         if not _is_hf_checkpoint(target):
             with conversion_lock(target):
                 if not _is_hf_checkpoint(target):
+                    from whisper_eas.checkpoints.convert import convert_ct2_to_hf
+
                     convert_ct2_to_hf(path, target)
         return target
     raise ModelNotFoundError(
         f"{path}: neither a Hugging Face Whisper checkpoint (config.json + *.safetensors) "
         "nor a CTranslate2 model (model.bin + config.json)"
     )
+
+
+def __getattr__(name: str):
+    if name == "ConversionError":  # converting imports PyTorch: not on reading a cached checkpoint
+        from whisper_eas.checkpoints.convert import ConversionError
+
+        return ConversionError
+    raise AttributeError(name)
 
 
 __all__ = [

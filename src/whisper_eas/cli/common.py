@@ -142,16 +142,17 @@ def error_line(error: BaseException) -> str:
 
 
 def quiet_libraries() -> None:
-    """Keep library progress bars and advisory warnings out of the CLI's output."""
+    """Keep library progress bars and advisory warnings out of the CLI's output. Through the
+    environment, which transformers reads when it is imported: an inference on a cached ONNX export
+    never imports it (nor PyTorch), and a first-run export does so later."""
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    try:
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' own bars follow this one
+    if "transformers" in sys.modules:  # imported already: the environment came too late
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
-    except ImportError:  # pragma: no cover
-        pass
 
 
 def batched_options(batched: bool, vad_threshold: float | None):

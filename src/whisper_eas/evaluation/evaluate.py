@@ -90,7 +90,7 @@ def load_window(utt: Utterance, n_mels: int) -> torch.Tensor:
     if audio.shape[0] > N_SAMPLES:
         raise AudioError(utt.path, f"{audio.shape[0] / 16000:.1f}s is longer than one 30 s window "
                                    "(the search scores single windows; `whisper-eas eval` takes any length)")
-    return window_features(audio, n_mels)
+    return torch.from_numpy(window_features(audio, n_mels))
 
 
 def score(utt: Utterance, result: TranscriptionResult) -> UtteranceScore:

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-ALIGN_FILE = "align.onnx"
+from whisper_eas.exporter.graph_specs import ALIGN_FILE  # noqa: E402  (the file name, beside the other specs)
 
 
 def alignment_heads(model: nn.Module) -> list[tuple[int, int]]:

@@ -30,6 +30,7 @@ from whisper_eas.decoder_step import DecoderCrossKV
 from whisper_eas.errors import ConfigError
 from whisper_eas.exporter.graph_specs import (
     BATCH,
+    DECODER_EXPORT_VERSION,
     DECODER_GRAPHS,
     ENCODER_GRAPHS,
     ModelDims,
@@ -46,7 +47,6 @@ from whisper_eas.io_utils import link_or_copy, publish_folder
 from whisper_eas.tokenizer import WhisperTokenizer
 
 MIN_OPSET = 17  # LayerNormalization; ScatterElements(reduction=add) for merged frames needs 16
-DECODER_EXPORT_VERSION = "3"  # bump when the decoder graphs change for the same weights
 EXAMPLE_BATCH = 2  # traced example sizes: distinct from every model dimension on purpose
 EXAMPLE_FRAMES = 37
 EXAMPLE_PAST, EXAMPLE_NEW = 5, 3

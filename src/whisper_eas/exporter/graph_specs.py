@@ -24,6 +24,9 @@ from typing import Any
 from whisper_eas.config import PruneConfig
 from whisper_eas.tokenizer import is_multilingual
 
+DECODER_EXPORT_VERSION = "3"  # bump when the decoder graphs change for the same weights (cache keys read it)
+ALIGN_FILE = "align.onnx"  # the word-alignment graph (`align_graph.py`), beside the graphs below
+
 N_MEL_FRAMES = 3000  # log-mel frames in a 30 s window
 SPEECH_BOUNDS = "speech_bounds"  # prune input of configs that read the audio, computed on the host
 BATCH = "batch"

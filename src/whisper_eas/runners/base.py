@@ -1,7 +1,9 @@
 """One interface for every backend: encode windows, then decode them over a KV cache.
 
 A runner is built for one model and one prune config. `encode(mel, dense=True)` always exists:
-the quality guard re-runs degenerate windows dense on the same runner.
+the quality guard re-runs degenerate windows dense on the same runner. Features, kept frame
+indices, tokens and logits cross this interface as NumPy arrays (the ONNX Runtime path imports no
+PyTorch); the encoder output stays in the backend's own arrays (torch tensors on a GPU).
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
-import torch
 
 from whisper_eas.config import PruneConfig
 from whisper_eas.decoding import DecoderSession
@@ -20,12 +21,13 @@ from whisper_eas.tokenizer import WhisperTokenizer
 
 @dataclass
 class EncodedBatch:
-    """Encoder output for B windows: backend-native hidden [B, K, D] and kept frame indices [B, K]."""
+    """Encoder output for B windows: backend-native hidden [B, K, D] and kept frame indices [B, K]
+    (int64 array)."""
 
     hidden: Any
-    kept: torch.Tensor | None  # None when dense
+    kept: np.ndarray | None  # None when dense
     n_frames: int
-    frame_mask: torch.Tensor | None = None  # [B, K] bool, True = a real frame (`padded`); None: all are
+    frame_mask: Any = None  # [B, K] bool torch tensor, True = a real frame (`padded`); None: all are
 
     @property
     def batch(self) -> int:
@@ -37,10 +39,10 @@ class EncodedBatch:
 
     def select(self, rows: list[int]) -> "EncodedBatch":
         """A sub-batch (windows that need a re-run, or one file's windows)."""
-        index = torch.as_tensor(rows, dtype=torch.long)
-        hidden = self.hidden[index.to(self.hidden.device)] if isinstance(self.hidden, torch.Tensor) else self.hidden[rows]
-        kept = self.kept[index] if self.kept is not None else None
-        mask = self.frame_mask[index] if self.frame_mask is not None else None
+        rows = list(rows)  # numpy arrays and torch tensors (on any device) alike take a list of rows
+        hidden = self.hidden[rows]
+        kept = self.kept[rows] if self.kept is not None else None
+        mask = self.frame_mask[rows] if self.frame_mask is not None else None
         return EncodedBatch(hidden, kept, self.n_frames, mask)
 
     @staticmethod
@@ -51,8 +53,13 @@ class EncodedBatch:
         if any(p.frame_mask is not None for p in parts):
             return EncodedBatch.padded(parts)
         hiddens = [p.hidden for p in parts]
-        hidden = torch.cat(hiddens) if isinstance(hiddens[0], torch.Tensor) else np.concatenate(hiddens)
-        kept = None if parts[0].kept is None else torch.cat([p.kept for p in parts])
+        if isinstance(hiddens[0], np.ndarray):
+            hidden = np.concatenate(hiddens)
+        else:
+            import torch
+
+            hidden = torch.cat(hiddens)
+        kept = None if parts[0].kept is None else np.concatenate([p.kept for p in parts])
         return EncodedBatch(hidden, kept, parts[0].n_frames)
 
     @staticmethod
@@ -61,21 +68,23 @@ class EncodedBatch:
         frames up to the longest, and a `frame_mask` that keeps cross-attention off the padding.
         Lets one decoder pass serve several prune configs (the search) or adaptive windows; the
         decoder's weights are then read once per step for all of them."""
+        import torch
+
         longest = max(p.n_kept for p in parts)
         hidden, kept, masks = [], [], []
         for part in parts:
             pad = longest - part.n_kept
             hidden.append(torch.nn.functional.pad(part.hidden, (0, 0, 0, pad)))
-            index = part.kept if part.kept is not None else torch.arange(part.n_kept).expand(part.batch, -1)
-            kept.append(torch.nn.functional.pad(index, (0, pad), value=-1))
+            index = part.kept if part.kept is not None else np.broadcast_to(np.arange(part.n_kept), (part.batch, part.n_kept))
+            kept.append(np.pad(index, ((0, 0), (0, pad)), constant_values=-1))
             mask = torch.ones(part.batch, part.n_kept, dtype=torch.bool, device=part.hidden.device)
             if part.frame_mask is not None:
                 mask = part.frame_mask.to(torch.bool)
             masks.append(torch.nn.functional.pad(mask, (0, pad), value=False))
-        return EncodedBatch(torch.cat(hidden), torch.cat(kept), parts[0].n_frames, torch.cat(masks))
+        return EncodedBatch(torch.cat(hidden), np.concatenate(kept), parts[0].n_frames, torch.cat(masks))
 
 
-def encode_in_chunks(encode: Callable[[torch.Tensor], EncodedBatch], mel: torch.Tensor, rows: int | None,
+def encode_in_chunks(encode: Callable[[np.ndarray], EncodedBatch], mel: np.ndarray, rows: int | None,
                      prune: PruneConfig | None, dense: bool) -> EncodedBatch:
     """Encode `rows` windows at a time and concatenate.
 
@@ -108,8 +117,9 @@ class Runner(ABC):
         """Release sessions or engines (no-op where nothing is held)."""
 
     @abstractmethod
-    def encode(self, mel: torch.Tensor, dense: bool = False) -> EncodedBatch:
-        """mel [B, n_mels, 3000] -> encoder output, pruned by `self.prune` unless `dense`."""
+    def encode(self, mel: np.ndarray, dense: bool = False) -> EncodedBatch:
+        """mel [B, n_mels, 3000] (an array, or a torch tensor) -> encoder output, pruned by
+        `self.prune` unless `dense`."""
 
     @abstractmethod
     def decoder(self, encoded: EncodedBatch, group: int = 1) -> DecoderSession:

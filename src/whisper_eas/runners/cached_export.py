@@ -53,7 +53,7 @@ def export_key(model: str | Path, prune: PruneConfig | None, precision: str) -> 
     """Everything a cached folder depends on: model (name, or folder and its files' sizes and times),
     config, precision, exporter versions."""
     from whisper_eas.checkpoints.registry import EMBEDDED_MODELS, resolve_model
-    from whisper_eas.exporter.export import DECODER_EXPORT_VERSION
+    from whisper_eas.exporter.graph_specs import DECODER_EXPORT_VERSION
     from whisper_eas.exporter.quantize import QUANTIZE_VERSION
 
     parts = [CACHE_FORMAT, DECODER_EXPORT_VERSION, QUANTIZE_VERSION, precision,
@@ -103,9 +103,8 @@ def _label(model: str | Path, prune: PruneConfig | None, precision: str) -> str:
 
 def cached_export(model: str | Path, prune: PruneConfig | None, precision: str = "int8",
                   progress: Callable[[str], None] | None = None) -> CachedExport:
-    """The cached export folder for (model, prune, precision), exporting it on first use."""
-    from whisper_eas.exporter.export import export_model
-
+    """The cached export folder for (model, prune, precision), exporting it on first use (which
+    imports PyTorch; reading a cached folder does not)."""
     label = _label(model, prune, precision)
     folder = cache_folder(export_key(model, prune, precision))
     if _usable(folder):
@@ -114,6 +113,8 @@ def cached_export(model: str | Path, prune: PruneConfig | None, precision: str =
     say(f"exporting {label} ONNX graphs into {folder} (first run only; later runs reuse them)")
     private = folder.with_name(f".{folder.name}.{os.getpid()}")
     shutil.rmtree(private, ignore_errors=True)
+    from whisper_eas.exporter.export import export_model
+
     try:
         export_model(model, prune, private, precision=precision)
         private.parent.mkdir(parents=True, exist_ok=True)

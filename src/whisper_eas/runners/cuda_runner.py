@@ -14,12 +14,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from whisper_eas.config import PruneConfig
 from whisper_eas.errors import ConfigError
 from whisper_eas.runners.base import EncodedBatch
-from whisper_eas.runners.torch_runner import HFModelRunner
+from whisper_eas.runners.torch_runner import HFModelRunner, device_index, host_logits
 from whisper_eas.sparsify import find_encoder
 from whisper_eas.static_graphs import HEAD_PRECISIONS, GraphedCall, StaticDecoderStep, StaticEncoder, encoder_head
 from whisper_eas.tokenizer import WhisperTokenizer
@@ -92,8 +93,10 @@ class CudaGraphSession:
             dst[:, :, :, : src.shape[3]].copy_(src)
         self.graph = new
 
-    def step(self, tokens: torch.Tensor, positions: Sequence[int] | None = None) -> torch.Tensor:
+    @torch.inference_mode()
+    def step(self, tokens: np.ndarray, positions: Sequence[int] | None = None) -> np.ndarray:
         wanted = range(tokens.shape[1]) if positions is None else positions
+        tokens = device_index(tokens, self.graph.tokens.device)
         logits = {}
         for j in range(tokens.shape[1]):
             if self.offset >= self.graph.positions:
@@ -104,10 +107,11 @@ class CudaGraphSession:
             if j in wanted:  # the graph's output buffer is overwritten by the next token
                 logits[j] = out[: self.rows].clone()
             self.offset += 1
-        return torch.cat([logits[j] for j in wanted], dim=1)
+        return host_logits(torch.cat([logits[j] for j in wanted], dim=1))
 
-    def reorder(self, index: torch.Tensor) -> None:
-        index = index.to(self.graph.self_k.device)
+    @torch.inference_mode()
+    def reorder(self, index: np.ndarray) -> None:
+        index = device_index(index, self.graph.self_k.device)
         if self.padded > self.rows:  # padding rows stay where they are
             index = torch.cat([index, torch.arange(self.rows, self.padded, device=index.device)])
         for buf in (self.graph.self_k, self.graph.self_v):
@@ -163,8 +167,9 @@ class CudaGraphRunner(HFModelRunner):
         return self._encoders[key]
 
     @torch.inference_mode()
-    def encode(self, mel: torch.Tensor, dense: bool = False) -> EncodedBatch:
+    def encode(self, mel: np.ndarray, dense: bool = False) -> EncodedBatch:
         self.load()
+        mel = torch.as_tensor(mel)
         head = self.head is not None and not dense  # the head takes the mel in its own dtype
         rows = mel.shape[0]
         mel = _pad_rows(mel.to(self.device, self.head.dtype if head else self.dtype), row_bucket(rows))
@@ -172,7 +177,7 @@ class CudaGraphRunner(HFModelRunner):
         hidden = call(mel)[:rows].clone()
         kept = None
         if module.pruner is not None and module.pruner.record.kept is not None:
-            kept = module.pruner.record.kept[:rows].clone().cpu()
+            kept = module.pruner.record.kept[:rows].cpu().numpy()
         return EncodedBatch(hidden, kept, n_frames=self.model.config.max_source_positions)
 
     def cross_buffers(self, rows: int, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -196,6 +201,7 @@ class CudaGraphRunner(HFModelRunner):
         if encoded.frame_mask is not None:
             raise ConfigError(f"{self.backend}: padded batches (EncodedBatch.padded) decode on the pytorch runner only")
         self.load()
-        hidden = encoded.hidden.repeat_interleave(group, dim=0) if group > 1 else encoded.hidden
+        hidden = torch.as_tensor(encoded.hidden)
+        hidden = hidden.repeat_interleave(group, dim=0) if group > 1 else hidden
         cross_k, cross_v = self.cross_module(hidden)
         return CudaGraphSession(self, cross_k, cross_v)

@@ -34,6 +34,7 @@ class EngineCall:
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         self.host_inputs = {n for n in names if engine.is_shape_inference_io(n)}  # shape tensors live on the host
 
+    @torch.inference_mode()  # as the decoding loop ran before it moved to NumPy
     def infer(self, feed: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         feed = {k: v.cpu() if k in self.host_inputs else v.contiguous() for k, v in feed.items()}
         outputs = self.runner.infer(feed, check_inputs=False, copy_outputs_to_host=False)
@@ -63,4 +64,4 @@ def load_engine_graphs(export: ExportManifest, device: str = "cuda", verify: boo
             call.close()
 
     info = dict(tensorrt=manifest.platform.tensorrt, gpu=manifest.platform.gpu, prune_form=manifest.prune_form)
-    return LoadedGraphs(export, calls, device, info, close)
+    return LoadedGraphs(export, calls, device, info, close, to_device=lambda x: torch.as_tensor(x).to(device))

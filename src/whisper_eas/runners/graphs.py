@@ -2,7 +2,8 @@
 
 A loader (`onnx_graphs.load_onnx_graphs`, `engine_graphs.load_engine_graphs`) turns a folder into
 `LoadedGraphs`: the export manifest, the tokenizer and one `GraphCall` per graph, each a plain
-`infer(feed) -> dict` over torch tensors. `GraphRunner` drives them: encoder head -> prune ->
+`infer(feed) -> dict` over the backend's arrays (NumPy for ONNX Runtime, torch tensors on the GPU
+for TensorRT: this module imports no PyTorch and treats both alike). `GraphRunner` drives them: encoder head -> prune ->
 tail (`dense=True`: head -> tail on all frames), cross keys/values once per window, then one
 decoder-step call per step with one self-attention cache tensor per layer. The ONNX Runtime runner
 keeps its IO-binding decoder session as a specialisation (`ort_runner.OrtRunner`).
@@ -15,69 +16,85 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
-import torch
+import numpy as np
 
 from whisper_eas.errors import ConfigError
 from whisper_eas.exporter.graph_specs import SPEECH_BOUNDS
 from whisper_eas.exporter.manifest import TOKENIZER, ExportManifest
+from whisper_eas.features import speech_bounds
 from whisper_eas.runners.base import EncodedBatch, Runner, encode_in_chunks
-from whisper_eas.selection import speech_bounds
 from whisper_eas.tokenizer import WhisperTokenizer
 
 
 class GraphCall(Protocol):
-    """One loaded graph: named torch tensors in, named torch tensors out."""
+    """One loaded graph: named arrays in, named arrays out (the backend's own kind)."""
 
-    def infer(self, feed: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]: ...
+    def infer(self, feed: dict[str, Any]) -> dict[str, Any]: ...
+
+
+def host_array(value: Any) -> np.ndarray:
+    """A NumPy array of a backend array (a torch tensor is copied off its device)."""
+    return value if isinstance(value, np.ndarray) else value.detach().cpu().numpy()
+
+
+def _repeat(value: Any, times: int, axis: int) -> Any:
+    """Each index of `axis` repeated `times` times, for NumPy arrays and torch tensors."""
+    if isinstance(value, np.ndarray):
+        return np.repeat(value, times, axis=axis)
+    return value.repeat_interleave(times, dim=axis)
 
 
 @dataclass
 class LoadedGraphs:
-    """What a loader returns: one call per graph of `export`, on `device`."""
+    """What a loader returns: one call per graph of `export`, on `device`; `to_device` turns a
+    NumPy array (or an array of the backend's kind) into what the calls take."""
 
     export: ExportManifest
     calls: dict[str, GraphCall]
     device: str = "cpu"
     info: dict = field(default_factory=dict)  # backend facts for `describe()` (TensorRT version, GPU...)
     close: Callable[[], None] = lambda: None
+    to_device: Callable[[Any], Any] = np.ascontiguousarray
 
 
 class GraphDecoderSession:
     """Decoding state of one batch: per-layer self cache as tensors, cross k/v fixed per window."""
 
-    def __init__(self, step: GraphCall, cross_k: torch.Tensor, cross_v: torch.Tensor, takes_positions: bool = True):
-        self.step_graph = step
+    def __init__(self, step: GraphCall, cross_k: Any, cross_v: Any, takes_positions: bool = True,
+                 to_device: Callable[[Any], Any] = np.ascontiguousarray):
+        self.step_graph, self.to_device = step, to_device
         self.takes_positions = takes_positions  # exports before `logit_positions` project every position
         self.n_layers = cross_k.shape[0]
         layers = range(self.n_layers)
         self.cross = {**{f"cross_k_{i}": cross_k[i] for i in layers}, **{f"cross_v_{i}": cross_v[i] for i in layers}}
-        rows, heads, _, head_dim = cross_k.shape[1:]
-        # zero positions, but a real address: TensorRT rejects null pointers for empty tensors
-        empty = torch.zeros(rows, heads, 1, head_dim, device=cross_k.device, dtype=cross_k.dtype)[:, :, :0]
+        # zero positions [rows, heads, 0, head_dim], but a real address (a view of the cross keys):
+        # TensorRT rejects null pointers for empty tensors
+        empty = cross_k[0, :, :, :1][:, :, :0]
         self.cache = {f"self_{kv}_{i}": empty for kv in "kv" for i in layers}
         self.offset = 0
 
-    def step(self, tokens: torch.Tensor, positions: Sequence[int] | None = None) -> torch.Tensor:
-        device = next(iter(self.cross.values())).device
-        wanted = torch.tensor(range(tokens.shape[1]) if positions is None else positions, device=device)
-        feed = {"tokens": tokens.to(device, torch.long), "offset": torch.tensor(self.offset, device=device),
-                **({"logit_positions": wanted} if self.takes_positions else {}), **self.cache, **self.cross}
+    def step(self, tokens: np.ndarray, positions: Sequence[int] | None = None) -> np.ndarray:
+        wanted = np.array(range(tokens.shape[1]) if positions is None else positions, np.int64)
+        feed = {"tokens": self.to_device(np.asarray(tokens, np.int64)),
+                "offset": self.to_device(np.array(self.offset, np.int64)),
+                **({"logit_positions": self.to_device(wanted)} if self.takes_positions else {}),
+                **self.cache, **self.cross}
         outputs = self.step_graph.infer(feed)
         self.cache = {name: outputs[f"new_{name}"] for name in self.cache}
         self.offset += tokens.shape[1]
-        logits = outputs["logits"]
-        return logits if self.takes_positions or positions is None else logits[:, wanted.to(logits.device)]
+        logits = host_array(outputs["logits"]).astype(np.float32, copy=False)
+        return logits if self.takes_positions or positions is None else logits[:, wanted]
 
-    def reorder(self, index: torch.Tensor) -> None:
-        index = index.to(next(iter(self.cache.values())).device)
-        self.cache = {name: value.index_select(0, index) for name, value in self.cache.items()}
+    def reorder(self, index: np.ndarray) -> None:
+        index = self.to_device(np.asarray(index, np.int64))
+        self.cache = {name: value[index] for name, value in self.cache.items()}
 
-    def select(self, rows: torch.Tensor) -> None:
+    def select(self, rows: np.ndarray) -> None:
         self.reorder(rows)
-        rows = rows.to(next(iter(self.cross.values())).device)
-        self.cross = {name: value.index_select(0, rows) for name, value in self.cross.items()}
+        rows = self.to_device(np.asarray(rows, np.int64))
+        self.cross = {name: value[rows] for name, value in self.cross.items()}
 
 
 class GraphRunner(Runner):
@@ -114,54 +131,57 @@ class GraphRunner(Runner):
             raise ConfigError(f"{self.export.directory}: exported with a static batch of {static}, got {rows} rows "
                              "(export with --batch dynamic, or feed that many windows)")
 
-    @torch.inference_mode()
-    def encode(self, mel: torch.Tensor, dense: bool = False) -> EncodedBatch:
+    def encode(self, mel: np.ndarray, dense: bool = False) -> EncodedBatch:
         self._check_batch(mel.shape[0])
         rows = self.encoder_batch if isinstance(self.export.batch, str) else None  # static: as exported
         return encode_in_chunks(lambda m: self._encode(m, dense), mel, rows, self.prune, dense)
 
-    def _encode(self, mel: torch.Tensor, dense: bool) -> EncodedBatch:
+    def _to_device(self, value: Any) -> Any:
+        return self.load()._graphs.to_device(value)
+
+    def _encode(self, mel: np.ndarray, dense: bool) -> EncodedBatch:
         graphs = self.graphs
-        head = graphs["encoder_head"].infer({"mel": mel.to(self.device, torch.float32)})
+        head = graphs["encoder_head"].infer({"mel": self._to_device(np.asarray(mel, np.float32))})
         hidden, kept = head["head_hidden"], None
         if self.prune is not None and not dense:
             names = self.export.graphs["prune"].input_names
             if SPEECH_BOUNDS in names:  # the audio's extent, from the features as the PyTorch hooks read it
                 return self._encode_regions(mel, head, names)
             pruned = graphs["prune"].infer({name: head[name] for name in names})
-            hidden, kept = pruned["kept_hidden"], pruned["kept_index"].cpu()
+            hidden, kept = pruned["kept_hidden"], host_array(pruned["kept_index"])
         hidden = graphs["encoder_tail"].infer({"tail_input": hidden})["encoder_hidden"]
         return EncodedBatch(hidden, kept, n_frames=self.dims.n_frames)
 
-    def _encode_regions(self, mel: torch.Tensor, head: dict, names: list[str]) -> EncodedBatch:
+    def _encode_regions(self, mel: np.ndarray, head: dict, names: list[str]) -> EncodedBatch:
         """Prune graphs that take `speech_bounds` keep a count per window: one window at a time
         (a batch of unequal counts comes back padded, which only the PyTorch decoder takes)."""
         graphs, parts = self.graphs, []
-        bounds = speech_bounds(mel.cpu()).to(self.device)
+        bounds = self._to_device(speech_bounds(np.asarray(mel, np.float32)))
         for row in range(mel.shape[0]):
             feed = {name: head[name][row : row + 1] for name in names if name != SPEECH_BOUNDS}
             pruned = graphs["prune"].infer({**feed, SPEECH_BOUNDS: bounds[row : row + 1]})
             hidden = graphs["encoder_tail"].infer({"tail_input": pruned["kept_hidden"]})["encoder_hidden"]
-            parts.append(EncodedBatch(hidden, pruned["kept_index"].cpu(), n_frames=self.dims.n_frames))
+            parts.append(EncodedBatch(hidden, host_array(pruned["kept_index"]), n_frames=self.dims.n_frames))
         if len({part.n_kept for part in parts}) > 1:
             return EncodedBatch.padded(parts)
         return EncodedBatch.concat(parts)
 
-    @torch.inference_mode()
     def decoder(self, encoded: EncodedBatch, group: int = 1):
         if encoded.frame_mask is not None:
             raise ConfigError(f"{self.backend}: padded batches (EncodedBatch.padded) decode on the pytorch runner only")
-        hidden = torch.as_tensor(encoded.hidden).to(self.device, torch.float32)
-        cross = self.graphs["decoder_cross"].infer({"encoder_hidden": hidden})
+        hidden = encoded.hidden
+        hidden = np.asarray(hidden, np.float32) if isinstance(hidden, np.ndarray) else hidden.float()
+        cross = self.graphs["decoder_cross"].infer({"encoder_hidden": self._to_device(hidden)})
         cross_k, cross_v = cross["cross_k"], cross["cross_v"]
         if group > 1:  # project once per window, then repeat the keys/values per beam
-            cross_k, cross_v = cross_k.repeat_interleave(group, dim=1), cross_v.repeat_interleave(group, dim=1)
+            cross_k, cross_v = _repeat(cross_k, group, 1), _repeat(cross_v, group, 1)
         self._check_batch(cross_k.shape[1])
         return self._session(cross_k, cross_v)
 
-    def _session(self, cross_k: torch.Tensor, cross_v: torch.Tensor):
+    def _session(self, cross_k: Any, cross_v: Any):
         takes_positions = "logit_positions" in self.export.graphs["decoder_step"].input_names
-        return GraphDecoderSession(self.graphs["decoder_step"], cross_k, cross_v, takes_positions)
+        return GraphDecoderSession(self.graphs["decoder_step"], cross_k, cross_v, takes_positions,
+                                   self._graphs.to_device)
 
     def close(self) -> None:
         if self._graphs is not None:

@@ -1,7 +1,6 @@
 """Loader: an export folder's ONNX graphs as ONNX Runtime sessions behind `GraphCall`.
 
-Each call takes and returns torch tensors; on the CPU the conversions to and from NumPy share
-memory (no copies).
+Each call takes and returns NumPy arrays: the ONNX Runtime path imports no PyTorch.
 """
 
 from __future__ import annotations
@@ -9,7 +8,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 
 from whisper_eas.deps import require
 from whisper_eas.exporter.manifest import ExportError, ExportManifest
@@ -56,17 +54,17 @@ def load_session(manifest: ExportManifest, graph: str, options: Any, providers: 
 
 
 class OrtGraph:
-    """One ONNX Runtime session: a dict of torch tensors in, a dict of torch tensors out."""
+    """One ONNX Runtime session: a dict of arrays in, a dict of arrays out."""
 
     def __init__(self, session: Any):
         self.session = session
         self.outputs = [o.name for o in session.get_outputs()]
         self.calls = 0
 
-    def infer(self, feed: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         self.calls += 1
-        arrays = {name: np.ascontiguousarray(value.detach().cpu().numpy()) for name, value in feed.items()}
-        return {name: torch.from_numpy(value) for name, value in zip(self.outputs, self.session.run(None, arrays))}
+        arrays = {name: np.ascontiguousarray(value) for name, value in feed.items()}
+        return dict(zip(self.outputs, self.session.run(None, arrays)))
 
 
 def load_onnx_graphs(manifest: ExportManifest, threads: int | None = None, providers: list[str] | None = None,

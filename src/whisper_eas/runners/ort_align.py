@@ -11,13 +11,13 @@ import weakref
 from typing import Any, Callable
 
 import numpy as np
-import torch
 
-from whisper_eas.exporter.align_graph import ALIGN_FILE
+from whisper_eas.exporter.graph_specs import ALIGN_FILE
 from whisper_eas.exporter.manifest import ExportError, file_inside
 
-# hidden [1, K, D] and the token sequence -> alignment heads' raw scores [H, T, K], logits [T, V]
-Attention = Callable[[torch.Tensor, list[int]], tuple[torch.Tensor, torch.Tensor]]
+# hidden [1, K, D] (the runner's array) and the token sequence -> the alignment heads' raw scores
+# [H, T, K] and logits [T, V], float32 NumPy arrays
+Attention = Callable[[Any, list[int]], tuple[np.ndarray, np.ndarray]]
 
 _SESSIONS: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
 
@@ -43,10 +43,9 @@ def ort_attention(runner: Any) -> Attention:
             raise ExportError(f"{path}: ONNX Runtime cannot load it ({str(error).splitlines()[0]})") from None
         _SESSIONS[runner] = session
 
-    def attend(hidden: torch.Tensor, tokens: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        feed = {"tokens": np.array([tokens], dtype=np.int64),
-                "hidden": np.ascontiguousarray(hidden.detach().float().cpu().numpy())}
+    def attend(hidden: np.ndarray, tokens: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        feed = {"tokens": np.array([tokens], dtype=np.int64), "hidden": np.ascontiguousarray(hidden, np.float32)}
         scores, logits = session.run(None, feed)
-        return torch.from_numpy(scores), torch.from_numpy(logits)
+        return scores, logits
 
     return attend

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
 
 from whisper_eas.exporter.manifest import ExportManifest
 from whisper_eas.runners.graphs import GraphRunner
@@ -41,12 +40,12 @@ class OrtDecoderSession:
         # exports before `logit_positions` project every position (sliced here)
         self._takes_positions = "logit_positions" in {i.name for i in session.get_inputs()}
 
-    def step(self, tokens: torch.Tensor, positions: Sequence[int] | None = None) -> torch.Tensor:
+    def step(self, tokens: np.ndarray, positions: Sequence[int] | None = None) -> np.ndarray:
         binding = self._binding
         binding.clear_binding_inputs()
         binding.clear_binding_outputs()
         wanted = np.arange(tokens.shape[1], dtype=np.int64) if positions is None else np.array(positions, np.int64)
-        binding.bind_cpu_input("tokens", np.ascontiguousarray(tokens.cpu().numpy(), dtype=np.int64))
+        binding.bind_cpu_input("tokens", np.ascontiguousarray(tokens, dtype=np.int64))
         binding.bind_cpu_input("offset", np.array(self.offset, dtype=np.int64))
         if self._takes_positions:
             binding.bind_cpu_input("logit_positions", wanted)
@@ -59,16 +58,15 @@ class OrtDecoderSession:
         self.cache = dict(zip(self.cache, caches))  # new_self_k_i / new_self_v_i in input order
         self.offset += tokens.shape[1]
         logits = logits.numpy()
-        return torch.from_numpy(logits if self._takes_positions or positions is None else logits[:, wanted])
+        return logits if self._takes_positions or positions is None else logits[:, wanted]
 
-    def reorder(self, index: torch.Tensor) -> None:
+    def reorder(self, index: np.ndarray) -> None:
         self.cache = self._gather(self.cache, index)
 
-    def select(self, rows: torch.Tensor) -> None:
+    def select(self, rows: np.ndarray) -> None:
         self.cache, self.cross = self._gather(self.cache, rows), self._gather(self.cross, rows)
 
-    def _gather(self, values: dict, index: torch.Tensor) -> dict:
-        rows = index.cpu().numpy()
+    def _gather(self, values: dict, rows: np.ndarray) -> dict:
         value = self._ort.OrtValue.ortvalue_from_numpy
         return {name: value(np.ascontiguousarray(v.numpy()[rows])) for name, v in values.items()}
 
@@ -83,7 +81,6 @@ class OrtRunner(GraphRunner):
     """
 
     backend = "onnxruntime"
-    host_threads = 1  # torch only runs the decoding loop's logits bookkeeping (see runners.host_threads)
 
     def __init__(
         self,
@@ -102,7 +99,7 @@ class OrtRunner(GraphRunner):
     def manifest(self) -> ExportManifest:
         return self.export
 
-    def _session(self, cross_k: torch.Tensor, cross_v: torch.Tensor) -> OrtDecoderSession:
+    def _session(self, cross_k: np.ndarray, cross_v: np.ndarray) -> OrtDecoderSession:
         d = self.dims
         empty = np.zeros((cross_k.shape[1], d.decoder_heads, 0, d.decoder_head_dim), np.float32)
-        return OrtDecoderSession(self.graphs["decoder_step"].session, (cross_k.numpy(), cross_v.numpy()), empty)
+        return OrtDecoderSession(self.graphs["decoder_step"].session, (cross_k, cross_v), empty)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from whisper_eas.checkpoints.loading import load_whisper, load_whisper_config
@@ -14,6 +15,16 @@ from whisper_eas.decoder_step import DecoderCrossKV, DecoderStep, empty_self_cac
 from whisper_eas.runners.base import EncodedBatch, Runner
 from whisper_eas.sparsify import sparsified
 from whisper_eas.tokenizer import WhisperTokenizer
+
+
+def host_logits(logits: torch.Tensor) -> np.ndarray:
+    """A step's logits for the shared decoding loop (NumPy, float32, on the host)."""
+    return logits.detach().float().cpu().numpy()
+
+
+def device_index(index: np.ndarray, device) -> torch.Tensor:
+    """Rows (tokens, beam sources, kept rows) from the decoding loop, on the model's device."""
+    return torch.from_numpy(np.ascontiguousarray(index, dtype=np.int64)).to(device)
 
 
 class TorchDecoderSession:
@@ -27,21 +38,26 @@ class TorchDecoderSession:
         self.offset = 0
 
     @torch.inference_mode()
-    def step(self, tokens: torch.Tensor, positions: Sequence[int] | None = None) -> torch.Tensor:
-        offset = torch.tensor(self.offset, device=tokens.device)
-        wanted = None if positions is None else torch.tensor(positions, device=tokens.device)
+    def step(self, tokens: np.ndarray, positions: Sequence[int] | None = None) -> np.ndarray:
+        device = self.cross_k.device
+        tokens = device_index(tokens, device)
+        offset = torch.tensor(self.offset, device=device)
+        wanted = None if positions is None else torch.tensor(positions, device=device)
         logits, self.self_k, self.self_v = self.step_module(
             tokens, offset, self.self_k, self.self_v, self.cross_k, self.cross_v, self.cross_mask, wanted
         )
         self.offset += tokens.shape[1]
-        return logits
+        return host_logits(logits)
 
-    def reorder(self, index: torch.Tensor) -> None:
+    @torch.inference_mode()
+    def reorder(self, index: np.ndarray) -> None:
+        index = device_index(index, self.self_k.device)
         self.self_k, self.self_v = self.self_k[:, index], self.self_v[:, index]
 
-    def select(self, rows: torch.Tensor) -> None:
-        rows = rows.to(self.self_k.device)
+    @torch.inference_mode()
+    def select(self, rows: np.ndarray) -> None:
         self.reorder(rows)
+        rows = device_index(rows, self.self_k.device)
         self.cross_k, self.cross_v = self.cross_k[:, rows], self.cross_v[:, rows]
         if self.cross_mask is not None:
             self.cross_mask = self.cross_mask[rows]
@@ -108,18 +124,18 @@ class TorchRunner(HFModelRunner):
         self.step_module = DecoderStep(self.model).eval()
 
     @torch.inference_mode()
-    def encode(self, mel: torch.Tensor, dense: bool = False) -> EncodedBatch:
+    def encode(self, mel: np.ndarray, dense: bool = False) -> EncodedBatch:
         self.load()
-        mel = mel.to(self.device, self.dtype)
+        mel = torch.as_tensor(mel).to(self.device, self.dtype)
         with sparsified(self.model, None if dense else self.prune) as record:
             hidden = self.model.model.encoder(mel).last_hidden_state
-        kept = record.kept.cpu() if record.kept is not None else None
+        kept = record.kept.cpu().numpy() if record.kept is not None else None
         return EncodedBatch(hidden, kept, n_frames=self.model.config.max_source_positions)
 
     @torch.inference_mode()
     def decoder(self, encoded: EncodedBatch, group: int = 1) -> TorchDecoderSession:
         self.load()
-        hidden, mask = encoded.hidden, encoded.frame_mask
+        hidden, mask = torch.as_tensor(encoded.hidden), encoded.frame_mask  # (another runner's arrays too)
         if group > 1:
             hidden = hidden.repeat_interleave(group, dim=0)
             mask = mask.repeat_interleave(group, dim=0) if mask is not None else None

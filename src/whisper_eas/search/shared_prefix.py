@@ -63,4 +63,4 @@ class DenseStates:
         config.check_model(len(self.encoder.layers))
         x, kept = prune_hidden(self.states[config.layer], self.scores(config), config, self.bounds)
         x = run_blocks(self.encoder.layers[config.layer :], x)
-        return EncodedBatch(self.encoder.layer_norm(x), kept.cpu(), self.n_frames)
+        return EncodedBatch(self.encoder.layer_norm(x), kept.cpu().numpy(), self.n_frames)

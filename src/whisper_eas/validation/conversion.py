@@ -66,7 +66,7 @@ def check_conversion(checkpoint: str | Path, ct2_dir: str | Path, utterances: li
     for first in range(0, len(utterances), batch_size):
         batch = utterances[first : first + batch_size]
         audio = [load_audio(u.path) for u in batch]
-        mel = torch.stack([window_features(a, runner.n_mels) for a in audio])
+        mel = torch.from_numpy(np.stack([window_features(a, runner.n_mels) for a in audio]))
         encoded = runner.encode(mel, dense=True)
         ours = decode_encoded(runner, encoded, options, ["en"] * len(batch))
         theirs = reference.greedy_tokens(mel, prompt)

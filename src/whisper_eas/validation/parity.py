@@ -156,7 +156,7 @@ def mel_batches(manifest_tsv: str | Path, n_mels: int, limit: int | None = 4, ba
     if not utterances:
         raise InputError(f"{manifest_tsv}: no utterances to validate with")
     mels = [window_features(load_audio(u.path)[: 30 * 16000], n_mels) for u in utterances]
-    return [torch.stack(mels[i : i + batch]) for i in range(0, len(mels), batch)]
+    return [torch.from_numpy(np.stack(mels[i : i + batch])) for i in range(0, len(mels), batch)]
 
 
 def _reference_cases(manifest: ExportManifest, model, mels: Iterable[torch.Tensor]) -> dict[str, list[Case]]:
