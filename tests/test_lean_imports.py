@@ -2,7 +2,7 @@
 
 Features, decoding, word alignment, the VAD and the tokenizer run on NumPy, ONNX Runtime and
 `tokenizers`; only exporting (the first run), the PyTorch and CUDA runners, and the batched mode's
-region pruning import torch. Each check runs in a fresh interpreter (this one has torch loaded),
+region pruning by attention import torch (its default, the padding trim, is a NumPy slice). Each check runs in a fresh interpreter (this one has torch loaded),
 after the cached export it needs has been made here.
 """
 
@@ -50,6 +50,8 @@ with contextlib.redirect_stdout(out):
 text, backend = out.getvalue().strip(), "onnxruntime"
 """ + _REPORT
 
+CLI_BATCHED = CLI.replace('sys.argv[1]]', 'sys.argv[1], "--batched"]')
+
 SERVE = """
 import json, sys
 from starlette.testclient import TestClient
@@ -79,9 +81,10 @@ def cached_exports():
     for prune in (DEFAULT_PRUNE, shipped_config("tiny.en", serve=True)):
         runner = make_runner("auto", "tiny.en", prune, "cpu", load=False)
         assert runner.backend == "onnxruntime", runner.reason
+    assert make_runner("auto", "tiny.en", DEFAULT_PRUNE, "cpu", load=False, batched=True).backend == "onnxruntime"
 
 
-@pytest.mark.parametrize("driver", [API, CLI], ids=["api", "trt-transcribe"])
+@pytest.mark.parametrize("driver", [API, CLI, CLI_BATCHED], ids=["api", "trt-transcribe", "batched"])
 def test_ort_transcription_imports_no_torch(cached_exports, driver):
     report = _run(driver)
     assert report["backend"] == "onnxruntime"

@@ -163,13 +163,30 @@ def _bounds(mel: np.ndarray, content: list[int]) -> np.ndarray:
     return bounds
 
 
-def _encode_graphs(runner, mel: np.ndarray, bounds: np.ndarray, config: PruneConfig) -> EncodedBatch:
-    import torch
+def _keeps_whole_region(config: PruneConfig) -> bool:
+    """The padding trim (keep ratio 1, time order): a chunk's region is kept as it is, a slice
+    NumPy takes without PyTorch's selection code."""
+    return (config.padding == "drop" and config.keep_ratio == 1.0 and not config.merge
+            and config.strategy in ("uniform", "truncate"))
 
+
+def _encode_graphs(runner, mel: np.ndarray, bounds: np.ndarray, config: PruneConfig) -> EncodedBatch:
     from whisper_eas.runners.graphs import host_array
-    from whisper_eas.selection import prune_hidden
 
     graphs, parts = runner.graphs, []
+    if _keeps_whole_region(config):
+        for row in range(mel.shape[0]):
+            head = graphs["encoder_head"].infer({"mel": runner._to_device(np.asarray(mel[row : row + 1], np.float32))})
+            hidden = host_array(head["head_hidden"])
+            region = config.region_frames(int(bounds[row, 1]), hidden.shape[1])
+            part = np.ascontiguousarray(hidden[:, :region])
+            tail = graphs["encoder_tail"].infer({"tail_input": runner._to_device(part)})["encoder_hidden"]
+            parts.append(EncodedBatch(tail, np.arange(region, dtype=np.int64)[None], n_frames=N_FRAMES // 2))
+        return EncodedBatch.concat(parts)
+    import torch
+
+    from whisper_eas.selection import prune_hidden
+
     for row in range(mel.shape[0]):  # one window at a time is faster on a CPU (`encode_in_chunks`)
         head = graphs["encoder_head"].infer({"mel": runner._to_device(np.asarray(mel[row : row + 1], np.float32))})
         hidden = torch.as_tensor(head["head_hidden"])
