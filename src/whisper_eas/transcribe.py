@@ -33,6 +33,7 @@ from whisper_eas.results import Segment, TranscriptionResult, WindowInfo
 from whisper_eas.runners.base import Runner
 from whisper_eas.scheduler import Finished, run_lockstep
 from whisper_eas.vad import hears_speech, model_path, vad_available
+from whisper_eas.vad_gate import recording_windows, speech_stream
 from whisper_eas.window_decode import decode_windows
 
 AudioInput = str | Path | np.ndarray | BinaryIO  # a path, 16 kHz mono samples, or an open binary file
@@ -101,8 +102,9 @@ class Transcriber:
         self.batch_size = batch_size
         self.allow_partial = allow_partial  # transcribe what a truncated/corrupt file yields, with a warning
         self.batched = batched  # None: sequential, conditioned long-form (the default; batched_longform.py)
-        if batched is not None:
-            batched.check()
+        if batched is not None or self.longform.vad_filter:
+            if batched is not None:
+                batched.check()
             model_path()  # the optional VAD: one clear error up front, not one per file
         self.backend_reason: str | None = None  # why `backend="auto"` picked this runner
 
@@ -256,10 +258,15 @@ class Transcriber:
             stream = array_stream(_source(audio), audio, sample_rate)
             samples = next(stream.blocks(False), np.zeros(0, np.float32))
             checked = bool(samples.size) and bool(np.any(samples))  # empty / all-zero arrays: decoded as they are
+        speech_map = None
+        if self.longform.vad_filter and self.batched is None:
+            stream, speech_map = speech_stream(stream, checked)
+            checked = False
         state = LongformFile.from_stream(
             stream, self.runner.n_mels, self.runner.tokenizer, self.longform,
             language=self._fixed_language(), initial_prompt=tuple(self.options.prompt or ()), check=checked,
         )
+        state.speech_map = speech_map
         if self.longform.vad_check and vad_available():
             state.speech_check = hears_speech
         if self.longform.word_timestamps:
@@ -282,11 +289,13 @@ class Transcriber:
         info = self.runner.describe()
         timing = {"wall_s": round(wall_s, 4), "load_s": round(state.load_s, 4),
                   "windows": len(state.windows), "batch_size": self.batch_size}
+        windows = state.windows if state.speech_map is None else recording_windows(state.windows, state.speech_map)
         return TranscriptionResult(
             source=state.source, text=state.text, segments=state.segments, language=state.language,
             language_prob=state.language_prob,
-            duration_s=state.duration_s, model=info["model"], backend=info["backend"], device=info["device"],
-            prune=info["prune"], windows=state.windows, timing=timing, warnings=list(state.warnings),
+            duration_s=state.duration_s if state.speech_map is None else state.speech_map.duration_s,
+            model=info["model"], backend=info["backend"], device=info["device"],
+            prune=info["prune"], windows=windows, timing=timing, warnings=list(state.warnings),
             options=self.settings(),
         )
 
