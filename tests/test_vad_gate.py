@@ -79,14 +79,26 @@ def test_speech_without_silence_is_unchanged(tiny_runner, gated):
     """A clip that is speech throughout is decoded as without the gate (same text)."""
     from whisper_eas.transcribe import Transcriber
 
-    plain = Transcriber(tiny_runner, batch_size=1)
+    plain = Transcriber(tiny_runner, batch_size=1).with_settings(vad_filter=False)
     assert gated.transcribe(str(SENTENCE)).text == plain.transcribe(str(SENTENCE)).text
 
 
 @needs_vad
+def test_the_gate_is_the_default_where_the_vad_is_installed(tiny_runner):
+    """No setting named: a tone costs no window; vad_filter=False decodes it (and says nothing)."""
+    from whisper_eas.transcribe import Transcriber
+
+    transcriber = Transcriber(tiny_runner, batch_size=1)
+    tone = _non_speech()["440 Hz tone 10 s"]
+    assert transcriber.transcribe(tone).windows == []
+    assert len(transcriber.transcribe(tone, vad_filter=False).windows) == 1
+
+
+@needs_vad
 def test_cli_vad_filter(tmp_path):
-    """`trt-transcribe --vad-filter` prints nothing for a tone and the sentence for speech; a digital-
-    silence file is still the clear audio error it is without the gate."""
+    """`trt-transcribe` (the gate by default) prints nothing for a tone and the sentence for speech;
+    `--no-vad-filter` turns it off; a digital-silence file is still the clear audio error it is
+    without the gate."""
     from click.testing import CliRunner
 
     from whisper_eas.cli.transcribe_cmd import command
@@ -95,9 +107,11 @@ def test_cli_vad_filter(tmp_path):
     sf.write(tone, _non_speech()["440 Hz tone 10 s"], SR)
     zeros = tmp_path / "zeros.wav"
     sf.write(zeros, np.zeros(SR, np.float32), SR)
-    run = CliRunner().invoke(command, [str(tone), str(SENTENCE), "--vad-filter", "--backend", "pytorch"])
+    run = CliRunner().invoke(command, [str(tone), str(SENTENCE), "--backend", "pytorch"])
     assert run.exit_code == 0, run.output
     assert "danger trail" in run.stdout.lower() and "thanks" not in run.stdout.lower(), run.stdout
+    run = CliRunner().invoke(command, [str(SENTENCE), "--no-vad-filter", "--backend", "pytorch"])
+    assert run.exit_code == 0 and "danger trail" in run.stdout.lower(), run.output
     run = CliRunner().invoke(command, [str(zeros), "--vad-filter", "--backend", "pytorch"])
     assert run.exit_code == 1 and "digital silence" in run.output, run.output
 

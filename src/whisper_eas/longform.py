@@ -57,9 +57,9 @@ class LongformOptions:
     # detect the language of every window, not only the first (faster-whisper's multilingual=True):
     # a recording that changes language is decoded in each part's language; no effect when it is given
     multilingual: bool = False
-    # decode only the speech Silero VAD finds (faster-whisper's vad_filter): silence, tones and noise
-    # are never decoded; times are mapped back to the recording (`vad_gate.py`)
-    vad_filter: bool = False
+    # decode only the speech Silero VAD finds, where it is installed (faster-whisper's vad_filter):
+    # silence, tones and noise are never decoded; times are mapped back to the recording (`vad_gate.py`)
+    vad_filter: bool = True
 
     def __post_init__(self) -> None:
         self.check()

@@ -102,9 +102,8 @@ class Transcriber:
         self.batch_size = batch_size
         self.allow_partial = allow_partial  # transcribe what a truncated/corrupt file yields, with a warning
         self.batched = batched  # None: sequential, conditioned long-form (the default; batched_longform.py)
-        if batched is not None or self.longform.vad_filter:
-            if batched is not None:
-                batched.check()
+        if batched is not None:
+            batched.check()
             model_path()  # the optional VAD: one clear error up front, not one per file
         self.backend_reason: str | None = None  # why `backend="auto"` picked this runner
 
@@ -259,7 +258,7 @@ class Transcriber:
             samples = next(stream.blocks(False), np.zeros(0, np.float32))
             checked = bool(samples.size) and bool(np.any(samples))  # empty / all-zero arrays: decoded as they are
         speech_map = None
-        if self.longform.vad_filter and self.batched is None:
+        if self.longform.vad_filter and self.batched is None and vad_available():
             stream, speech_map = speech_stream(stream, checked)
             checked = False
         state = LongformFile.from_stream(

@@ -58,8 +58,8 @@ from whisper_eas.runners.factory import BACKEND_CHOICES
                    "the previous text and is usually a little more accurate. Needs whisper-eas[vad].")
 @click.option("--vad-filter/--no-vad-filter", default=None,
               help="Decode only the speech Silero VAD finds (faster-whisper's vad_filter): silence, tones and "
-                   "noise are skipped in one VAD pass, times stay the recording's [default: off]. Needs "
-                   "whisper-eas[vad]; --batched always cuts at the VAD's speech.")
+                   "noise are skipped in one VAD pass, times stay the recording's [default: on where "
+                   "whisper-eas[vad] is installed]. --batched always cuts at the VAD's speech.")
 @click.option("--vad-threshold", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
               help="--batched: speech probability from which a 32 ms window counts as speech [default: 0.5].")
 @click.option("--overwrite", is_flag=True, help="Redo files whose outputs already exist (default: skip them).")
@@ -110,6 +110,10 @@ def command(inputs, model, engine_dir, backend, device, dense, layer, keep_ratio
                     hallucination_silence_threshold=hallucination_silence_threshold, allow_partial=allow_partial,
                     batched=batched_options(batched, vad_threshold))
     if vad_filter is not None:
+        if vad_filter:
+            from whisper_eas.vad import model_path
+
+            model_path()  # asked for by name: one line saying what to install, not a silent no-op
         settings["vad_filter"] = vad_filter
     try:
         transcriber = Transcriber.from_model(model, prune, backend, device, engine_dir, **settings)
