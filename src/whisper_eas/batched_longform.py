@@ -52,6 +52,9 @@ class BatchedOptions:
     timestamps: bool = False  # decode timestamp tokens: segments within chunks (default: one per chunk)
     region_grid_s: float = 5.0  # speech regions of padded chunks are rounded up to this grid
     speech_floor_s: float = 10.0  # prune configs without padding="drop": region floor (issue 13)
+    # samples per fallback temperature (None: the decoding options' best_of, 5 by default): one
+    # sample per step keeps a chunk that falls back from holding its batch for seconds (issue 26)
+    fallback_best_of: int | None = 1
 
     def check(self) -> None:
         self.vad.check()
@@ -59,6 +62,8 @@ class BatchedOptions:
             raise ConfigError(f"chunk_s must be in [1, 30] seconds, got {self.chunk_s}")
         if not 0.0 < self.region_grid_s <= 30.0:
             raise ConfigError(f"region_grid_s must be in (0, 30], got {self.region_grid_s}")
+        if self.fallback_best_of is not None and self.fallback_best_of < 1:
+            raise ConfigError(f"fallback_best_of must be >= 1, got {self.fallback_best_of}")
 
 
 @dataclass(frozen=True)
@@ -251,6 +256,8 @@ def transcribe_batched(
     batched.check()
     chunks = make_chunks(audio, speech_spans(audio, batched.vad, vad), batched.chunk_s)
     decoding = replace(options, without_timestamps=not batched.timestamps)
+    if batched.fallback_best_of is not None:
+        decoding = replace(decoding, best_of=min(decoding.best_of or 1, batched.fallback_best_of))
     language, language_prob = options.language, None
     if language is None and runner.tokenizer.multilingual and chunks:
         language, language_prob = file_language(runner, _request(runner, chunks[0], options, longform).mel)

@@ -26,6 +26,7 @@ from whisper_eas.features import (FRAMES_PER_SECOND, HOP_LENGTH, INPUT_STRIDE, N
 from whisper_eas.hallucination import Window, last_word_end, skip_silence
 from whisper_eas.results import Segment, WindowInfo
 from whisper_eas.tokenizer import WhisperTokenizer
+from whisper_eas.vad_gate import SpeechMap
 
 FRAME_S = HOP_LENGTH / SAMPLE_RATE  # seconds per mel frame
 RESUME_GAP = FRAMES_PER_SECOND  # after a window's last timestamp, speech this much later was not written
@@ -55,6 +56,9 @@ class LongformOptions:
     # detect the language of every window, not only the first (faster-whisper's multilingual=True):
     # a recording that changes language is decoded in each part's language; no effect when it is given
     multilingual: bool = False
+    # decode only the speech Silero VAD finds, where it is installed (faster-whisper's vad_filter):
+    # silence, tones and noise are never decoded; times are mapped back to the recording (`vad_gate.py`)
+    vad_filter: bool = True
 
     def __post_init__(self) -> None:
         self.check()
@@ -204,6 +208,8 @@ class LongformFile:
     align: Callable[[np.ndarray, int, WindowOutcome, list[Segment], float], None] | None = None
     # whether a window's samples hold speech (Silero VAD; None: the model's no-speech rule alone)
     speech_check: Callable[[np.ndarray], bool] | None = None
+    # with vad_filter: the audio is the recording's speech only; accepted segments are mapped back by it
+    speech_map: SpeechMap | None = None
 
     @classmethod
     def from_samples(cls, source: str, samples: np.ndarray, n_mels: int, tokenizer: WhisperTokenizer,
@@ -293,7 +299,7 @@ class LongformFile:
         for segment in segments:
             if segment.end > segment.start and segment.text.strip():  # instantaneous or empty: dropped, as openai
                 segment.id = len(self.segments)
-                self.segments.append(segment)
+                self.segments.append(segment if self.speech_map is None else self.speech_map.restore(segment))
                 self.tokens.extend(segment.tokens)
         self.seek = seek
         if not self.options.condition_on_previous_text or result.temperature > 0.5 or likely_no_speech(result,

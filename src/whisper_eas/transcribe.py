@@ -34,6 +34,7 @@ from whisper_eas.runners.base import Runner
 from whisper_eas.runners.ort_align import has_align_graph
 from whisper_eas.scheduler import Finished, run_lockstep
 from whisper_eas.vad import hears_speech, model_path, vad_available
+from whisper_eas.vad_gate import recording_windows, speech_stream
 from whisper_eas.window_decode import decode_windows
 
 AudioInput = str | Path | np.ndarray | BinaryIO  # a path, 16 kHz mono samples, or an open binary file
@@ -266,10 +267,15 @@ class Transcriber:
             stream = array_stream(_source(audio), audio, sample_rate)
             samples = next(stream.blocks(False), np.zeros(0, np.float32))
             checked = bool(samples.size) and bool(np.any(samples))  # empty / all-zero arrays: decoded as they are
+        speech_map = None
+        if self.longform.vad_filter and self.batched is None and vad_available():
+            stream, speech_map = speech_stream(stream, checked)
+            checked = False
         state = LongformFile.from_stream(
             stream, self.runner.n_mels, self.runner.tokenizer, self.longform,
             language=self._fixed_language(), initial_prompt=tuple(self.options.prompt or ()), check=checked,
         )
+        state.speech_map = speech_map
         if self.longform.vad_check and vad_available():
             state.speech_check = hears_speech
         if self.longform.word_timestamps:
@@ -292,11 +298,13 @@ class Transcriber:
         info = self.runner.describe()
         timing = {"wall_s": round(wall_s, 4), "load_s": round(state.load_s, 4),
                   "windows": len(state.windows), "batch_size": self.batch_size}
+        windows = state.windows if state.speech_map is None else recording_windows(state.windows, state.speech_map)
         return TranscriptionResult(
             source=state.source, text=state.text, segments=state.segments, language=state.language,
             language_prob=state.language_prob,
-            duration_s=state.duration_s, model=info["model"], backend=info["backend"], device=info["device"],
-            prune=info["prune"], windows=state.windows, timing=timing, warnings=list(state.warnings),
+            duration_s=state.duration_s if state.speech_map is None else state.speech_map.duration_s,
+            model=info["model"], backend=info["backend"], device=info["device"],
+            prune=info["prune"], windows=windows, timing=timing, warnings=list(state.warnings),
             options=self.settings(),
         )
 

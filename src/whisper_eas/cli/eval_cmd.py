@@ -29,6 +29,9 @@ from whisper_eas.cli.common import (batched_options, friendly_errors, model_opti
 @click.option("--batched", is_flag=True,
               help="As trt-transcribe --batched: each file's speech chunks (Silero VAD) decoded as independent "
                    "windows, --batch-size at a time, no previous text, no timestamps.")
+@click.option("--vad-filter/--no-vad-filter", default=None,
+              help="As trt-transcribe: decode only the speech Silero VAD finds (sequential mode; default: on "
+                   "where whisper-eas[vad] is installed).")
 @click.option("--language", help="Language code for multilingual models (default: detect per file).")
 @click.option("--json", "json_out", type=click.Path(path_type=Path),
               help="Write the full report here (per-utterance errors, words, language, windows).")
@@ -37,7 +40,7 @@ from whisper_eas.cli.common import (batched_options, friendly_errors, model_opti
 @friendly_errors
 def command(model, manifest, limit, dense, layer, keep_ratio, mass, strategy, scoring, query_stride, merge,
             device, backend, engine_dir, head_precision, beam_size, batch_size, no_guard, batched, language,
-            json_out, against) -> None:
+            json_out, against, vad_filter=None) -> None:
     """Transcribe a manifest as trt-transcribe does (timestamps, fallback, long files in 30 s
     windows) and score WER (Whisper English normalizer + jiwer). Exits 1 when nothing was scored."""
     from whisper_eas.cli.progress import Progress
@@ -60,8 +63,8 @@ def command(model, manifest, limit, dense, layer, keep_ratio, mass, strategy, sc
     # trt-transcribe's decoding defaults (Transcriber's), with only what was named changed
     transcriber = Transcriber(runner, guard=GuardOptions(enabled=not no_guard), batch_size=batch_size,
                               batched=batched_options(batched, None))
-    transcriber = transcriber.with_settings(**{k: v for k, v in (("language", language), ("beam_size", beam_size))
-                                               if v is not None})
+    named = (("language", language), ("beam_size", beam_size), ("vad_filter", vad_filter))
+    transcriber = transcriber.with_settings(**{k: v for k, v in named if v is not None})
     progress = Progress(len(utterances), sum(u.duration_s for u in utterances))
     try:
         report = evaluate(transcriber, utterances,

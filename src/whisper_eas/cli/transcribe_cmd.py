@@ -59,6 +59,10 @@ from whisper_eas.runners.factory import BACKEND_CHOICES
               help="Batched long-form: speech chunks (Silero VAD) of each file decoded as independent windows, "
                    "--batch-size at a time. Faster on long recordings; the default sequential mode conditions on "
                    "the previous text and is usually a little more accurate. Needs whisper-eas[vad].")
+@click.option("--vad-filter/--no-vad-filter", default=None,
+              help="Decode only the speech Silero VAD finds (faster-whisper's vad_filter): silence, tones and "
+                   "noise are skipped in one VAD pass, times stay the recording's [default: on where "
+                   "whisper-eas[vad] is installed]. --batched always cuts at the VAD's speech.")
 @click.option("--vad-threshold", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
               help="--batched: speech probability from which a 32 ms window counts as speech [default: 0.5].")
 @click.option("--overwrite", is_flag=True, help="Redo files whose outputs already exist (default: skip them).")
@@ -71,7 +75,7 @@ def command(inputs, model, engine_dir, backend, device, dense, layer, keep_ratio
             query_stride, merge, language, task, beam_size, fmt, output_dir, batch_size, overwrite,
             allow_partial, progress_interval, batched, vad_threshold, word_timestamps=False, initial_prompt=None,
             hotwords=None, highlight_words=False, hallucination_silence_threshold=None,
-            without_timestamps=False, multilingual=False) -> None:
+            without_timestamps=False, multilingual=False, vad_filter=None) -> None:
     """Transcribe audio files and folders (default: embedded tiny.en; config and precision from
     `whisper-eas defaults`; the best backend here)."""
     from whisper_eas.transcribe import Transcriber
@@ -112,6 +116,12 @@ def command(inputs, model, engine_dir, backend, device, dense, layer, keep_ratio
                     without_timestamps=without_timestamps, multilingual=multilingual,
                     hallucination_silence_threshold=hallucination_silence_threshold, allow_partial=allow_partial,
                     batched=batched_options(batched, vad_threshold))
+    if vad_filter is not None:
+        if vad_filter:
+            from whisper_eas.vad import model_path
+
+            model_path()  # asked for by name: one line saying what to install, not a silent no-op
+        settings["vad_filter"] = vad_filter
     transcriber = Transcriber.from_model(model, prune, backend, device, engine_dir, **settings)
     info = transcriber.runner.describe()
     click.echo(f"backend: {info['backend']} on {info['device']} ({transcriber.backend_reason}); "
