@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from whisper_eas.audio import load_audio
 from whisper_eas.decoding import DecodingResult

@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-import torch
 
 from whisper_eas.evaluation.manifest import read_manifest
 from whisper_eas.exporter.manifest import ExportManifest
