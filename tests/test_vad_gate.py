@@ -129,3 +129,30 @@ def test_only_non_speech_of_two_seconds_or_more_is_cut():
     assert len(speech_map.spans) == 1 and speech_map.spans[0].start == 0
     assert SR + len(sentence) <= speech_map.spans[0].end <= SR + len(sentence) + SR
     assert len(speech) == speech_map.spans[0].end
+
+
+@needs_vad
+def test_the_gate_streams_what_the_whole_file_gives(monkeypatch):
+    """The VAD runs over a stream a few minutes at a time (state and context carried) and the
+    decoder reads the speech spans from a second pass: the same probabilities and the same speech
+    samples as the whole file in memory, so a long recording's memory does not grow with it."""
+    from whisper_eas.audio import AudioStream
+    from whisper_eas.vad import SileroVad, default_vad
+    from whisper_eas.vad_gate import gate, speech_stream
+
+    rng = np.random.default_rng(3)
+    sentence = load_audio(str(SENTENCE))
+    parts = [rng.standard_normal(5 * SR) * 1e-3, sentence, rng.standard_normal(7 * SR) * 1e-3, sentence,
+             rng.standard_normal(2 * SR) * 1e-3]
+    audio = np.concatenate(parts).astype(np.float32)
+    blocks = [audio[i : i + 4000] for i in range(0, len(audio), 4000)]
+    vad = SileroVad()
+    whole = vad.probabilities(audio)
+    monkeypatch.setattr(SileroVad, "STREAM_ROWS", 97)  # ~3 s per run: many runs, a part of a row left over
+    streamed, count = default_vad().stream_probabilities(iter(blocks))
+    assert count == len(audio) and np.array_equal(streamed, whole)
+    stream = AudioStream("mix", lambda: iter(blocks))
+    gated, speech_map = speech_stream(stream)
+    speech, expected_map = gate(audio)
+    assert speech_map == expected_map and len(speech_map.spans) == 2
+    assert np.array_equal(np.concatenate(list(gated.blocks())), speech)

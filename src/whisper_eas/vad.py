@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
@@ -96,6 +97,7 @@ class SileroVad:
     """
 
     MIN_ROWS_PER_PART = 256  # 8 s of audio: below that a part costs more than it saves
+    STREAM_ROWS = 9375  # 5 min of audio per run over a stream: memory stays flat in the file's length
 
     def __init__(self, path: str | Path | None = None, parts: int | None = None):
         self.path = Path(path) if path is not None else model_path()
@@ -106,21 +108,49 @@ class SileroVad:
 
     def probabilities(self, audio: np.ndarray) -> np.ndarray:
         """[len // 512 + 1] speech probabilities; the last window is zero-padded (as faster-whisper pads)."""
-        audio = np.asarray(audio, dtype=np.float32)
-        rows = np.pad(audio, (0, WINDOW - len(audio) % WINDOW)).reshape(-1, WINDOW)
-        context = np.roll(rows[:, -CONTEXT:], 1, axis=0)
-        context[0] = 0.0
-        rows = np.concatenate([context, rows], axis=1)
-        state = np.zeros((1, 1, 128), dtype=np.float32)
-        parts = min(self.parts, len(rows) // self.MIN_ROWS_PER_PART)
+        return self.stream_probabilities(iter((np.asarray(audio, dtype=np.float32),)))[0]
+
+    def stream_probabilities(self, blocks: Iterable[np.ndarray]) -> tuple[np.ndarray, int]:
+        """(probabilities, samples read) of a stream of 16 kHz blocks, `STREAM_ROWS` windows at a time
+        with the LSTM's state and each window's context carried across: the values of one run over
+        the whole file (tests/test_vad_gate.py), in memory that does not grow with its length."""
+        step = self.STREAM_ROWS * WINDOW
+        pending, n_pending, count, out = [], 0, 0, []
+        state = (np.zeros((1, 1, 128), dtype=np.float32),) * 2
+        context = np.zeros(CONTEXT, np.float32)
+        for block in blocks:
+            count += len(block)
+            pending.append(np.asarray(block, np.float32))
+            n_pending += len(block)
+            if n_pending >= step:
+                held = np.concatenate(pending)
+                full = len(held) // step * step
+                for start in range(0, full, step):
+                    probs, state, context = self._rows(held[start : start + step].reshape(-1, WINDOW), state, context)
+                    out.append(probs)
+                pending, n_pending = [held[full:]], len(held) - full
+        held = np.concatenate(pending) if pending else np.zeros(0, np.float32)
+        rows = np.pad(held, (0, WINDOW - len(held) % WINDOW)).reshape(-1, WINDOW)
+        out.append(self._rows(rows, state, context)[0])
+        return np.concatenate(out), count
+
+    def _rows(self, rows: np.ndarray, state: tuple[np.ndarray, np.ndarray],
+              context: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray], np.ndarray]:
+        """Probabilities of `rows` [N, 512] after `state` and the previous row's last samples."""
+        before = np.concatenate([context[None], rows[:-1, -CONTEXT:]], axis=0)
+        feed_rows = np.concatenate([before, rows], axis=1)
+        h, c = state
+        parts = min(self.parts, len(feed_rows) // self.MIN_ROWS_PER_PART)
         if self._split is None or parts < 2:
-            return self.session.run(None, {"input": rows, "h": state, "c": state})[0].reshape(-1)
-        front, back, features = self._split
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.parts, thread_name_prefix="vad")
-        pieces = self._pool.map(lambda part: front.run(None, {"input": part})[0], np.array_split(rows, parts))
-        feed = {features: np.concatenate(list(pieces), axis=0), "h": state, "c": state}
-        return back.run(None, feed)[0].reshape(-1)
+            probs, h, c = self.session.run(None, {"input": feed_rows, "h": h, "c": c})
+        else:
+            front, back, features = self._split
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.parts, thread_name_prefix="vad")
+            pieces = self._pool.map(lambda part: front.run(None, {"input": part})[0],
+                                    np.array_split(feed_rows, parts))
+            probs, h, c = back.run(None, {features: np.concatenate(list(pieces), axis=0), "h": h, "c": c})
+        return probs.reshape(-1), (h, c), rows[-1, -CONTEXT:].copy()
 
 
 def _vad_session(model: str | bytes):
@@ -183,9 +213,13 @@ def speech_spans(audio: np.ndarray, options: VadOptions | None = None,
     """Speech regions of 16 kHz `audio`, in time order, padded and non-overlapping."""
     options = options or VadOptions()
     options.check()
-    probs = (vad or default_vad()).probabilities(audio)
-    raw = _threshold_spans(probs, len(audio), options)
-    return _pad_spans(raw, len(audio), int(SAMPLE_RATE * options.speech_pad_ms / 1000))
+    return spans_of((vad or default_vad()).probabilities(audio), len(audio), options)
+
+
+def spans_of(probs: np.ndarray, n_samples: int, options: VadOptions) -> list[SpeechSpan]:
+    """Speech regions of a file of `n_samples` from its VAD probabilities (`speech_spans`)."""
+    raw = _threshold_spans(probs, n_samples, options)
+    return _pad_spans(raw, n_samples, int(SAMPLE_RATE * options.speech_pad_ms / 1000))
 
 
 class _Tracker:

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, replace
+from typing import Iterator
 
 import numpy as np
 
-from whisper_eas.audio import SAMPLE_RATE, AudioStream, array_stream
+from whisper_eas.audio import SAMPLE_RATE, AudioStream
 from whisper_eas.results import Segment, WindowInfo
-from whisper_eas.vad import SpeechSpan, VadOptions, speech_spans
+from whisper_eas.vad import SpeechSpan, VadOptions, default_vad, spans_of, speech_spans
 
 # faster-whisper's `VadOptions()` defaults, which `WhisperModel.transcribe(vad_filter=True)` uses
 FILTER_VAD = VadOptions(threshold=0.5, min_speech_ms=0, max_speech_s=float("inf"), min_silence_ms=2000,
@@ -102,14 +103,36 @@ def _keep_short_edges(spans: list[SpeechSpan], n_samples: int, shortest: int) ->
 
 
 def speech_stream(stream: AudioStream, check: bool = True) -> tuple[AudioStream, SpeechMap]:
-    """A stream of `stream`'s speech only (read whole, checked as the sequential mode checks a file
-    when `check`), and the map back to the recording; its warnings are kept."""
-    blocks = list(stream.blocks(check))
-    samples = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
-    speech, speech_map = gate(samples)
-    gated = array_stream(stream.source, speech)
+    """A stream of `stream`'s speech only, and the map back to the recording; its warnings are kept.
+
+    Two passes over the input, as the ungated mode makes: the VAD's (checked as the sequential mode
+    checks a file when `check`), which keeps only its probabilities, then the speech spans' blocks
+    as the decoder reads them: memory does not grow with the recording's length."""
+    probs, n_samples = default_vad().stream_probabilities(stream.blocks(check))
+    spans = _keep_short_edges(spans_of(probs, n_samples, FILTER_VAD), n_samples,
+                              int(SAMPLE_RATE * FILTER_VAD.min_silence_ms / 1000))
+    gated = AudioStream(stream.source, lambda: _speech_blocks(stream, spans))
     gated.warnings = list(stream.warnings)
-    return gated, speech_map
+    return gated, SpeechMap(spans, n_samples)
+
+
+def _speech_blocks(stream: AudioStream, spans: tuple[SpeechSpan, ...]) -> Iterator[np.ndarray]:
+    """The parts of a fresh pass over `stream` that fall inside `spans`, in order."""
+    position, index = 0, 0
+    yield np.zeros(0, np.float32)  # a stream with no speech is one empty block, as an empty array's
+    for block in stream.blocks(False):
+        end = position + len(block)
+        while index < len(spans) and spans[index].start < end:
+            span = spans[index]
+            lo, hi = max(span.start, position), min(span.end, end)
+            if hi > lo:
+                yield block[lo - position : hi - position]
+            if span.end > end:
+                break
+            index += 1
+        position = end
+        if index >= len(spans):
+            return
 
 
 def recording_windows(windows: list[WindowInfo], speech_map: SpeechMap) -> list[WindowInfo]:
