@@ -13,9 +13,10 @@ import torch
 from onnx_exports import SPARSE
 from whisper_eas.config import PruneConfig
 from whisper_eas.exporter.graph_specs import ModelDims, export_specs
-from whisper_eas.exporter.manifest import ExportManifest, sha256_file
+from whisper_eas.exporter.manifest import ExportManifest
 from whisper_eas.exporter.reference import encoder_cases
 from whisper_eas.exporter.prune_graph import export_prune
+from whisper_eas.io_utils import sha256_file
 from whisper_eas.selection import prune_hidden
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from whisper_eas.decoding import DecodingResult, compression_ratio
+from whisper_eas.decoding import DecodingResult
 from whisper_eas.guard import GuardOptions, degenerate_reason, repeated_span, unfinished_ending
+from whisper_eas.repetition import compression_ratio
 
 SENTENCE = "He said that healthy eating was high on the council agenda."  # speech-val vctk-p225_224
 

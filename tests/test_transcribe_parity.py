@@ -17,9 +17,10 @@ import pytest
 import torch
 
 from whisper_eas.alignment import dtw, median_filter, split_to_word_tokens
-from whisper_eas.decoding import DecodingOptions, DecodingResult, compression_ratio
+from whisper_eas.decoding import DecodingOptions, DecodingResult
 from whisper_eas.longform import LongformFile, LongformOptions, WindowOutcome, needs_fallback
 from whisper_eas.outputs import render_srt, render_vtt
+from whisper_eas.repetition import compression_ratio
 from whisper_eas.results import Segment, TranscriptionResult
 
 from conftest import AUDIO
