@@ -58,6 +58,21 @@ def test_a_window_that_says_its_prompt_again_is_a_repeat(tokenizer):
     assert not repeated_span("agenda.", 8, previous=SENTENCE + " " + SENTENCE)
 
 
+def test_the_prompt_is_decoded_only_when_the_repeat_check_reads_it(tokenizer):
+    """`previous` may be how to get the prompt's text: a window caught by an earlier check, or with
+    the repeat check off, never decodes it."""
+    asked = []
+
+    def prompt() -> str:
+        asked.append(1)
+        return " " + SENTENCE
+
+    result = timestamped(tokenizer, [(0.0, 2.6, SENTENCE)])
+    assert degenerate_reason(result, GuardOptions(repeat_span_words=None), previous=prompt) is None and not asked
+    assert degenerate_reason(result, GuardOptions(logprob_threshold=0.5), previous=prompt) == "logprob" and not asked
+    assert degenerate_reason(result, GuardOptions(), previous=prompt) == "repeat" and asked == [1]
+
+
 def test_normal_speech_with_common_phrases_is_left_alone(tokenizer):
     text = ("At the same time, the committee said that the plan was sound. At the same time, it asked "
             "for more money, and the council said that the plan was late.")  # 5 words repeated at most

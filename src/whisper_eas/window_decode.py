@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import replace
+from functools import partial
 from typing import Callable, Sequence
 
 import torch
@@ -231,7 +232,7 @@ def _guard_rerun(runner, requests, options, languages, outcomes, guard, dense: _
         return set()
     # fewer encoder frames of audio than a full window (1500): the file's audio ends in this window
     audio_ends = (content_frames(torch.stack([r.mel for r in requests])) < N_FRAMES // 2).tolist()
-    reasons = {i: degenerate_reason(o.result, guard, runner.tokenizer.decode(list(requests[i].prompt)),
+    reasons = {i: degenerate_reason(o.result, guard, partial(runner.tokenizer.decode, list(requests[i].prompt)),
                                     timestamp_begin=runner.tokenizer.timestamp_begin, audio_ends=audio_ends[i])
                for i, o in enumerate(outcomes)}
     redo = [i for i, reason in reasons.items() if reason]

@@ -178,4 +178,5 @@ def _check_graph_entries(manifest: ExportManifest, recorded: Any) -> None:
         raise ExportError(f"{path}: graphs {got} do not match the config (expected {sorted(expected)})")
     for name, spec in expected.items():
         if recorded[name] != spec:
-            raise ExportError(f"{path}: entry for {spec['file']} does not match its expected inputs/outputs")
+            raise ExportError(f"{path}: entry for {spec['file']} does not match its expected inputs/outputs "
+                              "(exported by another version; re-run whisper-eas export)")

@@ -47,9 +47,8 @@ class LoadedGraphs:
 class GraphDecoderSession:
     """Decoding state of one batch: per-layer self cache as tensors, cross k/v fixed per window."""
 
-    def __init__(self, step: GraphCall, cross_k: torch.Tensor, cross_v: torch.Tensor, takes_positions: bool = True):
+    def __init__(self, step: GraphCall, cross_k: torch.Tensor, cross_v: torch.Tensor):
         self.step_graph = step
-        self.takes_positions = takes_positions  # exports before `logit_positions` project every position
         self.n_layers = cross_k.shape[0]
         layers = range(self.n_layers)
         self.cross = {**{f"cross_k_{i}": cross_k[i] for i in layers}, **{f"cross_v_{i}": cross_v[i] for i in layers}}
@@ -63,12 +62,11 @@ class GraphDecoderSession:
         device = next(iter(self.cross.values())).device
         wanted = torch.tensor(range(tokens.shape[1]) if positions is None else positions, device=device)
         feed = {"tokens": tokens.to(device, torch.long), "offset": torch.tensor(self.offset, device=device),
-                **({"logit_positions": wanted} if self.takes_positions else {}), **self.cache, **self.cross}
+                "logit_positions": wanted, **self.cache, **self.cross}
         outputs = self.step_graph.infer(feed)
         self.cache = {name: outputs[f"new_{name}"] for name in self.cache}
         self.offset += tokens.shape[1]
-        logits = outputs["logits"]
-        return logits if self.takes_positions or positions is None else logits[:, wanted.to(logits.device)]
+        return outputs["logits"]
 
     def reorder(self, index: torch.Tensor) -> None:
         index = index.to(next(iter(self.cache.values())).device)
@@ -160,8 +158,7 @@ class GraphRunner(Runner):
         return self._session(cross_k, cross_v)
 
     def _session(self, cross_k: torch.Tensor, cross_v: torch.Tensor):
-        takes_positions = "logit_positions" in self.export.graphs["decoder_step"].input_names
-        return GraphDecoderSession(self.graphs["decoder_step"], cross_k, cross_v, takes_positions)
+        return GraphDecoderSession(self.graphs["decoder_step"], cross_k, cross_v)
 
     def close(self) -> None:
         if self._graphs is not None:
