@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import replace
 from functools import partial
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import torch
 
@@ -82,7 +82,7 @@ def decode_windows(
     if encode_dense is None and runner.prune is not None:
         encode_dense = lambda rows: runner.encode(torch.stack([requests[i].mel for i in rows]), dense=True)  # noqa: E731
     dense = _DenseCache(encode_dense)
-    languages, probs = _languages(runner, encoded, requests, dense, guard)
+    languages, probs = _languages(runner, encoded, requests, dense, guard, longform)
     requests = [_own_language_prompt(r, code) for r, code in zip(requests, languages)]
     greedy = replace(options, temperature=0.0)
     cut = repetition_cut(longform)
@@ -90,7 +90,7 @@ def decode_windows(
     kept = encoded.kept.tolist() if encoded.kept is not None else [None] * len(requests)
     outcomes = [WindowOutcome(r, _n_kept(encoded, i), encoded.n_frames, kept=_real(k, encoded, i),
                               language_prob=probs[i]) for i, (r, k) in enumerate(zip(results, kept))]
-    rerun = _guard_rerun(runner, requests, greedy, languages, outcomes, guard, dense, cut)
+    rerun = _guard_rerun(runner, requests, greedy, languages, outcomes, guard, dense, cut, longform)
     for i, request in enumerate(requests):
         if len(longform.temperatures) > 1 and needs_fallback(outcomes[i].result, longform):
             source = dense.get([i]) if i in rerun else encoded.select([i])
@@ -188,8 +188,9 @@ def _detect(runner: Runner, encoded: EncodedBatch) -> list[tuple[str, dict]]:
 
 
 def _languages(runner: Runner, encoded: EncodedBatch, requests: Sequence[WindowRequest], dense: _DenseCache,
-               guard: GuardOptions) -> tuple[list[str], list[float | None]]:
-    """Each request's language and, where it was detected here, the top language's probability."""
+               guard: GuardOptions, longform: LongformOptions) -> tuple[list[str], list[float | None]]:
+    """Each request's language and, where it was detected here, the top language's probability.
+    The same rule as `detect_window_language`, then `vote_language` where the window is unsure."""
     languages = [r.language for r in requests]
     probs: list[float | None] = [None] * len(requests)
     if not runner.tokenizer.multilingual:
@@ -203,7 +204,52 @@ def _languages(runner: Runner, encoded: EncodedBatch, requests: Sequence[WindowR
     if unsure:
         for i, (code, values) in zip(unsure, _detect(runner, dense.get(unsure))):
             languages[i], probs[i] = code, values[code]
+    for i in unknown:
+        languages[i], probs[i] = _unless_unsure(runner, requests[i], languages[i], probs[i],  # type: ignore[arg-type]
+                                                guard, longform)
     return languages, probs  # type: ignore[return-value]
+
+
+def _unless_unsure(runner: Runner, request: WindowRequest, code: str, prob: float, guard: GuardOptions,
+                   longform: LongformOptions) -> tuple[str, float]:
+    """The window's detected language, or the vote over the file's next windows where it is unsure."""
+    if request.later_windows is None or prob > longform.language_detection_threshold:
+        return code, prob
+    return vote_language(runner, (code, prob), request.later_windows(), guard, longform)
+
+
+def first_window_language(runner: Runner, request: WindowRequest, guard: GuardOptions,
+                          longform: LongformOptions) -> tuple[str, float, dict[str, float]]:
+    """A file's language as decoding detects it from its first window (`Transcriber.detect_language`):
+    (language, its probability, every language's probability on the first window)."""
+    code, values = detect_window_language(runner, request.mel, guard)
+    code, prob = _unless_unsure(runner, request, code, values[code], guard, longform)
+    return code, prob, values
+
+
+def detect_window_language(runner: Runner, mel: torch.Tensor, guard: GuardOptions) -> tuple[str, dict[str, float]]:
+    """(top language, every language's probability) of one window [n_mels, 3000], as the pipeline
+    detects a file's first window: on the runner's encoding, again dense where that is unsure."""
+    code, values = _detect(runner, runner.encode(mel[None].to(runner.device)))[0]
+    if runner.prune is not None and values[code] < guard.language_min_prob:
+        code, values = _detect(runner, runner.encode(mel[None].to(runner.device), dense=True))[0]
+    return code, values
+
+
+def vote_language(runner: Runner, first: tuple[str, float], later: Iterable[torch.Tensor], guard: GuardOptions,
+                  longform: LongformOptions) -> tuple[str, float]:
+    """faster-whisper's rule for an unsure first window (`first`: its language and probability): the
+    first later window detected above `language_detection_threshold` decides; if none is, the
+    language most windows detected, with its highest probability. A non-native English recording
+    that base hears as Latin (p 0.41) from its first 30 s is heard as English over more."""
+    seen: dict[str, list[float]] = {first[0]: [first[1]]}
+    for mel in later:
+        code, values = detect_window_language(runner, mel, guard)
+        if values[code] > longform.language_detection_threshold:
+            return code, values[code]
+        seen.setdefault(code, []).append(values[code])
+    code = max(seen, key=lambda c: len(seen[c]))  # ties: the earliest window's language
+    return code, max(seen[code])
 
 
 def _decode_grouped(runner: Runner, encoded: EncodedBatch, requests: Sequence[WindowRequest],
@@ -226,7 +272,7 @@ def _decode_grouped(runner: Runner, encoded: EncodedBatch, requests: Sequence[Wi
 
 
 def _guard_rerun(runner, requests, options, languages, outcomes, guard, dense: _DenseCache,
-                 cut: RepetitionCut | None = None) -> set[int]:
+                 cut: RepetitionCut | None = None, longform: LongformOptions = SHORT_FORM) -> set[int]:
     """Re-run degenerate sparse windows as clean dense decodes; returns the rows re-run."""
     if not dense.available or not guard.enabled:
         return set()
@@ -244,7 +290,8 @@ def _guard_rerun(runner, requests, options, languages, outcomes, guard, dense: _
     detect = [j for j, i in enumerate(redo) if requests[i].language is None and runner.tokenizer.multilingual]
     if detect:
         for j, (code, values) in zip(detect, _detect(runner, encoded.select(detect))):
-            redo_languages[j], probs[j] = code, values[code]
+            redo_languages[j], probs[j] = _unless_unsure(runner, requests[redo[j]], code, values[code], guard,
+                                                         longform)
     results = _decode_grouped(runner, encoded, [requests[i] for i in redo], options, redo_languages, cut)
     for j, (i, result) in enumerate(zip(redo, results)):
         outcomes[i] = WindowOutcome(result, encoded.n_kept, encoded.n_frames, fallback=reasons[i],
