@@ -9,7 +9,8 @@ Per window, in order:
 1. language: the request's (fixed by the user or by an earlier window of the file), English for
    English-only models, else detected; on a pruned encoding a detection whose top probability is
    below `GuardOptions.language_min_prob` is redone on the dense encoding, so pruning does not
-   change the language a confident dense model would pick;
+   change the language a confident dense model would pick; a file's first window still at or below
+   `LongformOptions.language_detection_threshold` is decided over its next windows (`vote_language`);
 2. greedy (or beam) decoding at temperature 0 on the (sparsified) encoder output; where hotter
    tries follow, a row stuck repeating is ended early (`repetition.py`), as in steps 3 and 4;
 3. a window the guard calls degenerate is decoded again as a clean dense decode: dense encoder,
