@@ -28,7 +28,8 @@ from whisper_eas.engines.manifest import (
     rebuild_hint,
 )
 from whisper_eas.engines.profiles import EngineConfig, axis_ranges
-from whisper_eas.exporter.manifest import ExportManifest, sha256_file
+from whisper_eas.exporter.manifest import ExportManifest
+from whisper_eas.io_utils import sha256_file
 
 NO_TENSORRT = pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="tensorrt is installed")
 BUILT_ON = Platform(tensorrt="10.13.2.6", gpu="NVIDIA H100 80GB HBM3", compute_capability="9.0")

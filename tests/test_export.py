@@ -13,9 +13,10 @@ import torch
 from onnx_exports import SPARSE
 from whisper_eas.config import PruneConfig
 from whisper_eas.exporter.graph_specs import ModelDims, export_specs
-from whisper_eas.exporter.manifest import ExportManifest, sha256_file
+from whisper_eas.exporter.manifest import ExportError, ExportManifest
 from whisper_eas.exporter.reference import encoder_cases
 from whisper_eas.exporter.prune_graph import export_prune
+from whisper_eas.io_utils import sha256_file
 from whisper_eas.selection import prune_hidden
 
 
@@ -62,6 +63,16 @@ def test_manifest_records_model_config_hashes_and_versions(sparse_dir):
     for name, digest in data["files"].items():
         assert sha256_file(sparse_dir / name) == digest
     assert ExportManifest.load(sparse_dir).config == SPARSE
+
+
+def test_a_folder_from_before_logit_positions_says_to_re_export(sparse_dir, tmp_path):
+    """Older decoder steps projected every position (the runners sliced them); now they are refused."""
+    data = json.loads((sparse_dir / "manifest.json").read_text())
+    step = data["graphs"]["decoder_step"]
+    step["inputs"] = [i for i in step["inputs"] if i["name"] != "logit_positions"]
+    (tmp_path / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ExportError, match=r"decoder_step\.onnx .*re-run whisper-eas export"):
+        ExportManifest.load(tmp_path, verify=False)
 
 
 def test_encoder_graphs_match_pytorch(sparse_dir, reference):

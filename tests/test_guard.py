@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from whisper_eas.decoding import DecodingResult, compression_ratio
+from whisper_eas.decoding import DecodingResult
 from whisper_eas.guard import GuardOptions, degenerate_reason, repeated_span, unfinished_ending
+from whisper_eas.repetition import compression_ratio
 
 SENTENCE = "He said that healthy eating was high on the council agenda."  # speech-val vctk-p225_224
 
@@ -55,6 +56,21 @@ def test_a_window_that_says_its_prompt_again_is_a_repeat(tokenizer):
     assert degenerate_reason(result, GuardOptions()) is None
     assert degenerate_reason(result, GuardOptions(), previous=" " + SENTENCE) == "repeat"
     assert not repeated_span("agenda.", 8, previous=SENTENCE + " " + SENTENCE)
+
+
+def test_the_prompt_is_decoded_only_when_the_repeat_check_reads_it(tokenizer):
+    """`previous` may be how to get the prompt's text: a window caught by an earlier check, or with
+    the repeat check off, never decodes it."""
+    asked = []
+
+    def prompt() -> str:
+        asked.append(1)
+        return " " + SENTENCE
+
+    result = timestamped(tokenizer, [(0.0, 2.6, SENTENCE)])
+    assert degenerate_reason(result, GuardOptions(repeat_span_words=None), previous=prompt) is None and not asked
+    assert degenerate_reason(result, GuardOptions(logprob_threshold=0.5), previous=prompt) == "logprob" and not asked
+    assert degenerate_reason(result, GuardOptions(), previous=prompt) == "repeat" and asked == [1]
 
 
 def test_normal_speech_with_common_phrases_is_left_alone(tokenizer):

@@ -145,9 +145,18 @@ def test_projection_scope_quantizes_only_the_vocabulary_projection(tmp_path):
                               [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [3, 64])], inits)
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "g.onnx"))
     for scope, float_matmuls in (("projection", 1), ("all", 0)):
-        quantize_graph(tmp_path / "g.onnx", tmp_path / f"{scope}.onnx", QuantizeConfig(scope=scope))
+        quantize_graph(tmp_path / "g.onnx", tmp_path / f"{scope}.onnx", QuantizeConfig(scope=scope),
+                       graph="decoder_step")
         ops = [n.op_type for n in onnx.load(str(tmp_path / f"{scope}.onnx")).graph.node]
         assert ops.count("MatMul") == float_matmuls and "MatMulInteger" in ops and "Gemm" not in ops
+
+
+def test_int8_enc_tells_graphs_by_name_not_file():
+    from whisper_eas.exporter.quantize import QuantizeConfig
+
+    config = QuantizeConfig.for_precision("int8-enc")
+    assert [config.projection_only(g) for g in ("encoder_tail", "decoder_step")] == [False, True]
+    assert config.projection_only("encoder_tail.onnx")  # a file name is not a graph name: not the encoder's rule
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,8 @@ runners -> pipeline -> transcribe / evaluation -> validation / search / bench ->
 
 Every `import` of every module (lazy ones inside functions included) is read with `ast`; a module
 may import its own layer or any layer below, never one above. A new module must be given a layer
-here, so the direction is decided when it is added, not found later.
+here, so the direction is decided when it is added, not found later. Within a layer, modules may
+not import each other in a circle (a lazy import only hides one): the shared piece moves down.
 """
 
 from __future__ import annotations
@@ -61,6 +62,57 @@ def _modules() -> list[Path]:
     return sorted(p for p in PACKAGE.rglob("*.py") if p != PACKAGE / "__init__.py")  # the API surface re-exports
 
 
+def import_graph(package: Path) -> dict[str, set[str]]:
+    """Module -> the project modules it imports anywhere in its file (`package` is the
+    whisper_eas folder). `from pkg import name` imports the submodule `pkg.name` where there is one,
+    else `pkg` itself."""
+    def name(path: Path) -> str:
+        parts = path.relative_to(package.parent).with_suffix("").parts
+        return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+    paths = {name(p): p for p in package.rglob("*.py")}
+    graph = {}
+    for module, path in paths.items():
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in paths else node.module
+                            for a in node.names}
+            elif isinstance(node, ast.Import):
+                targets |= {a.name for a in node.names}
+        graph[module] = {t for t in targets if t in paths and t != module}
+    return graph
+
+
+def import_circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in sorted(graph[node]):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            group = []
+            while not group or group[-1] != node:
+                group.append(stack.pop())
+            if len(group) > 1:
+                circles.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return circles
+
+
 def test_every_module_has_a_layer():
     units = {p.relative_to(PACKAGE).parts[0].removesuffix(".py") for p in _modules()}
     assert units <= set(LAYERS), f"give these a layer in tests/test_layers.py: {sorted(units - set(LAYERS))}"
@@ -76,6 +128,24 @@ def test_imports_point_downward():
                 upward.append(f"{path.relative_to(PACKAGE)}:{line} imports {module} "
                               f"(layer {LAYERS[target]} above {own})")
     assert not upward, "imports that run upward:\n" + "\n".join(upward)
+
+
+def test_no_import_circles():
+    circles = import_circles(import_graph(PACKAGE))
+    assert not circles, "modules that import each other in a circle:\n" + "\n".join(" <-> ".join(c) for c in circles)
+
+
+def test_the_circle_check_finds_a_lazy_circle(tmp_path):
+    package = tmp_path / "whisper_eas"
+    (package / "sub").mkdir(parents=True)
+    (package / "a.py").write_text("from whisper_eas.sub import b\n")
+    (package / "sub" / "__init__.py").write_text("")
+    (package / "sub" / "b.py").write_text("def f():\n    from whisper_eas.c import g\n")
+    (package / "c.py").write_text("import whisper_eas.a\n")
+    (package / "d.py").write_text("from whisper_eas.a import x\n")
+    graph = import_graph(package)
+    assert graph["whisper_eas.a"] == {"whisper_eas.sub.b"} and graph["whisper_eas.d"] == {"whisper_eas.a"}
+    assert import_circles(graph) == [["whisper_eas.a", "whisper_eas.c", "whisper_eas.sub.b"]]
 
 
 @pytest.mark.parametrize("source,expected", [

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from whisper_eas.decoding import DecodingOptions, DecodingResult, compression_ratio
+from whisper_eas.decoding import DecodingOptions, DecodingResult
 from whisper_eas.guard import GuardOptions, degenerate_reason
 from whisper_eas.longform import LongformOptions
+from whisper_eas.repetition import compression_ratio
 from whisper_eas.window_decode import SHORT_FORM, decode_windows, window_requests
 
 from conftest import AUDIO, DATA

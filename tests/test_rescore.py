@@ -61,7 +61,7 @@ def test_quantized_rewrite_is_exact_on_candidates_and_specials(tmp_path):
     feed = _small_projection(tmp_path / "g.onnx", rng, vocab=400, width=32, rows=4)
     exact = ort.InferenceSession(str(tmp_path / "g.onnx")).run(None, feed)[0]
     quantize_graph(tmp_path / "g.onnx", tmp_path / "q.onnx", QuantizeConfig(scope="projection", rescore=8),
-                   first_special=350)
+                   first_special=350, graph="decoder_step")
     ops = [n.op_type for n in onnx.load(str(tmp_path / "q.onnx")).graph.node]
     assert "DynamicQuantizeLinear" in ops and "TopK" in ops and "ScatterElements" in ops
     logits = ort.InferenceSession(str(tmp_path / "q.onnx")).run(None, feed)[0]

@@ -17,9 +17,10 @@ import pytest
 import torch
 
 from whisper_eas.alignment import dtw, median_filter, split_to_word_tokens
-from whisper_eas.decoding import DecodingOptions, DecodingResult, compression_ratio
+from whisper_eas.decoding import DecodingOptions, DecodingResult
 from whisper_eas.longform import LongformFile, LongformOptions, WindowOutcome, needs_fallback
 from whisper_eas.outputs import render_srt, render_vtt
+from whisper_eas.repetition import compression_ratio
 from whisper_eas.results import Segment, TranscriptionResult
 
 from conftest import AUDIO
@@ -398,3 +399,87 @@ def test_detect_language_with_a_multilingual_model(tiny_runner):
     assert transcriber.detect_language(data / "fw-multilingual-en-de.flac")[0] == "en"  # English for its first 31 s
     assert Transcriber(tiny_runner).detect_language(AUDIO / "jfk-inaugural-1961.flac") == \
         ("en", 1.0, {"en": 1.0})
+
+
+# ---- faster-whisper's parity leftovers: language probability, languages, srt ending, word bounds --
+
+SHARED = AUDIO.parents[2].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="module")
+def pruned_base():
+    """base with its shipped (pruned) config, as `Transcriber.from_model` gives it."""
+    from whisper_eas.transcribe import Transcriber
+
+    return Transcriber.from_model("base", batch_size=1)
+
+
+def test_language_probability_and_supported_languages_as_faster_whisper(jfk_words, dense, pruned_base):
+    """faster-whisper: `test_supported_languages` (["en"] for tiny.en) and language_probability 1
+    where the language is not detected (English-only model, or given)."""
+    assert dense.supported_languages == ["en"]
+    assert jfk_words.language_probability == 1.0
+    languages = pruned_base.supported_languages
+    assert len(languages) == 99 and languages[:3] == ["en", "zh", "de"] and len(set(languages)) == 99
+    assert pruned_base.transcribe(JFK, language="en").language_probability == 1.0
+
+
+def test_detect_language_is_what_transcribe_detects(pruned_base):
+    """faster-whisper's test_transcribe: info.language_probability is the top of the detected
+    probabilities. On pruned base both read the first window's pruned encoding (0.918 on jfk, where
+    detect_language used to encode it dense: 0.945)."""
+    result = pruned_base.transcribe(JFK)
+    code, probability, probabilities = pruned_base.detect_language(JFK)
+    assert (code, probability) == (result.language, result.language_probability) == ("en", probabilities["en"])
+    assert 0.9 < probability == max(probabilities.values())
+
+
+def test_an_unsure_first_window_is_decided_over_more_windows(pruned_base):
+    """faster-whisper's language_detection_threshold / _segments: a first window at or below the
+    threshold is not trusted alone; the next window above it decides. The first window here holds
+    4 s of Mandarin and 15 s of English (detected zh, p ~0.6); the rest is English."""
+    from whisper_eas.audio import load_audio
+
+    mandarin = SHARED / "multilingual" / "audio" / "wenet-aishell-BAC009S0724W0121.flac"
+    if not mandarin.exists():
+        pytest.skip(f"{mandarin} is not here")
+    english = load_audio(AUDIO / "long-cathy-a0001-a0019.flac")
+    first = np.concatenate([load_audio(mandarin), english[: 15 * 16000]])
+    audio = np.concatenate([first, np.zeros(30 * 16000 - len(first), np.float32), english[15 * 16000 :]])
+    alone = pruned_base.with_settings(language_detection_segments=1).detect_language(audio)
+    assert alone[0] == "zh" and 0.5 < alone[1] < 0.75
+    audio = audio[: 40 * 16000]  # two windows are enough (and quicker to transcribe)
+    unsure = pruned_base.with_settings(language_detection_threshold=0.75)
+    code, probability, _ = unsure.detect_language(audio)
+    assert code == "en" and probability > 0.75
+    result = unsure.transcribe(audio)
+    assert (result.language, result.language_probability) == (code, probability)
+    assert pruned_base.detect_language(audio)[:2] == alone[:2]  # above the default 0.5: the first window decides
+
+
+def test_srt_ends_as_srt_compose_and_openais_writer(jfk_words):
+    """openai's WriteSRT and `srt.compose` end every cue, the last too, with a blank line; so do the
+    CLI's files and the service's srt responses (the same renderer)."""
+    srt = pytest.importorskip("srt")
+    from whisper_eas.serve.protocol import TranscriptionRequest, render
+
+    text = render_srt(jfk_words)
+    assert text.endswith("\n\n") and not text.endswith("\n\n\n")
+    assert srt.compose(list(srt.parse(text))) == text
+    assert render(jfk_words, TranscriptionRequest("transcribe", "tiny.en", response_format="srt"))[0] == text
+    assert render_vtt(jfk_words).endswith(" country\n\n")  # openai's WriteVTT too
+    assert render_srt(_result_with([])) == ""
+
+
+def test_segment_bounds_are_its_words_bounds(pruned_base):
+    """faster-whisper asserts segment.start == words[0].start and segment.end == words[-1].end. openai's
+    rule can move the first word before a segment start it keeps (14.2 s against 13.92 s on this
+    clip with pruned base); the segment then takes its words' bounds."""
+    clip = SHARED / "speech-dev" / "audio" / "ls-test-other-1688-142285-0000.flac"
+    if not clip.exists():
+        pytest.skip(f"{clip} is not here")
+    result = pruned_base.transcribe(clip, word_timestamps=True)
+    assert len(result.segments) > 1
+    for segment in result.segments:
+        assert (segment.start, segment.end) == (segment.words[0].start, segment.words[-1].end)
+        assert segment.text == "".join(w.word for w in segment.words)

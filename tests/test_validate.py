@@ -12,7 +12,8 @@ from onnx import numpy_helper
 
 from conftest import DATA
 from onnx_exports import linked_copy
-from whisper_eas.exporter.manifest import ExportError, sha256_file
+from whisper_eas.exporter.manifest import ExportError
+from whisper_eas.io_utils import sha256_file
 from whisper_eas.validation.parity import ParityError, validate_export
 
 MANIFEST = DATA / "manifest.tsv"

@@ -10,17 +10,14 @@ and runners on a GPU hand over each step's logits (a few rows of the vocabulary)
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Protocol, Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
 
 from whisper_eas.errors import ConfigError
+from whisper_eas.repetition import RepetitionCut, compression_ratio
 from whisper_eas.tokenizer import WhisperTokenizer
-
-if TYPE_CHECKING:
-    from whisper_eas.repetition import RepetitionCut
 
 N_TEXT_CTX = 448
 
@@ -100,14 +97,6 @@ class DecodingResult:
     language: str | None = None
     sum_logprob: float = 0.0
     extra: dict = field(default_factory=dict)
-
-
-def compression_ratio(text: str) -> float:
-    """Bytes over zlib-compressed bytes, as openai/whisper and faster-whisper compute it: loops of
-    repeated text compress well and score high. (gzip's 18-byte header would lower short texts'
-    ratios, e.g. 2.28 instead of 4.38, so the 2.4 threshold would rarely fire.)"""
-    raw = text.encode("utf-8")
-    return len(raw) / len(zlib.compress(raw)) if raw else 0.0
 
 
 def suppressed_tokens(tokenizer: WhisperTokenizer, options: DecodingOptions) -> list[int]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Callable
 
 from whisper_eas.decoding import DecodingResult
 from whisper_eas.errors import ConfigError
@@ -105,18 +106,20 @@ def unfinished_ending(tokens: list[int], timestamp_begin: int) -> bool:
     return any(stamps) and stamps[-2:] != [False, True]
 
 
-def degenerate_reason(result: DecodingResult, guard: GuardOptions, previous: str = "", *,
+def degenerate_reason(result: DecodingResult, guard: GuardOptions, previous: str | Callable[[], str] = "", *,
                       timestamp_begin: int | None = None, audio_ends: bool = False) -> str | None:
     """Why `result` looks degenerate ('compression', 'logprob', 'loop', 'repeat', 'unfinished'), or None.
-    `previous`: the text the window was prompted with (the file's text before it); `audio_ends`:
-    the file's audio ends inside this window; `timestamp_begin`: the first timestamp token."""
+    `previous`: the text the window was prompted with (the file's text before it), or how to get
+    it: only the repeat check reads it, so a window caught earlier never decodes its prompt;
+    `audio_ends`: the file's audio ends inside this window; `timestamp_begin`: the first timestamp token."""
     if guard.compression_ratio_threshold is not None and result.compression_ratio > guard.compression_ratio_threshold:
         return "compression"
     if guard.logprob_threshold is not None and result.avg_logprob < guard.logprob_threshold:
         return "logprob"
     if repeated_ngram_loop(result.tokens, guard.max_ngram, guard.min_repeats, guard.min_loop_tokens):
         return "loop"
-    if guard.repeat_span_words is not None and repeated_span(result.text, guard.repeat_span_words, previous):
+    if guard.repeat_span_words is not None and repeated_span(
+            result.text, guard.repeat_span_words, previous() if callable(previous) else previous):
         return "repeat"
     if guard.unfinished_end and audio_ends and timestamp_begin is not None \
             and unfinished_ending(result.tokens, timestamp_begin):

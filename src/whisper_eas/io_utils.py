@@ -14,6 +14,15 @@ from pathlib import Path
 from typing import Any
 
 
+def sha256_file(path: str | Path, chunk: int = 8 << 20) -> str:
+    """The file's sha256, read in chunks (graphs are up to gigabytes)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -59,6 +59,11 @@ class LongformOptions:
     # decode only the speech Silero VAD finds, where it is installed (faster-whisper's vad_filter):
     # silence, tones and noise are never decoded; times are mapped back to the recording (`vad_gate.py`)
     vad_filter: bool = True
+    # a language detected on the first window with a top probability at most this is detected on up
+    # to this many windows, as faster-whisper's language_detection_threshold / _segments decide
+    # (window_decode.vote_language); faster-whisper's default reads one window only
+    language_detection_threshold: float = 0.5
+    language_detection_segments: int = 3
 
     def __post_init__(self) -> None:
         self.check()
@@ -75,6 +80,9 @@ class LongformOptions:
         if threshold is not None and (threshold <= 0 or not self.word_timestamps):
             raise ConfigError("hallucination_silence_threshold needs word_timestamps=True and a positive "
                               f"number of seconds, got {threshold}")
+        if self.language_detection_segments < 1 or not 0.0 <= self.language_detection_threshold <= 1.0:
+            raise ConfigError("language_detection_segments must be >= 1 and language_detection_threshold within "
+                              f"[0, 1], got {self.language_detection_segments}, {self.language_detection_threshold}")
 
 
 def needs_fallback(result: DecodingResult, options: LongformOptions) -> bool:
@@ -164,6 +172,9 @@ class WindowRequest:
     # tokens are that text (dropped where the window is detected in another language)
     prompt_language: str | None = None
     previous: int = 0
+    # a file's first window, language to detect: the features of its next windows, read only when
+    # the first is unsure (`LongformOptions.language_detection_segments`)
+    later_windows: Callable[[], Iterator[np.ndarray]] | None = None
 
 
 @dataclass
@@ -267,10 +278,18 @@ class LongformFile:
         prompt = self.initial_prompt + self._hotwords + tuple(self.tokens[self.prompt_reset_since :])
         if not self._detect_each:
             return WindowRequest(window, prompt, self.language, seed=self.options.seed * 1_000_003 + self.seek,
-                                 prefix=self._prefix if self.seek == 0 else ())
+                                 prefix=self._prefix if self.seek == 0 else (), later_windows=self._later_windows())
         return WindowRequest(window, prompt, None, seed=self.options.seed * 1_000_003 + self.seek,
                              prefix=self._prefix if self.seek == 0 else (), prompt_language=self._last_language,
                              previous=len(self.tokens) - self.prompt_reset_since)
+
+    def _later_windows(self) -> Callable[[], Iterator[np.ndarray]] | None:
+        """The windows after the first, for language detection (None: nothing to detect or no more audio)."""
+        count = min(self.options.language_detection_segments, -(-self.content_frames // N_FRAMES)) - 1
+        if self.seek > 0 or self.language is not None or count < 1:
+            return None
+        starts = [N_FRAMES * (k + 1) for k in range(count)]
+        return lambda: (pad_or_trim(self.mel.frames(a, min(a + N_FRAMES, self.content_frames))) for a in starts)
 
     def accept(self, outcome: WindowOutcome) -> None:
         """Turn a decoded window into segments and advance the seek."""
@@ -298,6 +317,8 @@ class LongformFile:
         self._last_language = result.language
         for segment in segments:
             if segment.end > segment.start and segment.text.strip():  # instantaneous or empty: dropped, as openai
+                if segment.words:  # its bounds are its words' (faster-whisper's tests hold it to that)
+                    segment.start, segment.end = segment.words[0].start, segment.words[-1].end
                 segment.id = len(self.segments)
                 self.segments.append(segment if self.speech_map is None else self.speech_map.restore(segment))
                 self.tokens.extend(segment.tokens)

@@ -101,13 +101,13 @@ def render_srt(result: TranscriptionResult, highlight_words: bool = False) -> st
         f"{n}\n{format_timestamp(start)} --> {format_timestamp(end)}\n{text}\n"
         for n, (start, end, text) in enumerate(subtitle_cues(result, _srt_text, highlight_words), start=1)
     ]
-    return "\n".join(blocks)
+    return "".join(block + "\n" for block in blocks)  # a blank line after every cue, the last too (srt.compose)
 
 
 def render_vtt(result: TranscriptionResult, highlight_words: bool = False) -> str:
     blocks = [f"{format_timestamp(start, '.')} --> {format_timestamp(end, '.')}\n{text}\n"
               for start, end, text in subtitle_cues(result, _vtt_text, highlight_words)]
-    return "WEBVTT\n\n" + "\n".join(blocks)
+    return "WEBVTT\n\n" + "".join(block + "\n" for block in blocks)  # as openai's writer: a blank line after each
 
 
 def render(result: TranscriptionResult, fmt: str, highlight_words: bool = False) -> str:

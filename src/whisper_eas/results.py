@@ -72,7 +72,9 @@ class TranscriptionResult:
     prune: dict | None
     windows: list[WindowInfo] = field(default_factory=list)
     timing: dict = field(default_factory=dict)
-    language_prob: float | None = None  # top language's probability where it was detected (None: fixed)
+    # top language's probability where it was detected; 1.0 where it was given or the model is
+    # English-only (as faster-whisper); None where nothing was decoded to detect it on
+    language_prob: float | None = None
     warnings: list[str] = field(default_factory=list)  # e.g. "partial decode: ..." (--allow-partial)
     options: dict = field(default_factory=dict)  # the decoding, long-form and guard settings used
 

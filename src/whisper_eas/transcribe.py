@@ -185,17 +185,24 @@ class Transcriber:
         started = time.perf_counter()
         return SegmentStream(self, self._open(audio, sample_rate), started)
 
+    @property
+    def supported_languages(self) -> list[str]:
+        """The language codes the model knows (faster-whisper's `supported_languages`): ["en"] for
+        English-only models."""
+        tokenizer = self.runner.tokenizer
+        return list(tokenizer.languages) if tokenizer.multilingual else ["en"]
+
     def detect_language(self, audio: AudioInput, sample_rate: int = SAMPLE_RATE) -> tuple[str, float, dict[str, float]]:
-        """(language, its probability, every language's probability) from the first 30 s, on the
-        dense encoder (English-only models: ("en", 1.0, {"en": 1.0}))."""
-        from whisper_eas.decoding import detect_language
+        """(language, its probability, every language's probability of the first 30 s), computed as
+        `transcribe` detects it: the first window on the runner's encoding (dense where that is
+        unsure), more windows where the first stays unsure (`LongformOptions.language_detection_*`).
+        English-only models: ("en", 1.0, {"en": 1.0})."""
+        from whisper_eas.window_decode import first_window_language
 
         if not self.runner.tokenizer.multilingual:
             return "en", 1.0, {"en": 1.0}
-        window = self._open(audio, sample_rate).next_window().mel
-        encoded = self.runner.encode(window[None], dense=True)
-        code, probs = detect_language(lambda group: self.runner.decoder(encoded, group), 1, self.runner.tokenizer)[0]
-        return code, probs[code], probs
+        return first_window_language(self.runner, self._open(audio, sample_rate).next_window(), self.guard,
+                                     self.longform)
 
     def transcribe_many(self, inputs: Iterable[AudioInput], sample_rate: int = SAMPLE_RATE,
                         progress: Callable[[float], None] | None = None) -> Iterator[FileOutcome]:
@@ -254,6 +261,8 @@ class Transcriber:
         result = batched_result(self.runner, source, samples, part, time.perf_counter() - started, load_s,
                                 self.batch_size)
         result.warnings = list(stream.warnings) if stream is not None else []
+        if self._fixed_language() is not None:
+            result.language_prob = 1.0
         return FileOutcome(index, source, result, None)
 
     def _open(self, audio: AudioInput, sample_rate: int = SAMPLE_RATE) -> LongformFile:
@@ -301,7 +310,7 @@ class Transcriber:
         windows = state.windows if state.speech_map is None else recording_windows(state.windows, state.speech_map)
         return TranscriptionResult(
             source=state.source, text=state.text, segments=state.segments, language=state.language,
-            language_prob=state.language_prob,
+            language_prob=1.0 if self._fixed_language() is not None else state.language_prob,
             duration_s=state.duration_s if state.speech_map is None else state.speech_map.duration_s,
             model=info["model"], backend=info["backend"], device=info["device"],
             prune=info["prune"], windows=windows, timing=timing, warnings=list(state.warnings),

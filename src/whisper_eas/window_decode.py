@@ -9,7 +9,8 @@ Per window, in order:
 1. language: the request's (fixed by the user or by an earlier window of the file), English for
    English-only models, else detected; on a pruned encoding a detection whose top probability is
    below `GuardOptions.language_min_prob` is redone on the dense encoding, so pruning does not
-   change the language a confident dense model would pick;
+   change the language a confident dense model would pick; a file's first window still at or below
+   `LongformOptions.language_detection_threshold` is decided over its next windows (`vote_language`);
 2. greedy (or beam) decoding at temperature 0 on the (sparsified) encoder output; where hotter
    tries follow, a row stuck repeating is ended early (`repetition.py`), as in steps 3 and 4;
 3. a window the guard calls degenerate is decoded again as a clean dense decode: dense encoder,
@@ -27,7 +28,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import replace
-from typing import Callable, Sequence
+from functools import partial
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -78,7 +80,7 @@ def decode_windows(
     if encode_dense is None and runner.prune is not None:
         encode_dense = lambda rows: runner.encode(np.stack([requests[i].mel for i in rows]), dense=True)  # noqa: E731
     dense = _DenseCache(encode_dense)
-    languages, probs = _languages(runner, encoded, requests, dense, guard)
+    languages, probs = _languages(runner, encoded, requests, dense, guard, longform)
     requests = [_own_language_prompt(r, code) for r, code in zip(requests, languages)]
     greedy = replace(options, temperature=0.0)
     cut = repetition_cut(longform)
@@ -86,7 +88,7 @@ def decode_windows(
     kept = encoded.kept.tolist() if encoded.kept is not None else [None] * len(requests)
     outcomes = [WindowOutcome(r, _n_kept(encoded, i), encoded.n_frames, kept=_real(k, encoded, i),
                               language_prob=probs[i]) for i, (r, k) in enumerate(zip(results, kept))]
-    rerun = _guard_rerun(runner, requests, greedy, languages, outcomes, guard, dense, cut)
+    rerun = _guard_rerun(runner, requests, greedy, languages, outcomes, guard, dense, cut, longform)
     for i, request in enumerate(requests):
         if len(longform.temperatures) > 1 and needs_fallback(outcomes[i].result, longform):
             source = dense.get([i]) if i in rerun else encoded.select([i])
@@ -184,8 +186,9 @@ def _detect(runner: Runner, encoded: EncodedBatch) -> list[tuple[str, dict]]:
 
 
 def _languages(runner: Runner, encoded: EncodedBatch, requests: Sequence[WindowRequest], dense: _DenseCache,
-               guard: GuardOptions) -> tuple[list[str], list[float | None]]:
-    """Each request's language and, where it was detected here, the top language's probability."""
+               guard: GuardOptions, longform: LongformOptions) -> tuple[list[str], list[float | None]]:
+    """Each request's language and, where it was detected here, the top language's probability.
+    The same rule as `detect_window_language`, then `vote_language` where the window is unsure."""
     languages = [r.language for r in requests]
     probs: list[float | None] = [None] * len(requests)
     if not runner.tokenizer.multilingual:
@@ -199,7 +202,52 @@ def _languages(runner: Runner, encoded: EncodedBatch, requests: Sequence[WindowR
     if unsure:
         for i, (code, values) in zip(unsure, _detect(runner, dense.get(unsure))):
             languages[i], probs[i] = code, values[code]
+    for i in unknown:
+        languages[i], probs[i] = _unless_unsure(runner, requests[i], languages[i], probs[i],  # type: ignore[arg-type]
+                                                guard, longform)
     return languages, probs  # type: ignore[return-value]
+
+
+def _unless_unsure(runner: Runner, request: WindowRequest, code: str, prob: float, guard: GuardOptions,
+                   longform: LongformOptions) -> tuple[str, float]:
+    """The window's detected language, or the vote over the file's next windows where it is unsure."""
+    if request.later_windows is None or prob > longform.language_detection_threshold:
+        return code, prob
+    return vote_language(runner, (code, prob), request.later_windows(), guard, longform)
+
+
+def first_window_language(runner: Runner, request: WindowRequest, guard: GuardOptions,
+                          longform: LongformOptions) -> tuple[str, float, dict[str, float]]:
+    """A file's language as decoding detects it from its first window (`Transcriber.detect_language`):
+    (language, its probability, every language's probability on the first window)."""
+    code, values = detect_window_language(runner, request.mel, guard)
+    code, prob = _unless_unsure(runner, request, code, values[code], guard, longform)
+    return code, prob, values
+
+
+def detect_window_language(runner: Runner, mel: np.ndarray, guard: GuardOptions) -> tuple[str, dict[str, float]]:
+    """(top language, every language's probability) of one window [n_mels, 3000], as the pipeline
+    detects a file's first window: on the runner's encoding, again dense where that is unsure."""
+    code, values = _detect(runner, runner.encode(mel[None]))[0]
+    if runner.prune is not None and values[code] < guard.language_min_prob:
+        code, values = _detect(runner, runner.encode(mel[None], dense=True))[0]
+    return code, values
+
+
+def vote_language(runner: Runner, first: tuple[str, float], later: Iterable[np.ndarray], guard: GuardOptions,
+                  longform: LongformOptions) -> tuple[str, float]:
+    """faster-whisper's rule for an unsure first window (`first`: its language and probability): the
+    first later window detected above `language_detection_threshold` decides; if none is, the
+    language most windows detected, with its highest probability. A non-native English recording
+    that base hears as Latin (p 0.41) from its first 30 s is heard as English over more."""
+    seen: dict[str, list[float]] = {first[0]: [first[1]]}
+    for mel in later:
+        code, values = detect_window_language(runner, mel, guard)
+        if values[code] > longform.language_detection_threshold:
+            return code, values[code]
+        seen.setdefault(code, []).append(values[code])
+    code = max(seen, key=lambda c: len(seen[c]))  # ties: the earliest window's language
+    return code, max(seen[code])
 
 
 def _decode_grouped(runner: Runner, encoded: EncodedBatch, requests: Sequence[WindowRequest],
@@ -222,13 +270,13 @@ def _decode_grouped(runner: Runner, encoded: EncodedBatch, requests: Sequence[Wi
 
 
 def _guard_rerun(runner, requests, options, languages, outcomes, guard, dense: _DenseCache,
-                 cut: RepetitionCut | None = None) -> set[int]:
+                 cut: RepetitionCut | None = None, longform: LongformOptions = SHORT_FORM) -> set[int]:
     """Re-run degenerate sparse windows as clean dense decodes; returns the rows re-run."""
     if not dense.available or not guard.enabled:
         return set()
     # fewer encoder frames of audio than a full window (1500): the file's audio ends in this window
     audio_ends = (content_frames(np.stack([r.mel for r in requests])) < N_FRAMES // 2).tolist()
-    reasons = {i: degenerate_reason(o.result, guard, runner.tokenizer.decode(list(requests[i].prompt)),
+    reasons = {i: degenerate_reason(o.result, guard, partial(runner.tokenizer.decode, list(requests[i].prompt)),
                                     timestamp_begin=runner.tokenizer.timestamp_begin, audio_ends=audio_ends[i])
                for i, o in enumerate(outcomes)}
     redo = [i for i, reason in reasons.items() if reason]
@@ -240,7 +288,8 @@ def _guard_rerun(runner, requests, options, languages, outcomes, guard, dense: _
     detect = [j for j, i in enumerate(redo) if requests[i].language is None and runner.tokenizer.multilingual]
     if detect:
         for j, (code, values) in zip(detect, _detect(runner, encoded.select(detect))):
-            redo_languages[j], probs[j] = code, values[code]
+            redo_languages[j], probs[j] = _unless_unsure(runner, requests[redo[j]], code, values[code], guard,
+                                                         longform)
     results = _decode_grouped(runner, encoded, [requests[i] for i in redo], options, redo_languages, cut)
     for j, (i, result) in enumerate(zip(redo, results)):
         outcomes[i] = WindowOutcome(result, encoded.n_kept, encoded.n_frames, fallback=reasons[i],

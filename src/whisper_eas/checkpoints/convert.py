@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from whisper_eas.checkpoints.ct2_reader import read_ct2_model
+from whisper_eas.checkpoints.quiet import quiet_transformers
 from whisper_eas.errors import WhisperEasError
 from whisper_eas.tokenizer import is_multilingual
 
@@ -208,9 +209,10 @@ def convert_ct2_to_hf(src: str | Path, dst: str | Path, model_bin: Path | None =
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
     try:
-        model.save_pretrained(tmp, safe_serialization=True)
-        _save_tokenizer(src / "tokenizer.json", tmp)
-        WhisperFeatureExtractor(feature_size=config.num_mel_bins).save_pretrained(tmp)
+        with quiet_transformers():
+            model.save_pretrained(tmp, safe_serialization=True)
+            _save_tokenizer(src / "tokenizer.json", tmp)
+            WhisperFeatureExtractor(feature_size=config.num_mel_bins).save_pretrained(tmp)
         (tmp / "whisper_eas_source.json").write_text(json.dumps({"converted_from": str(src)}, indent=2))
         if dst.exists():
             shutil.rmtree(dst)

@@ -6,6 +6,7 @@ import os
 
 import torch
 
+from whisper_eas.checkpoints.quiet import quiet_transformers
 from whisper_eas.checkpoints.registry import resolve_model
 from whisper_eas.errors import WhisperEasError
 
@@ -26,7 +27,8 @@ def load_whisper_config(name_or_dir: str | os.PathLike):
 
     path = resolve_model(name_or_dir)
     try:
-        return WhisperConfig.from_pretrained(path)
+        with quiet_transformers():
+            return WhisperConfig.from_pretrained(path)
     except Exception as error:  # config.json that is not JSON or not a Whisper config
         raise ModelLoadError(f"{path}: cannot read this Whisper checkpoint's config ({_one_line(error)})") from None
 
@@ -37,8 +39,9 @@ def load_whisper(name_or_dir: str | os.PathLike, device: str = "cpu", dtype: tor
 
     path = resolve_model(name_or_dir)
     try:  # safetensors only: a pickled weights file is never unpickled
-        model = WhisperForConditionalGeneration.from_pretrained(path, dtype=dtype, attn_implementation="sdpa",
-                                                                use_safetensors=True)
+        with quiet_transformers():
+            model = WhisperForConditionalGeneration.from_pretrained(path, dtype=dtype, attn_implementation="sdpa",
+                                                                    use_safetensors=True)
     except Exception as error:  # corrupt weights, config.json that is not JSON or not a Whisper config, ...
         raise ModelLoadError(f"{path}: cannot load this Whisper checkpoint ({_one_line(error)})") from None
     model.eval().to(device)

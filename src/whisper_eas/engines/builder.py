@@ -25,8 +25,8 @@ from whisper_eas.engines.profiles import EngineConfig, Shapes, axis_ranges, prof
 from whisper_eas.errors import ConfigError, MissingDependencyError
 from whisper_eas.exporter.export import library_versions
 from whisper_eas.exporter.graph_specs import DECODER_GRAPHS
-from whisper_eas.exporter.manifest import ExportManifest, sha256_file
-from whisper_eas.io_utils import link_or_copy, publish_folder
+from whisper_eas.exporter.manifest import ExportManifest
+from whisper_eas.io_utils import link_or_copy, publish_folder, sha256_file
 from whisper_eas.plugins.attributes import plugin_applies
 from whisper_eas.plugins.onnx_plugin_node import PLUGIN_FILE, export_prune_plugin
 

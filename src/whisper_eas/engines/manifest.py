@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from whisper_eas.config import PruneConfig, format_prune
-from whisper_eas.exporter.manifest import ExportError, ExportManifest, file_inside, read_manifest_json, sha256_file
+from whisper_eas.exporter.manifest import ExportError, ExportManifest, file_inside, read_manifest_json
+from whisper_eas.io_utils import sha256_file
 
 ENGINE_MANIFEST = "engines.json"
 FORMAT = "whisper-eas-trt"

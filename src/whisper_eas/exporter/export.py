@@ -38,12 +38,12 @@ from whisper_eas.exporter.graph_specs import (
     split_layer,
 )
 from whisper_eas.exporter.align_graph import ALIGN_FILE, export_align_graph
-from whisper_eas.exporter.manifest import MANIFEST, TOKENIZER, ExportManifest, sha256_file
+from whisper_eas.exporter.manifest import MANIFEST, TOKENIZER, ExportManifest
 from whisper_eas.exporter.modules import EncoderHead, EncoderTail, LayerwiseDecoderStep
 from whisper_eas.exporter.prune_graph import export_prune
 from whisper_eas.exporter.quantize import PRECISIONS, QuantizeConfig, quantize_graphs
 from whisper_eas.exporter.tracing import trace_to_onnx
-from whisper_eas.io_utils import link_or_copy, publish_folder
+from whisper_eas.io_utils import link_or_copy, publish_folder, sha256_file
 from whisper_eas.tokenizer import WhisperTokenizer
 
 MIN_OPSET = 17  # LayerNormalization; ScatterElements(reduction=add) for merged frames needs 16
@@ -212,7 +212,7 @@ def export_model(
     export_align_graph(model, out, opset)  # word timestamps on ONNX Runtime (a file, not a decoding graph)
     if quantize is not None:
         eot = WhisperTokenizer.from_file(resolve_model(model_name) / TOKENIZER, multilingual=dims.multilingual).eot
-        quantize_graphs(out, [specs[g].file for g in quantize.graphs if g in specs], quantize,
+        quantize_graphs(out, {g: specs[g].file for g in quantize.graphs if g in specs}, quantize,
                         reuse=settings.reuse_decoder, first_special=eot)
     (out / TOKENIZER).unlink(missing_ok=True)
     shutil.copyfile(resolve_model(model_name) / TOKENIZER, out / TOKENIZER)

@@ -7,7 +7,6 @@ file's presence and sha256. Every error names the file it is about.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from whisper_eas.config import PruneConfig, format_prune
 from whisper_eas.errors import WhisperEasError
 from whisper_eas.exporter.graph_specs import BATCH, GraphSpec, ModelDims, export_specs, split_layer
 from whisper_eas.exporter.quantize import QuantizeConfig
+from whisper_eas.io_utils import atomic_write_json, sha256_file
 
 MANIFEST = "manifest.json"
 FORMAT = "whisper-eas-onnx"
@@ -26,14 +26,6 @@ TOKENIZER = "tokenizer.json"
 
 class ExportError(WhisperEasError, ValueError):
     """An export folder that cannot be used as it is; the message names the file."""
-
-
-def sha256_file(path: Path, chunk: int = 8 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass
@@ -90,8 +82,6 @@ class ExportManifest:
         }
 
     def write(self) -> Path:
-        from whisper_eas.io_utils import atomic_write_json
-
         return atomic_write_json(self.directory / MANIFEST, self.to_dict())
 
     @classmethod
@@ -188,4 +178,5 @@ def _check_graph_entries(manifest: ExportManifest, recorded: Any) -> None:
         raise ExportError(f"{path}: graphs {got} do not match the config (expected {sorted(expected)})")
     for name, spec in expected.items():
         if recorded[name] != spec:
-            raise ExportError(f"{path}: entry for {spec['file']} does not match its expected inputs/outputs")
+            raise ExportError(f"{path}: entry for {spec['file']} does not match its expected inputs/outputs "
+                              "(exported by another version; re-run whisper-eas export)")

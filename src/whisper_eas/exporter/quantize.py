@@ -39,6 +39,10 @@ from pathlib import Path
 import numpy as np
 
 from whisper_eas.errors import MissingDependencyError
+from whisper_eas.exporter.graph_specs import ENCODER_GRAPHS
+from whisper_eas.exporter.onnx_edit import constant_value, constant_weight_gemm
+from whisper_eas.exporter.rescore import FLOAT32_NODES, rescore_output_projection
+from whisper_eas.io_utils import link_or_copy, publish_folder, sha256_file
 
 # int8-proj: only the vocabulary projection, rescored (`rescore`); int8-enc: that, plus the encoder
 # tail's weight matmuls except `ENCODER_FLOAT32_MATMULS`
@@ -80,9 +84,9 @@ class QuantizeConfig:
             return "int8-enc"
         return "int8"
 
-    def projection_only(self, graph_file: str) -> bool:
-        """Whether only the vocabulary projection of this graph file is quantized."""
-        return self.scope == "projection" or (self.scope == "encoder+projection" and not graph_file.startswith("encoder"))
+    def projection_only(self, graph: str) -> bool:
+        """Whether only the vocabulary projection of this graph (its name in `graph_specs`) is quantized."""
+        return self.scope == "projection" or (self.scope == "encoder+projection" and graph not in ENCODER_GRAPHS)
 
     @classmethod
     def for_precision(cls, precision: str) -> "QuantizeConfig":
@@ -120,35 +124,6 @@ def _quantization():
     return quantization
 
 
-def _constant(graph, name: str) -> np.ndarray | None:
-    """The value of an initializer or a `Constant` node's output, else None."""
-    from onnx import helper, numpy_helper
-
-    for init in graph.initializer:
-        if init.name == name:
-            return numpy_helper.to_array(init)
-    for node in graph.node:
-        if node.op_type == "Constant" and node.output[0] == name:
-            return numpy_helper.to_array(helper.get_attribute_value(node.attribute[0]))
-    return None
-
-
-def constant_weight_gemm(graph, node) -> tuple[np.ndarray, dict] | None:
-    """(W, attributes) of a `Gemm(x, W, b)` with a constant W, no transA, alpha 1 and beta 1; else None.
-
-    The rewrites here and in `exporter.rescore` handle only that form (a scaled bias does not occur
-    in our graphs and is left alone)."""
-    from onnx import helper
-
-    if node.op_type != "Gemm":
-        return None
-    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-    if attrs.get("transA", 0) or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0:
-        return None
-    weight = _constant(graph, node.input[1])
-    return None if weight is None else (weight, attrs)
-
-
 def untie_output_projection(model) -> int:
     """Rewrite each `Gemm(x, W, b, transB=1)` with a constant W as `MatMul(x, W^T) (+ b)`.
 
@@ -169,7 +144,7 @@ def untie_output_projection(model) -> int:
         graph.initializer.append(numpy_helper.from_array(
             np.ascontiguousarray(weight.T if attrs.get("transB", 0) else weight), name))
         bias = node.input[2] if len(node.input) > 2 and node.input[2] else None
-        bias_value = _constant(graph, bias) if bias else None
+        bias_value = constant_value(graph, bias) if bias else None
         if bias_value is not None and not bias_value.any():
             bias = None
         out = node.output[0]
@@ -202,16 +177,17 @@ def _cache_key(source_sha256: str, config: QuantizeConfig, first_special: int | 
     return hashlib.sha256(header.encode()).hexdigest()[:24]
 
 
-def quantize_graph(source: Path, target: Path, config: QuantizeConfig, first_special: int | None = None) -> None:
+def quantize_graph(source: Path, target: Path, config: QuantizeConfig, first_special: int | None = None, *,
+                   graph: str) -> None:
     """Dynamic int8 quantization of one float32 graph file into `target` (may equal `source`).
-    `first_special`: the end-of-text id, from which logits stay float32 when `config.rescore`."""
+    `first_special`: the end-of-text id, from which logits stay float32 when `config.rescore`;
+    `graph`: the graph's name (`graph_specs`), which tells what `config.scope` quantizes in it."""
     import onnx
 
-    from whisper_eas.exporter.rescore import FLOAT32_NODES, rescore_output_projection
 
     quantization = _quantization()
     model = onnx.load(str(source))
-    projection_only = config.projection_only(source.name)
+    projection_only = config.projection_only(graph)
     rescored = None
     if config.rescore and projection_only:
         if first_special is None:
@@ -268,14 +244,12 @@ def weight_only(path: Path, bits: int, excluded: list[str]) -> None:
     quantizer.model.save_model_to_file(str(path), use_external_data_format=False)
 
 
-def quantize_graphs(directory: Path, files: list[str], config: QuantizeConfig, reuse: bool = True,
+def quantize_graphs(directory: Path, files: dict[str, str], config: QuantizeConfig, reuse: bool = True,
                     first_special: int | None = None) -> None:
-    """Quantize `files` of an export folder in place, through the int8 cache when `reuse`."""
+    """Quantize `files` (graph name -> file) of an export folder in place, through the int8 cache when `reuse`."""
     from whisper_eas.checkpoints.registry import cache_home
-    from whisper_eas.exporter.manifest import sha256_file
-    from whisper_eas.io_utils import link_or_copy, publish_folder
 
-    for name in files:
+    for graph, name in files.items():
         path = directory / name
         cache = cache_home() / "onnx-int8" / _cache_key(sha256_file(path), config, first_special)
         if reuse and _cached(cache, name):
@@ -283,7 +257,7 @@ def quantize_graphs(directory: Path, files: list[str], config: QuantizeConfig, r
             link_or_copy(cache / name, path)
             continue
         staged = directory / f".{name}.int8"
-        quantize_graph(path, staged, config, first_special)
+        quantize_graph(path, staged, config, first_special, graph=graph)
         path.unlink()
         staged.replace(path)
         if reuse:
@@ -291,8 +265,6 @@ def quantize_graphs(directory: Path, files: list[str], config: QuantizeConfig, r
 
 
 def _cached(cache: Path, name: str) -> bool:
-    from whisper_eas.exporter.manifest import sha256_file
-
     try:
         recorded = json.loads((cache / "sha256.json").read_text())
     except (OSError, ValueError):

@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from whisper_eas.exporter.onnx_edit import constant_value, constant_weight_gemm
+
 RESCORE_PREFIX = "projection_rescore"
 
 
 def _projection_gemm(graph, vocab_floor: int):
     """The output projection: a Gemm(h, W, b, transB=1) whose constant W has more rows than `vocab_floor`."""
-    from whisper_eas.exporter.quantize import constant_weight_gemm
-
     for node in graph.node:
         parts = constant_weight_gemm(graph, node)
         if parts is None or not parts[1].get("transB", 0):
@@ -60,9 +60,7 @@ def rescore_output_projection(model, first_special: int, top_k: int) -> str | No
         return None
     bias = None
     if len(node.input) > 2 and node.input[2]:
-        from whisper_eas.exporter.quantize import _constant
-
-        value = _constant(graph, node.input[2])
+        value = constant_value(graph, node.input[2])
         if value is None or value.any():
             bias = node.input[2]  # a real bias: added at the end (Whisper's projection has none)
     h, w, out = node.input[0], node.input[1], node.output[0]

@@ -62,10 +62,9 @@ class LoadedGraphs:
 class GraphDecoderSession:
     """Decoding state of one batch: per-layer self cache as tensors, cross k/v fixed per window."""
 
-    def __init__(self, step: GraphCall, cross_k: Any, cross_v: Any, takes_positions: bool = True,
+    def __init__(self, step: GraphCall, cross_k: Any, cross_v: Any,
                  to_device: Callable[[Any], Any] = np.ascontiguousarray):
         self.step_graph, self.to_device = step, to_device
-        self.takes_positions = takes_positions  # exports before `logit_positions` project every position
         self.n_layers = cross_k.shape[0]
         layers = range(self.n_layers)
         self.cross = {**{f"cross_k_{i}": cross_k[i] for i in layers}, **{f"cross_v_{i}": cross_v[i] for i in layers}}
@@ -79,13 +78,11 @@ class GraphDecoderSession:
         wanted = np.array(range(tokens.shape[1]) if positions is None else positions, np.int64)
         feed = {"tokens": self.to_device(np.asarray(tokens, np.int64)),
                 "offset": self.to_device(np.array(self.offset, np.int64)),
-                **({"logit_positions": self.to_device(wanted)} if self.takes_positions else {}),
-                **self.cache, **self.cross}
+                "logit_positions": self.to_device(wanted), **self.cache, **self.cross}
         outputs = self.step_graph.infer(feed)
         self.cache = {name: outputs[f"new_{name}"] for name in self.cache}
         self.offset += tokens.shape[1]
-        logits = host_array(outputs["logits"]).astype(np.float32, copy=False)
-        return logits if self.takes_positions or positions is None else logits[:, wanted]
+        return host_array(outputs["logits"]).astype(np.float32, copy=False)
 
     def reorder(self, index: np.ndarray) -> None:
         index = self.to_device(np.asarray(index, np.int64))
@@ -179,9 +176,7 @@ class GraphRunner(Runner):
         return self._session(cross_k, cross_v)
 
     def _session(self, cross_k: Any, cross_v: Any):
-        takes_positions = "logit_positions" in self.export.graphs["decoder_step"].input_names
-        return GraphDecoderSession(self.graphs["decoder_step"], cross_k, cross_v, takes_positions,
-                                   self._graphs.to_device)
+        return GraphDecoderSession(self.graphs["decoder_step"], cross_k, cross_v, self._graphs.to_device)
 
     def close(self) -> None:
         if self._graphs is not None:

@@ -37,8 +37,6 @@ class OrtDecoderSession:
         self.offset = 0
         self._binding = session.io_binding()
         self._outputs = [o.name for o in session.get_outputs()]
-        # exports before `logit_positions` project every position (sliced here)
-        self._takes_positions = "logit_positions" in {i.name for i in session.get_inputs()}
 
     def step(self, tokens: np.ndarray, positions: Sequence[int] | None = None) -> np.ndarray:
         binding = self._binding
@@ -47,8 +45,7 @@ class OrtDecoderSession:
         wanted = np.arange(tokens.shape[1], dtype=np.int64) if positions is None else np.array(positions, np.int64)
         binding.bind_cpu_input("tokens", np.ascontiguousarray(tokens, dtype=np.int64))
         binding.bind_cpu_input("offset", np.array(self.offset, dtype=np.int64))
-        if self._takes_positions:
-            binding.bind_cpu_input("logit_positions", wanted)
+        binding.bind_cpu_input("logit_positions", wanted)
         for name, ort_value in (*self.cache.items(), *self.cross.items()):
             binding.bind_ortvalue_input(name, ort_value)
         for name in self._outputs:
@@ -57,8 +54,7 @@ class OrtDecoderSession:
         logits, *caches = binding.get_outputs()
         self.cache = dict(zip(self.cache, caches))  # new_self_k_i / new_self_v_i in input order
         self.offset += tokens.shape[1]
-        logits = logits.numpy()
-        return logits if self._takes_positions or positions is None else logits[:, wanted]
+        return logits.numpy()
 
     def reorder(self, index: np.ndarray) -> None:
         self.cache = self._gather(self.cache, index)
