@@ -446,6 +446,7 @@ def test_an_unsure_first_window_is_decided_over_more_windows(pruned_base):
     english = load_audio(AUDIO / "long-cathy-a0001-a0019.flac")
     first = np.concatenate([load_audio(mandarin), english[: 15 * 16000]])
     audio = np.concatenate([first, np.zeros(30 * 16000 - len(first), np.float32), english[15 * 16000 :]])
+    pruned_base = pruned_base.with_settings(vad_filter=False)  # the windows as built: the gate would cut the zeros
     alone = pruned_base.with_settings(language_detection_segments=1).detect_language(audio)
     assert alone[0] == "zh" and 0.5 < alone[1] < 0.75
     audio = audio[: 40 * 16000]  # two windows are enough (and quicker to transcribe)
