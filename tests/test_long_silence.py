@@ -85,18 +85,18 @@ def test_sentence_in_silence_onnxruntime(ort_transcriber, at):
 
 
 @pytest.mark.parametrize("background", ["near-silence", "noise", "tone"])
-def test_sentence_in_near_silence_noise_and_tone(torch_transcriber, background):
+def test_sentence_in_near_silence_noise_and_tone(ort_transcriber, background):
     """Noise at 0.01 (3 min, the sentence 30 s later) lost the sentence before the fix: the window
     holding it was prompted with the " . ." the model heard in the noise."""
     for at in OFFSETS:
         total, at = (TOTAL_S + 60, at + 30) if background == "noise" else (TOTAL_S, at)
-        _check(torch_transcriber.transcribe(_clip(background, at, total)), at)
+        _check(ort_transcriber.transcribe(_clip(background, at, total)), at)
 
 
 @pytest.mark.parametrize("at", OFFSETS)
-def test_sentence_in_silence_without_the_vad(torch_transcriber, at):
+def test_sentence_in_silence_without_the_vad(ort_transcriber, at):
     """The default mode must not lose speech with the VAD off: the prompt reset alone keeps it."""
-    result = torch_transcriber.transcribe(_clip("silence", at), vad_check=False)
+    result = ort_transcriber.transcribe(_clip("silence", at), vad_check=False)
     _check(result, at, silent_elsewhere=False)
     assert not any(w.skipped for w in result.windows[:2])  # the " you" windows were kept: no VAD opinion
 
