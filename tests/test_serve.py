@@ -98,7 +98,7 @@ def test_serve_runs_the_table_of_defaults_serve_row(server):
 
     row = default_for("tiny.en", "cpu", "serve")
     banner = server[0].stdout.readline()
-    assert f"cached tiny.en [{format_prune(row.config)}] {row.precision} ONNX graphs" in banner, banner
+    assert f"tiny.en [{format_prune(row.config)}] {row.precision} ONNX graphs" in banner, banner
 
 
 def test_models_and_alias(client):
