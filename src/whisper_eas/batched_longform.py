@@ -178,30 +178,37 @@ def _keeps_whole_region(config: PruneConfig) -> bool:
 def _encode_graphs(runner, mel: np.ndarray, bounds: np.ndarray, config: PruneConfig) -> EncodedBatch:
     from whisper_eas.runners.graphs import host_array
 
+    select = _slice_region if _keeps_whole_region(config) else _prune_with_torch
     graphs, parts = runner.graphs, []
-    if _keeps_whole_region(config):
-        for row in range(mel.shape[0]):
-            head = graphs["encoder_head"].infer({"mel": runner._to_device(np.asarray(mel[row : row + 1], np.float32))})
-            hidden = host_array(head["head_hidden"])
-            region = config.region_frames(int(bounds[row, 1]), hidden.shape[1])
-            part = np.ascontiguousarray(hidden[:, :region])
-            tail = graphs["encoder_tail"].infer({"tail_input": runner._to_device(part)})["encoder_hidden"]
-            parts.append(EncodedBatch(tail, np.arange(region, dtype=np.int64)[None], n_frames=N_FRAMES // 2))
-        return EncodedBatch.concat(parts)
+    for row in range(mel.shape[0]):  # one window at a time is faster on a CPU (`encode_in_chunks`)
+        head = graphs["encoder_head"].infer({"mel": runner._to_device(np.asarray(mel[row : row + 1], np.float32))})
+        part, index = select(head, bounds[row : row + 1], config)
+        tail = graphs["encoder_tail"].infer({"tail_input": runner._to_device(part)})["encoder_hidden"]
+        parts.append(EncodedBatch(tail, host_array(index), n_frames=N_FRAMES // 2))
+    return EncodedBatch.concat(parts)
+
+
+def _slice_region(head: dict, bounds: np.ndarray, config: PruneConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(kept hidden, kept indices) of one window under the padding trim: its region, as it is."""
+    from whisper_eas.runners.graphs import host_array
+
+    hidden = host_array(head["head_hidden"])
+    region = config.region_frames(int(bounds[0, 1]), hidden.shape[1])
+    return np.ascontiguousarray(hidden[:, :region]), np.arange(region, dtype=np.int64)[None]
+
+
+def _prune_with_torch(head: dict, bounds: np.ndarray, config: PruneConfig) -> tuple:
+    """(kept hidden, kept indices) of one window by the config's selection (PyTorch's `prune_hidden`)."""
     import torch
 
     from whisper_eas.selection import prune_hidden
 
-    for row in range(mel.shape[0]):  # one window at a time is faster on a CPU (`encode_in_chunks`)
-        head = graphs["encoder_head"].infer({"mel": runner._to_device(np.asarray(mel[row : row + 1], np.float32))})
-        hidden = torch.as_tensor(head["head_hidden"])
-        scores = head.get("frame_scores")
-        with torch.inference_mode():
-            part, index = prune_hidden(hidden, None if scores is None else torch.as_tensor(scores), config,
-                                       torch.as_tensor(bounds[row : row + 1]).to(hidden.device))
-        tail = graphs["encoder_tail"].infer({"tail_input": runner._to_device(part.contiguous())})["encoder_hidden"]
-        parts.append(EncodedBatch(tail, host_array(index), n_frames=N_FRAMES // 2))
-    return EncodedBatch.concat(parts)
+    hidden = torch.as_tensor(head["head_hidden"])
+    scores = head.get("frame_scores")
+    with torch.inference_mode():
+        part, index = prune_hidden(hidden, None if scores is None else torch.as_tensor(scores), config,
+                                   torch.as_tensor(bounds).to(hidden.device))
+    return part.contiguous(), index
 
 
 def _encode_torch(runner, mel: np.ndarray, bounds: np.ndarray, config: PruneConfig) -> EncodedBatch:

@@ -83,11 +83,15 @@ def gate(samples: np.ndarray, options: VadOptions = FILTER_VAD) -> tuple[np.ndar
     `min_silence_ms`, as between spans: faster-whisper drops the 0.1-0.2 s before a clip's first
     word, which skips nothing worth skipping and shifts every window, and tiny.en's transcript with
     it (speech-dev long +0.51 WER from an 80 ms cut, speech-dev short -0.54: noise either way)."""
-    spans = _keep_short_edges(speech_spans(samples, options), len(samples),
-                              int(SAMPLE_RATE * options.min_silence_ms / 1000))
+    spans = _gated_spans(speech_spans(samples, options), len(samples), options)
     speech = (np.concatenate([samples[s.start : s.end] for s in spans]).astype(np.float32, copy=False) if spans
               else np.zeros(0, np.float32))
     return speech, SpeechMap(spans, len(samples))
+
+
+def _gated_spans(spans: list[SpeechSpan], n_samples: int, options: VadOptions) -> tuple[SpeechSpan, ...]:
+    """The VAD's spans with the recording's edges cut only where they are `min_silence_ms` or more."""
+    return _keep_short_edges(spans, n_samples, int(SAMPLE_RATE * options.min_silence_ms / 1000))
 
 
 def _keep_short_edges(spans: list[SpeechSpan], n_samples: int, shortest: int) -> tuple[SpeechSpan, ...]:
@@ -109,8 +113,7 @@ def speech_stream(stream: AudioStream, check: bool = True) -> tuple[AudioStream,
     checks a file when `check`), which keeps only its probabilities, then the speech spans' blocks
     as the decoder reads them: memory does not grow with the recording's length."""
     probs, n_samples = default_vad().stream_probabilities(stream.blocks(check))
-    spans = _keep_short_edges(spans_of(probs, n_samples, FILTER_VAD), n_samples,
-                              int(SAMPLE_RATE * FILTER_VAD.min_silence_ms / 1000))
+    spans = _gated_spans(spans_of(probs, n_samples, FILTER_VAD), n_samples, FILTER_VAD)
     gated = AudioStream(stream.source, lambda: _speech_blocks(stream, spans))
     gated.warnings = list(stream.warnings)
     return gated, SpeechMap(spans, n_samples)
