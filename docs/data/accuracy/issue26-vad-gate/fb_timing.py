@@ -2,7 +2,7 @@
 import glob, time
 from whisper_eas.transcribe import Transcriber
 from whisper_eas.batched_longform import BatchedOptions
-files = sorted(glob.glob("/work/shared/data/speech-dev/audio/long-*.flac")) + sorted(glob.glob("/work/shared/data/speech-val/audio/long-*.flac"))
+files = sorted(glob.glob("../shared/data/speech-dev/audio/long-*.flac")) + sorted(glob.glob("../shared/data/speech-val/audio/long-*.flac"))
 new = Transcriber.from_model("tiny.en", backend="auto", batched=BatchedOptions())
 old = Transcriber(new.runner, options=new.options, guard=new.guard, batch_size=new.batch_size, longform=new.longform,
                   batched=BatchedOptions(fallback_best_of=None))

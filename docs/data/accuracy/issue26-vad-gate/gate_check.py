@@ -4,8 +4,10 @@ import numpy as np, soundfile as sf
 from whisper_eas.audio import load_audio
 from whisper_eas.transcribe import Transcriber
 
-D = "/work/vadgate/.scratch/gate"
-SENT = "/work/shared/data/speech-dev/audio/ls-test-other-1688-142285-0003.flac"  # 5.06 s
+D = ".scratch/gate"  # run from the repository root; the generated files go here
+SENT = "../shared/data/speech-dev/audio/ls-test-other-1688-142285-0003.flac"  # 5.06 s
+import os
+os.makedirs(D, exist_ok=True)
 rng = np.random.default_rng(0)
 sr = 16000
 files = {
