@@ -184,7 +184,7 @@ class WindowOutcome:
     result: DecodingResult
     kept_frames: int
     n_frames: int
-    fallback: str | None = None  # guard reason for the dense re-run
+    fallback: str | None = None  # guard reason for the clean re-run (dense encoder, exact step)
     kept: list[int] | None = None  # which encoder frames were kept, in time order (None: all)
     language_prob: float | None = None  # top language's probability, when detected on this window
     unguarded: "WindowOutcome | None" = None  # the sparse outcome the guard replaced

@@ -48,7 +48,7 @@ class WindowInfo:
     kept_frames: int
     n_frames: int
     temperature: float
-    fallback: str | None  # guard reason for the dense re-run
+    fallback: str | None  # guard reason for the clean re-run (dense encoder, exact step)
     skipped: bool = False  # judged silent (no-speech probability) and left out
 
 

@@ -13,10 +13,11 @@ Per window, in order:
    `LongformOptions.language_detection_threshold` is decided over its next windows (`vote_language`);
 2. greedy (or beam) decoding at temperature 0 on the (sparsified) encoder output; where hotter
    tries follow, a row stuck repeating is ended early (`repetition.py`), as in steps 3 and 4;
-3. a window the guard calls degenerate is decoded again as a clean dense decode: dense encoder,
-   language re-detected on it unless it was fixed, temperature 0;
+3. a window the guard calls degenerate is decoded again as a clean decode, temperature 0: dense
+   encoder (language re-detected on it unless it was fixed) where the runner prunes, the exact
+   decoder step where the runner's step is approximate (int8 layers, `Runner.approximate_decoder`);
 4. while openai/whisper's rule still asks for a fallback, decode at the next temperature
-   (sampling), on the dense encoding if step 3 ran.
+   (sampling), on the clean encoding and step if step 3 ran.
 
 Each window's outcome depends only on that window, never on its batch neighbours: rows are
 decoded in groups of equal prompt length, per-input configs (adaptive mass, dropped padding:
@@ -88,13 +89,13 @@ def decode_windows(
     kept = encoded.kept.tolist() if encoded.kept is not None else [None] * len(requests)
     outcomes = [WindowOutcome(r, _n_kept(encoded, i), encoded.n_frames, kept=_real(k, encoded, i),
                               language_prob=probs[i]) for i, (r, k) in enumerate(zip(results, kept))]
-    rerun = _guard_rerun(runner, requests, greedy, languages, outcomes, guard, dense, cut, longform)
+    rerun = _guard_rerun(runner, encoded, requests, greedy, languages, outcomes, guard, dense, cut, longform)
     for i, request in enumerate(requests):
         if len(longform.temperatures) > 1 and needs_fallback(outcomes[i].result, longform):
-            source = dense.get([i]) if i in rerun else encoded.select([i])
+            source = dense.get([i]) if i in rerun and dense.available else encoded.select([i])
             outcomes[i].result = _sample_fallback(runner, source, request, options, longform,
                                                   outcomes[i].result.language or languages[i], outcomes[i].result,
-                                                  cut)
+                                                  cut, exact=i in rerun)
     return outcomes
 
 
@@ -252,15 +253,16 @@ def vote_language(runner: Runner, first: tuple[str, float], later: Iterable[np.n
 
 def _decode_grouped(runner: Runner, encoded: EncodedBatch, requests: Sequence[WindowRequest],
                     options: DecodingOptions, languages: list[str],
-                    cut: RepetitionCut | None = None) -> list[DecodingResult]:
-    """Decode rows in groups of equal prompt length (the decoder has no padding mask)."""
+                    cut: RepetitionCut | None = None, exact: bool = False) -> list[DecodingResult]:
+    """Decode rows in groups of equal prompt length (the decoder has no padding mask); `exact`: with
+    the runner's exact decoder step."""
     groups: dict[tuple[int, int], list[int]] = defaultdict(list)
     for i, request in enumerate(requests):
         groups[min(len(request.prompt), MAX_PROMPT), len(request.prefix)].append(i)
     results: list[DecodingResult | None] = [None] * len(requests)
     for rows in groups.values():
         sub = encoded if len(rows) == encoded.batch else encoded.select(rows)
-        session = runner.decoder(sub, options.beam_size or 1)
+        session = (runner.exact_decoder if exact else runner.decoder)(sub, options.beam_size or 1)
         decoded = decode_batch(session, len(rows), runner.tokenizer, options, [languages[i] for i in rows],
                                previous=[requests[i].prompt for i in rows],
                                prefixes=[requests[i].prefix for i in rows], cut=cut)
@@ -269,10 +271,12 @@ def _decode_grouped(runner: Runner, encoded: EncodedBatch, requests: Sequence[Wi
     return results  # type: ignore[return-value]
 
 
-def _guard_rerun(runner, requests, options, languages, outcomes, guard, dense: _DenseCache,
+def _guard_rerun(runner, encoded: EncodedBatch, requests, options, languages, outcomes, guard, dense: _DenseCache,
                  cut: RepetitionCut | None = None, longform: LongformOptions = SHORT_FORM) -> set[int]:
-    """Re-run degenerate sparse windows as clean dense decodes; returns the rows re-run."""
-    if not dense.available or not guard.enabled:
+    """Re-run degenerate windows as clean decodes (dense encoder where the runner prunes, exact step
+    where its step is approximate); returns the rows re-run."""
+    exact = runner.approximate_decoder
+    if not (dense.available or exact) or not guard.enabled:
         return set()
     # fewer encoder frames of audio than a full window (1500): the file's audio ends in this window
     audio_ends = (content_frames(np.stack([r.mel for r in requests])) < N_FRAMES // 2).tolist()
@@ -282,15 +286,16 @@ def _guard_rerun(runner, requests, options, languages, outcomes, guard, dense: _
     redo = [i for i, reason in reasons.items() if reason]
     if not redo:
         return set()
-    encoded = dense.get(redo)
+    encoded = dense.get(redo) if dense.available else encoded.select(redo)
     redo_languages = [languages[i] for i in redo]
     probs: list[float | None] = [outcomes[i].language_prob for i in redo]
-    detect = [j for j, i in enumerate(redo) if requests[i].language is None and runner.tokenizer.multilingual]
+    detect = [j for j, i in enumerate(redo)
+              if dense.available and requests[i].language is None and runner.tokenizer.multilingual]
     if detect:
         for j, (code, values) in zip(detect, _detect(runner, encoded.select(detect))):
             redo_languages[j], probs[j] = _unless_unsure(runner, requests[redo[j]], code, values[code], guard,
                                                          longform)
-    results = _decode_grouped(runner, encoded, [requests[i] for i in redo], options, redo_languages, cut)
+    results = _decode_grouped(runner, encoded, [requests[i] for i in redo], options, redo_languages, cut, exact)
     for j, (i, result) in enumerate(zip(redo, results)):
         outcomes[i] = WindowOutcome(result, encoded.n_kept, encoded.n_frames, fallback=reasons[i],
                                     language_prob=probs[j], unguarded=outcomes[i])
@@ -298,14 +303,15 @@ def _guard_rerun(runner, requests, options, languages, outcomes, guard, dense: _
 
 
 def _sample_fallback(runner, encoded, request, options, longform, language, result,
-                     cut: RepetitionCut | None = None) -> DecodingResult:
-    """Sample at rising temperatures until openai's rule is satisfied; the last try is kept."""
+                     cut: RepetitionCut | None = None, exact: bool = False) -> DecodingResult:
+    """Sample at rising temperatures until openai's rule is satisfied; the last try is kept
+    (`exact`: with the runner's exact decoder step, for a window the guard re-ran)."""
     for step, temperature in enumerate(longform.temperatures):
         if temperature == 0.0:
             continue
         hot = replace(options, temperature=temperature, beam_size=None, patience=None)
         generator = np.random.default_rng(request.seed * 31 + step)
-        session = runner.decoder(encoded, hot.group)  # `best_of` samples per window
+        session = (runner.exact_decoder if exact else runner.decoder)(encoded, hot.group)  # `best_of` samples
         result = decode_batch(session, 1, runner.tokenizer, hot, [language], generator=generator, previous=[request.prompt], prefixes=[request.prefix], cut=cut)[0]
         if not needs_fallback(result, longform):
             break

@@ -228,7 +228,7 @@ def markdown(rows: list[Measured], encoders: list[Measured], info: dict, n: int,
     lines = [f"Machine: {info['cpu']}, {info['cores']} cores, threads {args.threads or 'default'}; "
              f"{n} utterances, batch {args.batch_size}, {args.repeats} repeats (median, min-max).", "",
              "| backend | config | median s | min-max s | ms / utterance | vs ORT dense | vs faster-whisper int8 "
-             "| WER % | dense re-runs |",
+             "| WER % | guard re-runs |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r.name} | {r.config} | {r.median:.2f} | {min(r.times):.2f}-{max(r.times):.2f} | "

@@ -78,7 +78,7 @@ class EvalReport:
         mode = " batched" if self.mode == "batched" else ""
         return (
             f"{self.model} [{cfg}]{mode} {wer} on {self.n_utterances} utterances ({self.n_words} words, "
-            f"{self.n_windows} windows{empty}), sparsity {100 * self.sparsity:.0f}%, {self.fallbacks} dense re-runs, "
+            f"{self.n_windows} windows{empty}), sparsity {100 * self.sparsity:.0f}%, {self.fallbacks} guard re-runs, "
             f"{self.n_failed} failed, {self.wall_s:.1f}s"
         )
 

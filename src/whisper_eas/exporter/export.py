@@ -33,6 +33,7 @@ from whisper_eas.exporter.graph_specs import (
     DECODER_EXPORT_VERSION,
     DECODER_GRAPHS,
     ENCODER_GRAPHS,
+    EXACT_STEP_FILE,
     ModelDims,
     export_specs,
     split_layer,
@@ -210,13 +211,20 @@ def export_model(
     _export_encoder(model, dims, config, specs, out, opset)
     _decoder_graphs(model, dims, specs, out, opset, settings.reuse_decoder, key)
     export_align_graph(model, out, opset)  # word timestamps on ONNX Runtime (a file, not a decoding graph)
+    extra = []
+    (out / EXACT_STEP_FILE).unlink(missing_ok=True)
     if quantize is not None:
         eot = WhisperTokenizer.from_file(resolve_model(model_name) / TOKENIZER, multilingual=dims.multilingual).eot
+        if quantize.weight_only_bits and "decoder_step" in quantize.graphs:  # the guard's exact re-decode
+            shutil.copyfile(out / specs["decoder_step"].file, out / EXACT_STEP_FILE)
+            quantize_graphs(out, {"decoder_step": EXACT_STEP_FILE}, QuantizeConfig.for_precision("int8-proj"),
+                            reuse=settings.reuse_decoder, first_special=eot)
+            extra.append(EXACT_STEP_FILE)
         quantize_graphs(out, {g: specs[g].file for g in quantize.graphs if g in specs}, quantize,
                         reuse=settings.reuse_decoder, first_special=eot)
     (out / TOKENIZER).unlink(missing_ok=True)
     shutil.copyfile(resolve_model(model_name) / TOKENIZER, out / TOKENIZER)
-    files = [spec.file for spec in specs.values()] + [TOKENIZER, ALIGN_FILE]
+    files = [spec.file for spec in specs.values()] + [TOKENIZER, ALIGN_FILE] + extra
     name = str(model_name) if str(model_name) in EMBEDDED_MODELS else str(Path(model_name).resolve())
     manifest = ExportManifest(
         directory=out,

@@ -26,6 +26,9 @@ from whisper_eas.tokenizer import is_multilingual
 
 DECODER_EXPORT_VERSION = "3"  # bump when the decoder graphs change for the same weights (cache keys read it)
 ALIGN_FILE = "align.onnx"  # the word-alignment graph (`align_graph.py`), beside the graphs below
+# int8-dec folders: the decoder step at int8-proj precision (float32 layers, exact greedy choices), which
+# re-decodes the windows the guard flags (`runners.exact_step`)
+EXACT_STEP_FILE = "decoder_step_exact.onnx"
 
 N_MEL_FRAMES = 3000  # log-mel frames in a 30 s window
 SPEECH_BOUNDS = "speech_bounds"  # prune input of configs that read the audio, computed on the host

@@ -125,6 +125,16 @@ class Runner(ABC):
     def decoder(self, encoded: EncodedBatch, group: int = 1) -> DecoderSession:
         """A decoder session over `encoded`, each window repeated `group` times (beam search)."""
 
+    @property
+    def approximate_decoder(self) -> bool:
+        """True when `decoder` steps with approximate weights (int8 layers) and `exact_decoder`
+        can re-decode a window without them: the guard then checks every window, not only sparse ones."""
+        return False
+
+    def exact_decoder(self, encoded: EncodedBatch, group: int = 1) -> DecoderSession:
+        """As `decoder`, with the step whose greedy choices are float32's (the same where `decoder` is)."""
+        return self.decoder(encoded, group)
+
     def describe(self) -> dict:
         return {
             "backend": self.backend,

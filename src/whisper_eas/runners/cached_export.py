@@ -2,19 +2,15 @@
 
 `trt-transcribe` with no `--engine-dir` on a CPU runs the fastest backend that holds accuracy:
 ONNX Runtime on graphs of the requested model and prune config, at the precision measured to hold
-accuracy for that model (the table of defaults, `data/defaults.json`), float32 elsewhere. tiny.en and base run
-`int8-proj`: the decoder's vocabulary projection in int8 with exact float32 rescoring of every
-token that can win (`exporter.rescore`). tiny.en's greedy transcripts equal float32's on
-speech-dev long and short and speech-val long and short (one speech-val utterance differs, in a
-temperature-1.0 sampled fallback, same errors); base's equal float32's on the 8 long recordings
-of speech-dev and speech-val, and on speech-val short 277 of 280 utterances are the same text
-(+0.00 [-0.33, +0.27] points; the 3 others are sampled fallbacks). Whole int8 (`int8`) is not a
+accuracy for that model and mode (the table of defaults, `data/defaults.json`), float32 elsewhere.
+`int8-proj` is the decoder's vocabulary projection in int8 with exact float32 rescoring of every
+token that can win (`exporter.rescore`): its greedy transcripts equal float32's. `int8-dec` adds
+int8 decoder layer weights (a third off each decoder step); its folders also hold the int8-proj
+step, which the guard uses to re-decode any window it flags (`window_decode`), so one window gone
+wrong (a sentence said four times) does not stay wrong. tiny.en runs int8-dec in the sequential
+and batched modes and int8-proj in the service; base runs int8-proj. Whole int8 (`int8`) is not a
 default anywhere: on tiny.en it lost +1.9 points on the eight long recordings of speech-dev +
-speech-val (+3.9 on speech-val), base's lost 10 words on one of two; nor is `int8-enc` (int8-proj
-plus an int8 encoder tail): +1.02 on speech-val long (docs/benchmarks.md). Batched long-form
-has its own row there: its windows do not condition on each other, and
-tiny.en's `int8-dec` (int8 decoder layer weights) held there (+0.10 on speech-val short and long)
-where it lost +3.98 on speech-val long sequentially. The
+speech-val; nor is `int8-enc` (an int8 encoder tail): +1.02 on speech-val long (docs/benchmarks.md). The
 first run exports them into `$WHISPER_EAS_HOME/onnx-exports/<key>/` (a progress line on stderr,
 ~15-45 s for tiny.en, ~1-2 min for base); later runs load that folder.
 
@@ -37,7 +33,7 @@ from typing import Callable
 from whisper_eas.config import PruneConfig
 from whisper_eas.defaults import default_precision
 
-CACHE_FORMAT = "1"  # bump when what a cached folder must hold changes
+CACHE_FORMAT = "2"  # bump when what a cached folder must hold changes (2: int8-dec holds the exact step)
 
 
 @dataclass(frozen=True)

@@ -164,6 +164,10 @@ class GraphRunner(Runner):
         return EncodedBatch.concat(parts)
 
     def decoder(self, encoded: EncodedBatch, group: int = 1):
+        return self._session(*self._cross(encoded, group))
+
+    def _cross(self, encoded: EncodedBatch, group: int) -> tuple[Any, Any]:
+        """The decoder's cross-attention keys and values of `encoded`, repeated `group` times per window."""
         if encoded.frame_mask is not None:
             raise ConfigError(f"{self.backend}: padded batches (EncodedBatch.padded) decode on the pytorch runner only")
         hidden = encoded.hidden
@@ -173,7 +177,7 @@ class GraphRunner(Runner):
         if group > 1:  # project once per window, then repeat the keys/values per beam
             cross_k, cross_v = _repeat(cross_k, group, 1), _repeat(cross_v, group, 1)
         self._check_batch(cross_k.shape[1])
-        return self._session(cross_k, cross_v)
+        return cross_k, cross_v
 
     def _session(self, cross_k: Any, cross_v: Any):
         return GraphDecoderSession(self.graphs["decoder_step"], cross_k, cross_v, self._graphs.to_device)

@@ -14,9 +14,11 @@ from typing import Sequence
 
 import numpy as np
 
-from whisper_eas.exporter.manifest import ExportManifest
+from whisper_eas.exporter.graph_specs import EXACT_STEP_FILE
+from whisper_eas.exporter.manifest import ExportError, ExportManifest, file_inside
 from whisper_eas.runners.graphs import GraphRunner
-from whisper_eas.runners.onnx_graphs import _ort, load_onnx_graphs
+from whisper_eas.runners.base import EncodedBatch
+from whisper_eas.runners.onnx_graphs import _ort, load_onnx_graphs, session_options
 
 
 class OrtDecoderSession:
@@ -90,12 +92,36 @@ class OrtRunner(GraphRunner):
         export = ExportManifest.load(engine_dir, verify=False)
         loader = partial(load_onnx_graphs, export, threads, providers, spin, verify)
         super().__init__(export, loader, "cpu", max(1, encoder_batch))
+        self.threads, self._providers, self._spin = threads, providers or ["CPUExecutionProvider"], spin
+        self._exact_step = None  # built on the first window the guard re-decodes
+
+    @property
+    def approximate_decoder(self) -> bool:
+        quantization = self.export.quantization
+        return bool(quantization and quantization.weight_only_bits and EXACT_STEP_FILE in self.export.files)
+
+    def exact_decoder(self, encoded: EncodedBatch, group: int = 1) -> OrtDecoderSession:
+        """The folder's int8-proj step (float32 layers) over `encoded`: loaded on first use, since
+        most files never need it, and kept for the runner's life."""
+        if not self.approximate_decoder:
+            return self.decoder(encoded, group)
+        if self._exact_step is None:
+            path = file_inside(self.export.directory, EXACT_STEP_FILE, ExportError)
+            try:
+                self._exact_step = _ort().InferenceSession(str(path), sess_options=session_options(self.threads, self._spin),
+                                                           providers=self._providers)
+            except Exception as error:  # ORT raises its own Fail/InvalidGraph types
+                raise ExportError(f"{path}: ONNX Runtime cannot load it ({str(error).splitlines()[0]})") from None
+        return self._bind(self._exact_step, *self._cross(encoded, group))
 
     @property
     def manifest(self) -> ExportManifest:
         return self.export
 
     def _session(self, cross_k: np.ndarray, cross_v: np.ndarray) -> OrtDecoderSession:
+        return self._bind(self.graphs["decoder_step"].session, cross_k, cross_v)
+
+    def _bind(self, step, cross_k: np.ndarray, cross_v: np.ndarray) -> OrtDecoderSession:
         d = self.dims
         empty = np.zeros((cross_k.shape[1], d.decoder_heads, 0, d.decoder_head_dim), np.float32)
-        return OrtDecoderSession(self.graphs["decoder_step"].session, (cross_k, cross_v), empty)
+        return OrtDecoderSession(step, (cross_k, cross_v), empty)
