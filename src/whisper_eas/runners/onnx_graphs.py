@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from whisper_eas.deps import require
+from whisper_eas.exporter.graph_specs import ENCODER_GRAPHS
 from whisper_eas.exporter.manifest import ExportError, ExportManifest
 from whisper_eas.runners.graphs import LoadedGraphs
 
@@ -18,17 +19,21 @@ def _ort():
     return require("onnxruntime", "the onnxruntime backend")
 
 
-def session_options(threads: int | None = None, spin: bool = False) -> Any:
+def session_options(threads: int | None = None, spin: bool = False, memory_pattern: bool = True) -> Any:
     """CPU defaults: all graph optimizations, sequential execution, `threads` intra-op threads.
 
     Each graph has its own thread pool and the runner alternates between five of them (and Python
     decoding steps): idle pools that spin steal the cores the running one needs (measured 20%
     slower end to end on a shared 2-core machine), so spinning is off unless asked for.
+    `memory_pattern=False`: no planned block per input shape. On the encoder graphs the planned
+    block (the attention probabilities of 1500 frames) is allocated beside the arena chunks the
+    first call already took, ~145 MB that the process then holds (docs/benchmarks.md).
     """
     ort = _ort()
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.enable_mem_pattern = memory_pattern
     options.inter_op_num_threads = 1
     if threads:
         options.intra_op_num_threads = threads
@@ -72,7 +77,8 @@ def load_onnx_graphs(manifest: ExportManifest, threads: int | None = None, provi
     """One `OrtGraph` per graph of the folder; `verify` first checks every file's sha256."""
     if verify:
         manifest.check_files(hashes=True)
-    options = session_options(threads, spin)
+    options = {pattern: session_options(threads, spin, pattern) for pattern in (True, False)}
     providers = providers or ["CPUExecutionProvider"]
-    calls = {name: OrtGraph(load_session(manifest, name, options, providers)) for name in manifest.graphs}
+    calls = {name: OrtGraph(load_session(manifest, name, options[name not in ENCODER_GRAPHS], providers))
+             for name in manifest.graphs}
     return LoadedGraphs(manifest, calls, "cpu", {"providers": providers})
