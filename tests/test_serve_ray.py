@@ -123,7 +123,10 @@ def test_two_replicas_answer_like_one_server(ray_server, expected):
         batched |= rounds > _sample(metrics, 'whisper_eas_batch_windows_bucket{le="1.0"}')
     assert batched, "no replica batched more than one request's window in a round"
     bad = httpx.post(base + "/v1/audio/transcriptions", files={"file": ("e.wav", b"")}, data={"model": "whisper-1"})
-    assert bad.status_code == 400 and bad.json()["error"]["message"] == "e.wav: empty file (0 bytes)"
+    assert bad.status_code == 400 and bad.json()["error"]["message"] == "e.wav: empty file (0 bytes)"  # a replica's
+    field = httpx.post(base + "/v1/audio/transcriptions", files={"file": (JFK.name, JFK.read_bytes())},
+                       data={"model": "whisper-1", "response_format": "mp3"})  # the ingress's own check
+    assert field.status_code == 400 and field.json()["error"]["param"] == "response_format"
 
 
 def test_a_replica_killed_under_load_its_requests_retried(ray_server, expected):
