@@ -17,7 +17,7 @@ import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 from anyio import to_thread
 from fastapi import FastAPI, Request
@@ -68,7 +68,6 @@ def create_app(transcriber: Transcriber, config: ServeConfig) -> FastAPI:
     engine = BatchEngine(config.max_batch, config.max_queue, on_batch=metrics.batch.observe)
     metrics.watch(lambda: engine.queue_depth, lambda: engine.in_flight)
     multilingual = transcriber.runner.tokenizer.multilingual
-    created = int(time.time())
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -76,8 +75,76 @@ def create_app(transcriber: Transcriber, config: ServeConfig) -> FastAPI:
         yield
         await to_thread.run_sync(engine.stop, config.request_timeout_s)
 
-    app = FastAPI(title="whisper-eas", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app, authorize = base_app(config, metrics, lifespan)
     app.state.engine, app.state.metrics, app.state.config = engine, metrics, config
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        ok = engine.alive
+        body = {"status": "ok" if ok else "unavailable", "model": config.model_name,
+                "queue_depth": engine.queue_depth, "decoding": engine.in_flight, "pid": os.getpid()}
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    @app.post("/v1/audio/transcriptions")
+    async def transcriptions(request: Request) -> Response:
+        return await _transcribe(request, "transcribe")
+
+    @app.post("/v1/audio/translations")
+    async def translations(request: Request) -> Response:
+        return await _transcribe(request, "translate")
+
+    async def _transcribe(request: Request, task: str) -> Response:
+        authorize(request)
+        admit(engine)
+        folder = request_folder()
+        try:
+            job, spec, filename = await _open_job(request, task, folder)
+        except BaseException:
+            engine.release()
+            remove_folder(folder)
+            raise
+        engine.submit(job)
+        if spec.stream:
+            job.future.add_done_callback(lambda _f: remove_folder(folder))  # also if the stream never starts
+            return StreamingResponse(_events(job, filename, folder), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache"})
+        try:
+            result = await wait_for(job, config.request_timeout_s, request.is_disconnected)
+        except BaseException as error:
+            raise as_api_error(error, filename) from None
+        finally:
+            job.cancel()
+            remove_folder(folder)
+        metrics.audio.inc(result.duration_s)
+        body, media = render(result, spec)
+        return Response(body, media_type=media)
+
+    async def _open_job(request: Request, task: str, folder: Path) -> tuple[Job, TranscriptionRequest, str]:
+        spec, upload = await read_form(request, task, config, multilingual)
+        try:
+            filename = upload.filename or "upload"
+            path = await to_thread.run_sync(save_upload, upload.file, filename, folder)
+        finally:
+            await upload.close()
+        return await open_job(transcriber, config, spec, path, filename), spec, filename
+
+    async def _events(job: Job, filename: str, folder: Path) -> AsyncIterator[str]:
+        try:
+            async for event in job_events(job, filename, config.request_timeout_s, metrics):
+                yield event
+        finally:
+            remove_folder(folder)
+
+    return app
+
+
+def base_app(config: ServeConfig, metrics: ServeMetrics, lifespan: Any,
+             more_metrics: Callable[[], Awaitable[bytes]] | None = None) -> tuple[FastAPI, Callable[[Request], None]]:
+    """The app's frame, shared with the Ray ingress: envelopes for every error, the key check, the
+    model list, /metrics (with `more_metrics()` appended), the upload limit; the caller adds /health
+    and the audio routes."""
+    created = int(time.time())
+    app = FastAPI(title="whisper-eas", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, error: ApiError) -> JSONResponse:
@@ -104,17 +171,11 @@ def create_app(transcriber: Transcriber, config: ServeConfig) -> FastAPI:
                            "You didn't provide an API key (Authorization: Bearer KEY)",
                            code="invalid_api_key")
 
-    @app.get("/health")
-    async def health() -> JSONResponse:
-        ok = engine.alive
-        body = {"status": "ok" if ok else "unavailable", "model": config.model_name,
-                "queue_depth": engine.queue_depth, "decoding": engine.in_flight, "pid": os.getpid()}
-        return JSONResponse(body, status_code=200 if ok else 503)
-
     @app.get("/metrics")
     async def metrics_endpoint(request: Request) -> Response:
         authorize(request)
-        return Response(metrics.render(), media_type=metrics.content_type)
+        body = metrics.render() + (await more_metrics() if more_metrics is not None else b"")
+        return Response(body, media_type=metrics.content_type)
 
     @app.get("/v1/models")
     async def models(request: Request) -> JSONResponse:
@@ -128,143 +189,131 @@ def create_app(transcriber: Transcriber, config: ServeConfig) -> FastAPI:
             raise ApiError(404, f"The model '{model_id}' does not exist", param="model", code="model_not_found")
         return JSONResponse(_model(model_id, created))
 
-    @app.post("/v1/audio/transcriptions")
-    async def transcriptions(request: Request) -> Response:
-        return await _transcribe(request, "transcribe")
+    app.add_middleware(BodyLimit, max_bytes=config.max_upload_bytes)
+    app.add_middleware(RequestMetrics, metrics=metrics)  # outermost: counts the 413s and 500s too
+    return app, authorize
 
-    @app.post("/v1/audio/translations")
-    async def translations(request: Request) -> Response:
-        return await _transcribe(request, "translate")
 
-    async def _transcribe(request: Request, task: str) -> Response:
-        authorize(request)
-        try:
-            engine.admit()
-        except QueueFull as full:
-            raise ApiError(429, str(full), type="rate_limit_error", code="queue_full",
-                           headers={"Retry-After": str(full.retry_after)}) from None
-        except EngineStopped as stopped:
-            raise ApiError(503, str(stopped), type="server_error", code="shutting_down",
-                           headers={"Retry-After": "5"}) from None
-        folder = request_folder()
-        try:
-            job, spec, filename = await _open_job(request, task, folder)
-        except BaseException:
-            engine.release()
-            remove_folder(folder)
-            raise
-        engine.submit(job)
-        if spec.stream:
-            job.future.add_done_callback(lambda _f: remove_folder(folder))  # also if the stream never starts
-            return StreamingResponse(_events(request, job, filename, folder), media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache"})
-        try:
-            result = await _wait(request, job)
-        except BaseException as error:
-            raise _as_api_error(error, filename) from None
-        finally:
-            job.cancel()
-            remove_folder(folder)
-        metrics.audio.inc(result.duration_s)
-        body, media = render(result, spec)
-        return Response(body, media_type=media)
+def admit(engine: BatchEngine) -> None:
+    """Reserve the engine's place for a request before its body is read, or refuse it (429, 503)."""
+    try:
+        engine.admit()
+    except QueueFull as full:
+        raise ApiError(429, str(full), type="rate_limit_error", code="queue_full",
+                       headers={"Retry-After": str(full.retry_after)}) from None
+    except EngineStopped as stopped:
+        raise ApiError(503, str(stopped), type="server_error", code="shutting_down",
+                       headers={"Retry-After": "5"}) from None
 
-    async def _open_job(request: Request, task: str, folder: Path) -> tuple[Job, TranscriptionRequest, str]:
-        try:
-            form = await request.form(max_files=1, max_fields=32)
-        except UploadTooLarge:
-            raise ApiError(413, too_large_message(config.max_upload_bytes), param="file",
-                           code="file_too_large") from None
-        except Exception as error:  # malformed multipart, too many fields, a field over 1 MB
-            detail = getattr(error, "detail", None) or str(error) or type(error).__name__
-            raise ApiError(400, f"could not read the multipart form: {detail}", code="invalid_form") from None
-        try:
-            spec = parse_form(form, task, config.models, multilingual)
-            upload = form.get("file")
-            if not isinstance(upload, UploadFile):
-                raise ApiError(400, "you must provide a file (multipart field 'file')", param="file",
-                               code="missing_required_parameter")
-            filename = upload.filename or "upload"
-            path = await to_thread.run_sync(save_upload, upload.file, filename, folder)
-        finally:
-            await form.close()
-        _check_length(probe_duration(path), filename)  # the header's claim, before any decoding
-        try:
-            chosen = transcriber.with_settings(**spec.settings())
-            state = await to_thread.run_sync(chosen.open, path)
-            _check_length(state.duration_s, filename)
-            if not spec.needs_timestamps(state.duration_s):
-                chosen = chosen.with_settings(without_timestamps=True)
-        except BaseException as error:
-            raise _as_api_error(error, filename, path) from None
-        loop = asyncio.get_running_loop()
-        return Job(chosen, state, loop.create_future()), spec, filename
 
-    def _check_length(duration_s: float | None, filename: str) -> None:
-        if duration_s is not None and config.max_audio_s is not None and duration_s > config.max_audio_s:
-            raise ApiError(400, f"{filename}: the audio is {duration_s / 60:.1f} min long; this server takes at most "
-                                f"{config.max_audio_s / 60:g} min (--max-audio-minutes)", param="file",
-                           code="audio_too_long")
+async def read_form(request: Request, task: str, config: ServeConfig,
+                    multilingual: bool) -> tuple[TranscriptionRequest, UploadFile]:
+    """The request's fields, checked, and its upload (the caller closes it); `ApiError` naming the
+    first problem (too large, malformed, a bad field, no file)."""
+    try:
+        form = await request.form(max_files=1, max_fields=32)
+    except UploadTooLarge:
+        raise ApiError(413, too_large_message(config.max_upload_bytes), param="file",
+                       code="file_too_large") from None
+    except Exception as error:  # malformed multipart, too many fields, a field over 1 MB
+        detail = getattr(error, "detail", None) or str(error) or type(error).__name__
+        raise ApiError(400, f"could not read the multipart form: {detail}", code="invalid_form") from None
+    try:
+        spec = parse_form(form, task, config.models, multilingual)
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise ApiError(400, "you must provide a file (multipart field 'file')", param="file",
+                           code="missing_required_parameter")
+    except BaseException:
+        await form.close()
+        raise
+    return spec, upload
 
-    async def _wait(request: Request, job: Job) -> TranscriptionResult:
-        """The job's result; cancelled when the client goes away, 504 past the request timeout."""
-        deadline = time.monotonic() + config.request_timeout_s
+
+async def open_job(transcriber: Transcriber, config: ServeConfig, spec: TranscriptionRequest, path: Path,
+                   filename: str) -> Job:
+    """Open a saved upload exactly as `trt-transcribe` opens a file, off the event loop; its job,
+    ready to submit. Audio problems are `ApiError`s naming the client's file name."""
+    _check_length(config, probe_duration(path), filename)  # the header's claim, before any decoding
+    try:
+        chosen = transcriber.with_settings(**spec.settings())
+        state = await to_thread.run_sync(chosen.open, path)
+        _check_length(config, state.duration_s, filename)
+        if not spec.needs_timestamps(state.duration_s):
+            chosen = chosen.with_settings(without_timestamps=True)
+    except BaseException as error:
+        raise as_api_error(error, filename, path) from None
+    loop = asyncio.get_running_loop()
+    return Job(chosen, state, loop.create_future())
+
+
+def _check_length(config: ServeConfig, duration_s: float | None, filename: str) -> None:
+    if duration_s is not None and config.max_audio_s is not None and duration_s > config.max_audio_s:
+        raise ApiError(400, f"{filename}: the audio is {duration_s / 60:.1f} min long; this server takes at most "
+                            f"{config.max_audio_s / 60:g} min (--max-audio-minutes)", param="file",
+                       code="audio_too_long")
+
+
+async def wait_for(job: Job, timeout_s: float,
+                   disconnected: Callable[[], Awaitable[bool]] | None = None) -> TranscriptionResult:
+    """The job's result; cancelled when `disconnected()` says the client went away, 504 past the
+    timeout. (Cancelling the waiting task cancels the job too: the Ray replica's way.)"""
+    deadline = time.monotonic() + timeout_s
+    try:
         while True:
             done, _ = await asyncio.wait({job.future}, timeout=DISCONNECT_POLL_S)
             if done:
                 return job.future.result()
-            if await request.is_disconnected():
+            if disconnected is not None and await disconnected():
                 job.cancel()
                 raise asyncio.CancelledError()
             if time.monotonic() > deadline:
                 job.cancel()
                 raise ApiError(504, f"the transcription took longer than this server's request timeout "
-                                    f"({config.request_timeout_s:g} s)", type="server_error", code="timeout")
+                                    f"({timeout_s:g} s)", type="server_error", code="timeout")
+    except asyncio.CancelledError:
+        job.cancel()
+        raise
 
-    async def _events(request: Request, job: Job, filename: str, folder: Path) -> AsyncIterator[str]:
-        """Server-sent events: a delta per decoded segment as each 30 s window is final, then done."""
-        queue: asyncio.Queue[list[Segment] | None] = asyncio.Queue()
-        job.on_segments = queue.put_nowait
-        job.future.add_done_callback(lambda _f: queue.put_nowait(None))
-        deadline = time.monotonic() + config.request_timeout_s
-        first = True
-        try:
-            while True:
-                try:
-                    batch = await asyncio.wait_for(queue.get(), max(0.0, deadline - time.monotonic()))
-                except asyncio.TimeoutError:
-                    job.cancel()
-                    yield error_event(ApiError(504, "the transcription took longer than this server's request "
-                                                    f"timeout ({config.request_timeout_s:g} s)",
-                                               type="server_error", code="timeout"))
-                    return
-                if batch is None:
-                    break
-                for segment in batch:
-                    text = segment.text.lstrip() if first else segment.text
-                    first = False
-                    yield delta_event(text)
+
+async def job_events(job: Job, filename: str, timeout_s: float, metrics: ServeMetrics) -> AsyncIterator[str]:
+    """Server-sent events: a delta per decoded segment as each 30 s window is final, then done."""
+    queue: asyncio.Queue[list[Segment] | None] = asyncio.Queue()
+    job.on_segments = queue.put_nowait
+    job.future.add_done_callback(lambda _f: queue.put_nowait(None))
+    deadline = time.monotonic() + timeout_s
+    first = True
+    try:
+        while True:
             try:
-                result = job.future.result()
-            except BaseException as error:
-                yield error_event(_as_api_error(error, filename))
+                batch = await asyncio.wait_for(queue.get(), max(0.0, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                job.cancel()
+                yield error_event(ApiError(504, "the transcription took longer than this server's request "
+                                                f"timeout ({timeout_s:g} s)", type="server_error", code="timeout"))
                 return
-            metrics.audio.inc(result.duration_s)
-            yield done_event(result)
-        finally:
-            job.cancel()
-            remove_folder(folder)
-
-    app.add_middleware(BodyLimit, max_bytes=config.max_upload_bytes)
-    app.add_middleware(RequestMetrics, metrics=metrics)  # outermost: counts the 413s and 500s too
-    return app
+            if batch is None:
+                break
+            for segment in batch:
+                text = segment.text.lstrip() if first else segment.text
+                first = False
+                yield delta_event(text)
+        try:
+            result = job.future.result()
+        except BaseException as error:
+            yield error_event(as_api_error(error, filename))
+            return
+        metrics.audio.inc(result.duration_s)
+        yield done_event(result)
+    finally:
+        job.cancel()
 
 
 def _model(name: str, created: int) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": created, "owned_by": "whisper-eas"}
 
 
-def _as_api_error(error: BaseException, filename: str, path: Path | None = None) -> BaseException:
+def as_api_error(error: BaseException, filename: str, path: Path | None = None) -> BaseException:
     """The envelope a failure is sent as; audio problems are named by the client's file name."""
     if isinstance(error, (ApiError, asyncio.CancelledError)):
         return error

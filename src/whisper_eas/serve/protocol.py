@@ -39,6 +39,9 @@ class ApiError(Exception):
     def body(self) -> dict[str, Any]:
         return envelope(self.message, self.type, self.param, self.code)
 
+    def __reduce__(self) -> tuple[Any, ...]:  # whole across processes (a Ray replica returns it to the ingress)
+        return type(self), (self.status, self.message, self.param, self.code, self.type, self.headers)
+
 
 def envelope(message: str, type: str = "invalid_request_error", param: str | None = None,
              code: str | None = None) -> dict[str, Any]:
