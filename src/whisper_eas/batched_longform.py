@@ -7,6 +7,12 @@ previous text (an initial prompt and hotwords prompt every chunk, as in faster-w
 Times in a chunk are mapped back to the original recording span by span; so are word timestamps,
 aligned on each chunk as the sequential mode aligns a window (`alignment.align_words`).
 
+A file is read twice and never held whole: the VAD's pass keeps only its probabilities (one per
+32 ms) and gives the chunks as times; the second pass cuts each chunk's samples as its blocks come,
+and a batch is decoded as soon as its last chunk is read, then dropped. Batches are planned from
+the chunks' lengths alone, so they are the same as when the whole file is in memory (an array
+takes the same two passes over one block) and so is the transcript.
+
 Against the sequential mode (`longform.py`, the default) it trades the previous-text conditioning
 and openai/whisper's seek for batching within a file: much faster on a CPU or GPU with a long
 recording, usually a little less accurate (see docs/benchmarks.md).
@@ -22,13 +28,14 @@ and each window's kept frames still depend on that window alone.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from whisper_eas.audio import SAMPLE_RATE
+from whisper_eas.audio import SAMPLE_RATE, AudioStream, array_stream
 from whisper_eas.config import ENCODER_FRAMES_PER_SECOND, PruneConfig
 from whisper_eas.decoding import DecodingOptions
 from whisper_eas.errors import ConfigError
@@ -37,7 +44,7 @@ from whisper_eas.guard import GuardOptions
 from whisper_eas.longform import LongformOptions, WindowOutcome, WindowRequest, is_silence, split_segments
 from whisper_eas.results import Segment, TranscriptionResult, WindowInfo, Word
 from whisper_eas.runners.base import EncodedBatch, Runner
-from whisper_eas.vad import SileroVad, SpeechSpan, VadOptions, speech_spans
+from whisper_eas.vad import SileroVad, SpeechSpan, VadOptions, default_vad, spans_of
 from whisper_eas.window_decode import decode_windows
 
 SAMPLES_PER_FRAME = SAMPLE_RATE // ENCODER_FRAMES_PER_SECOND  # 320 samples per encoder frame
@@ -77,19 +84,25 @@ class Piece:
 
 @dataclass
 class Chunk:
-    """Speech spans concatenated into at most one window."""
+    """Speech spans concatenated into at most one window; its samples are held only while it waits
+    for its batch (`chunk_audio` fills them, decoding drops them)."""
 
     index: int
     pieces: list[Piece]
-    samples: np.ndarray
+    samples: np.ndarray | None = None
+
+    @property
+    def n_samples(self) -> int:
+        last = self.pieces[-1]
+        return last.at + last.end - last.start
 
     @property
     def duration_s(self) -> float:
-        return len(self.samples) / SAMPLE_RATE
+        return self.n_samples / SAMPLE_RATE
 
     @property
     def content_frames(self) -> int:
-        return math.ceil(len(self.samples) / SAMPLES_PER_FRAME)
+        return math.ceil(self.n_samples / SAMPLES_PER_FRAME)
 
     def original_time(self, t: float, is_end: bool = False) -> float:
         """Seconds into the chunk -> seconds into the recording (an end maps into the span it closes)."""
@@ -103,9 +116,10 @@ class Chunk:
         return (piece.start + inside) / SAMPLE_RATE
 
 
-def make_chunks(audio: np.ndarray, spans: list[SpeechSpan], max_s: float = 30.0) -> list[Chunk]:
+def plan_chunks(spans: list[SpeechSpan], max_s: float = 30.0) -> list[Chunk]:
     """Concatenate consecutive spans while the chunk stays within `max_s` (faster-whisper's
-    `collect_chunks`); a span longer than that is cut (the VAD already splits at `max_speech_s`)."""
+    `collect_chunks`); a span longer than that is cut (the VAD already splits at `max_speech_s`).
+    Times only: the samples come later, from a pass over the audio (`chunk_audio`)."""
     limit = int(max_s * SAMPLE_RATE)
     groups: list[list[SpeechSpan]] = []
     length = 0
@@ -123,9 +137,43 @@ def make_chunks(audio: np.ndarray, spans: list[SpeechSpan], max_s: float = 30.0)
         for span in group:
             pieces.append(Piece(at, span.start, span.end))
             at += span.samples
-        samples = np.concatenate([audio[s.start : s.end] for s in group]).astype(np.float32)
-        chunks.append(Chunk(index, pieces, samples))
+        chunks.append(Chunk(index, pieces))
     return chunks
+
+
+def chunk_audio(blocks: Iterable[np.ndarray], chunks: list[Chunk]) -> Iterator[Chunk]:
+    """`chunks` (in time order) with their samples cut from one pass over the audio's blocks, each
+    yielded as soon as its last piece is read: a long recording is never held whole."""
+    queue = [(chunk, piece) for chunk in chunks for piece in chunk.pieces]
+    if not queue:
+        return
+    position, index = 0, 0
+    for block in blocks:
+        end = position + len(block)
+        while index < len(queue) and (queue[index][1].start < end or queue[index][1].end <= end):
+            chunk, piece = queue[index]
+            if chunk.samples is None:
+                chunk.samples = np.empty(chunk.n_samples, np.float32)
+            lo, hi = max(piece.start, position), min(piece.end, end)
+            if hi > lo:
+                at = piece.at + lo - piece.start
+                chunk.samples[at : at + hi - lo] = block[lo - position : hi - position]
+            if piece.end > end:
+                break
+            index += 1
+            if piece is chunk.pieces[-1]:
+                yield chunk
+        position = end
+        if index == len(queue):
+            return
+    if index < len(queue):
+        raise ValueError(f"the audio ended at {position / SAMPLE_RATE:.2f} s, inside its speech "
+                         f"(read again, it gave fewer samples than the first pass)")
+
+
+def make_chunks(audio: np.ndarray, spans: list[SpeechSpan], max_s: float = 30.0) -> list[Chunk]:
+    """The chunks of in-memory `audio`, samples included (`plan_chunks`, then `chunk_audio`)."""
+    return list(chunk_audio((np.asarray(audio, np.float32),), plan_chunks(spans, max_s)))
 
 
 def region_config(prune: PruneConfig, options: BatchedOptions) -> PruneConfig:
@@ -247,11 +295,13 @@ class BatchedTranscript:
     language_prob: float | None
     chunks: int
     speech_s: float  # seconds of audio the VAD kept
+    n_samples: int = 0  # of the recording
+    load_s: float = 0.0  # the first pass: decoding the audio, checking it, its VAD
 
 
 def transcribe_batched(
     runner: Runner,
-    audio: np.ndarray,
+    audio: np.ndarray | AudioStream,
     options: DecodingOptions,
     longform: LongformOptions,
     guard: GuardOptions,
@@ -259,33 +309,54 @@ def transcribe_batched(
     batched: BatchedOptions,
     vad: SileroVad | None = None,
 ) -> BatchedTranscript:
-    """VAD -> chunks -> windows decoded `batch_size` at a time -> segments in recording time."""
+    """VAD -> chunks -> windows decoded `batch_size` at a time -> segments in recording time.
+
+    Two passes over a stream (checked in the first): the VAD's, which keeps only its probabilities
+    and gives the chunks as times, then the chunks' samples, each batch decoded as soon as its last
+    chunk is read and its samples dropped after, so memory stays flat in the recording's length.
+    An array is the same two passes over one block."""
     batched.check()
-    chunks = make_chunks(audio, speech_spans(audio, batched.vad, vad), batched.chunk_s)
+    started = time.perf_counter()
+    stream = audio if isinstance(audio, AudioStream) else array_stream("<array>", audio)  # checked by the caller
+    probs, n_samples = (vad or default_vad()).stream_probabilities(stream.blocks(isinstance(audio, AudioStream)))
+    chunks = plan_chunks(spans_of(probs, n_samples, batched.vad), batched.chunk_s)
+    load_s = time.perf_counter() - started
     decoding = replace(options, without_timestamps=not batched.timestamps)
     if batched.fallback_best_of is not None:
         decoding = replace(decoding, best_of=min(decoding.best_of or 1, batched.fallback_best_of))
+    decoding = replace(decoding, prompt=chunk_prompt(runner.tokenizer, options, longform))
     language, language_prob = options.language, None
-    if language is None and runner.tokenizer.multilingual and chunks:
-        language, language_prob = file_language(runner, _request(runner, chunks[0], options, longform).mel)
-    decoding = replace(decoding, language=language, prompt=chunk_prompt(runner.tokenizer, options, longform))
     config = region_config(runner.prune, batched) if runner.prune is not None else None
+    # the batches are planned from the chunks' lengths; each is decoded when its last chunk is read
+    ready = {group[-1].index: group for group in _batches(chunks, batch_size, batched, config is not None)}
     outcomes: dict[int, WindowOutcome] = {}
-    for group in _batches(chunks, batch_size, batched, config is not None):
-        requests = [_request(runner, chunk, decoding, longform) for chunk in group]
+    local: dict[int, list[Segment]] = {}
+    align = None
+    for chunk in chunk_audio(stream.blocks(False), chunks):
+        if chunk.index == 0:
+            if language is None and runner.tokenizer.multilingual:
+                language, language_prob = file_language(runner, _request(runner, chunk, options, longform).mel)
+            decoding = replace(decoding, language=language)
+            if longform.word_timestamps:
+                from whisper_eas.alignment import align_words
+
+                align = partial(align_words, runner, language=language, task=options.task)
+        group = ready.pop(chunk.index, None)
+        if group is None:
+            continue
+        requests = [_request(runner, member, decoding, longform) for member in group]
         encoded = None
         if config is not None:
             mel = np.stack([r.mel for r in requests])
             encoded = encode_speech(runner, mel, [region_content(c.content_frames, batched) for c in group], config)
-        for chunk, outcome in zip(group, decode_windows(runner, requests, decoding, longform, guard, encoded=encoded)):
-            outcomes[chunk.index] = outcome
-    align = None
-    if longform.word_timestamps:
-        from whisper_eas.alignment import align_words
-
-        align = partial(align_words, runner, language=language, task=options.task)
-    transcript = _assemble(runner, chunks, outcomes, longform, batched, duration_s=len(audio) / SAMPLE_RATE,
-                           align=align)
+        decoded = decode_windows(runner, requests, decoding, longform, guard, encoded=encoded)
+        for member, request, outcome in zip(group, requests, decoded):
+            outcomes[member.index] = outcome
+            local[member.index] = ([] if is_silence(outcome.result, longform)
+                                   else _chunk_local(runner, member, outcome, request.mel, align))
+            member.samples = None
+    transcript = _assemble(chunks, outcomes, local, longform, duration_s=n_samples / SAMPLE_RATE)
+    transcript.n_samples, transcript.load_s = n_samples, load_s
     if language_prob is not None:
         transcript.language_prob = language_prob
     return transcript
@@ -332,8 +403,10 @@ def _chunk_mel(runner: Runner, chunk: Chunk):
     return log_mel(chunk.samples, runner.n_mels, padding=N_SAMPLES - len(chunk.samples) + N_FFT)[:, :N_FRAMES]
 
 
-def _assemble(runner: Runner, chunks: list[Chunk], outcomes: dict[int, WindowOutcome], longform: LongformOptions,
-              batched: BatchedOptions, duration_s: float, align: Callable | None = None) -> BatchedTranscript:
+def _assemble(chunks: list[Chunk], outcomes: dict[int, WindowOutcome], local: dict[int, list[Segment]],
+              longform: LongformOptions, duration_s: float) -> BatchedTranscript:
+    """The chunks' windows and segments in recording order and time (`local`: each chunk's segments
+    in chunk time, none for a chunk skipped as silence)."""
     segments: list[Segment] = []
     windows: list[WindowInfo] = []
     language = language_prob = None
@@ -342,31 +415,39 @@ def _assemble(runner: Runner, chunks: list[Chunk], outcomes: dict[int, WindowOut
         result = outcome.result
         if language is None:
             language, language_prob = result.language, outcome.language_prob
-        skipped = is_silence(result, longform)
         start = chunk.pieces[0].start / SAMPLE_RATE
         windows.append(WindowInfo(start, chunk.duration_s, outcome.kept_frames, outcome.n_frames, result.temperature,
-                                  outcome.fallback, skipped))
-        if not skipped:
-            segments += _chunk_segments(runner, chunk, outcome, len(segments), duration_s, align)
+                                  outcome.fallback, is_silence(result, longform)))
+        segments += _recording_segments(chunk, local[chunk.index], len(segments), duration_s)
     return BatchedTranscript(segments, windows, language, language_prob, len(chunks),
                              sum(c.duration_s for c in chunks))
 
 
-def _chunk_segments(runner: Runner, chunk: Chunk, outcome: WindowOutcome, first_id: int,
-                    duration_s: float, align: Callable | None = None) -> list[Segment]:
-    """A chunk's tokens cut at timestamp pairs (one span without timestamps), in recording time;
-    `align` (`alignment.align_words`) gives the words, aligned on the chunk and then mapped."""
+def _chunk_local(runner: Runner, chunk: Chunk, outcome: WindowOutcome, mel: np.ndarray,
+                 align: Callable | None = None) -> list[Segment]:
+    """A chunk's tokens cut at timestamp pairs (one span without timestamps), in chunk time (seek 0);
+    `align` (`alignment.align_words`) gives the words, aligned on the chunk's features `mel`."""
     tokenizer, result = runner.tokenizer, outcome.result
-    size = min(N_FRAMES, math.ceil(chunk.duration_s / TIME_PRECISION) * 2)  # mel frames of audio
+    size = _mel_size(chunk)
     spans, _ = split_segments(result.tokens, tokenizer.timestamp_begin, size)
-    chunk_end = min(chunk.pieces[-1].end / SAMPLE_RATE, math.floor(duration_s * 1000) / 1000)  # no time past the audio
-    local = [Segment(  # chunk time (seek 0) first: the words are aligned on the chunk's features
+    local = [Segment(
         start=span.start, end=min(span.end, chunk.duration_s), text=tokenizer.decode(span.tokens),
         tokens=list(span.tokens), avg_logprob=result.avg_logprob, no_speech_prob=result.no_speech_prob,
         compression_ratio=result.compression_ratio, temperature=result.temperature, kept_frames=outcome.kept_frames,
         fallback=outcome.fallback, language=result.language) for span in spans]
     if align is not None and local:
-        align(_chunk_mel(runner, chunk), size, outcome, local, 0.0)
+        align(mel, size, outcome, local, 0.0)
+    return local
+
+
+def _mel_size(chunk: Chunk) -> int:
+    """Mel frames of the chunk's audio."""
+    return min(N_FRAMES, math.ceil(chunk.duration_s / TIME_PRECISION) * 2)
+
+
+def _recording_segments(chunk: Chunk, local: list[Segment], first_id: int, duration_s: float) -> list[Segment]:
+    """A chunk's segments (and words) mapped from chunk time to recording time, numbered from `first_id`."""
+    chunk_end = min(chunk.pieces[-1].end / SAMPLE_RATE, math.floor(duration_s * 1000) / 1000)  # no time past the audio
     segments = []
     for segment in local:
         start = round(min(chunk.original_time(segment.start), chunk_end), 3)
@@ -388,15 +469,15 @@ def _recording_word(chunk: Chunk, word: Word, chunk_end: float) -> Word:
     return replace(word, start=start, end=end)
 
 
-def batched_result(runner: Runner, source: str, samples: np.ndarray, part: BatchedTranscript, wall_s: float,
-                   load_s: float, batch_size: int) -> TranscriptionResult:
+def batched_result(runner: Runner, source: str, part: BatchedTranscript, wall_s: float,
+                   batch_size: int) -> TranscriptionResult:
     """The `TranscriptionResult` of one batched file (`timing` says it was batched, and how)."""
     info = runner.describe()
-    timing = {"wall_s": round(wall_s, 4), "load_s": round(load_s, 4), "windows": len(part.windows),
+    timing = {"wall_s": round(wall_s, 4), "load_s": round(part.load_s, 4), "windows": len(part.windows),
               "batch_size": batch_size, "mode": "batched", "speech_s": round(part.speech_s, 3)}
     return TranscriptionResult(
         source=source, text="".join(s.text for s in part.segments).strip(), segments=part.segments,
-        language=part.language, language_prob=part.language_prob, duration_s=len(samples) / SAMPLE_RATE,
+        language=part.language, language_prob=part.language_prob, duration_s=part.n_samples / SAMPLE_RATE,
         model=info["model"], backend=info["backend"], device=info["device"], prune=info["prune"],
         windows=part.windows, timing=timing,
     )

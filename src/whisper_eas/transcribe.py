@@ -248,18 +248,19 @@ class Transcriber:
         return self._result(state, wall_s)
 
     def _batched(self, index: int, audio: AudioInput) -> FileOutcome:
-        """One file in batched mode: its VAD chunks decoded `batch_size` windows at a time."""
+        """One file in batched mode: its VAD chunks decoded `batch_size` windows at a time. A path is
+        streamed (read twice, never held whole); an array is checked and decoded from memory."""
         source, started = _source(audio), time.perf_counter()
+        stream = None
         try:
-            stream = open_audio(audio, self.allow_partial) if isinstance(audio, (str, Path)) else None
-            samples = stream.read_all() if stream is not None else check_samples(source, audio)
-            load_s = time.perf_counter() - started
-            part = transcribe_batched(self.runner, samples, replace(self.options, language=self._fixed_language()),
+            if isinstance(audio, (str, Path)):
+                stream = open_audio(audio, self.allow_partial)
+            part = transcribe_batched(self.runner, stream if stream is not None else check_samples(source, audio),
+                                      replace(self.options, language=self._fixed_language()),
                                       self.longform, self.guard, self.batch_size, self.batched)
         except Exception as error:  # one bad input never stops the batch
             return FileOutcome(index, source, None, _name_file(error, source))
-        result = batched_result(self.runner, source, samples, part, time.perf_counter() - started, load_s,
-                                self.batch_size)
+        result = batched_result(self.runner, source, part, time.perf_counter() - started, self.batch_size)
         result.warnings = list(stream.warnings) if stream is not None else []
         if self._fixed_language() is not None:
             result.language_prob = 1.0
