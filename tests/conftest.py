@@ -44,6 +44,14 @@ def tiny_runner():
 
 
 @pytest.fixture(scope="session")
+def base_runner():
+    """Multilingual base on PyTorch, dense: loaded once for the language tests of several modules."""
+    from whisper_eas.runners.torch_runner import TorchRunner
+
+    return TorchRunner("base")
+
+
+@pytest.fixture(scope="session")
 def tiny_model(tiny_runner):
     return tiny_runner.model
 
