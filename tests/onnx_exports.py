@@ -14,6 +14,7 @@ import hashlib
 import os
 import shutil
 import time
+from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 
@@ -24,6 +25,7 @@ _EXPORTS: dict[str, Path] = {}
 _STALE_S = 2 * 3600  # folders of other code versions unused this long are removed (~0.4 GB each)
 
 
+@lru_cache(maxsize=1)
 def _source_digest() -> str:
     """Every file of the imported `whisper_eas` package (code and data) and the exporting libraries."""
     import whisper_eas
