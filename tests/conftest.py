@@ -83,3 +83,14 @@ def dense_dir(tmp_path_factory, tiny_model):
     from onnx_exports import exported
 
     return exported(tmp_path_factory, tiny_model, None)
+
+
+@pytest.fixture(scope="session")
+def jfk_cli_default():
+    """`trt-transcribe jfk-inaugural-1961.flac` with every default (click's result), run once for the
+    tests that read its output (the transcript, the backend line, the cached graphs' banner)."""
+    from click.testing import CliRunner
+
+    from whisper_eas.cli.transcribe_cmd import command
+
+    return CliRunner().invoke(command, [str(AUDIO / "jfk-inaugural-1961.flac")])
