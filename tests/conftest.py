@@ -44,6 +44,14 @@ def tiny_runner():
 
 
 @pytest.fixture(scope="session")
+def base_runner():
+    """Multilingual base on PyTorch, dense: loaded once for the language tests of several modules."""
+    from whisper_eas.runners.torch_runner import TorchRunner
+
+    return TorchRunner("base")
+
+
+@pytest.fixture(scope="session")
 def tiny_model(tiny_runner):
     return tiny_runner.model
 
@@ -75,3 +83,14 @@ def dense_dir(tmp_path_factory, tiny_model):
     from onnx_exports import exported
 
     return exported(tmp_path_factory, tiny_model, None)
+
+
+@pytest.fixture(scope="session")
+def jfk_cli_default():
+    """`trt-transcribe jfk-inaugural-1961.flac` with every default (click's result), run once for the
+    tests that read its output (the transcript, the backend line, the cached graphs' banner)."""
+    from click.testing import CliRunner
+
+    from whisper_eas.cli.transcribe_cmd import command
+
+    return CliRunner().invoke(command, [str(AUDIO / "jfk-inaugural-1961.flac")])

@@ -1,26 +1,91 @@
-"""tiny.en exported once per test session (dense and layer 1 keep 0.5), shared by the ONNX tests."""
+"""tiny.en exported once (dense and layer 1 keep 0.5), shared by the ONNX tests.
+
+The folders are kept in the model cache (`$WHISPER_EAS_HOME/test-exports/`) under a key that holds
+a digest of every source file of the package under test and the exporting libraries' versions: a
+run on unchanged code reuses the folder an earlier run exported (the export is a function of the
+code, the weights and those versions), and any change to the code exports afresh, so the tests
+always check what the current exporter writes. A fresh cache (CI) exports each config once, as
+before.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
+import time
+from functools import lru_cache
+from importlib import metadata
 from pathlib import Path
 
 from whisper_eas.config import PruneConfig
 
 SPARSE = PruneConfig(layer=1, keep_ratio=0.5)
 _EXPORTS: dict[str, Path] = {}
+_STALE_S = 2 * 3600  # folders of other code versions unused this long are removed (~0.4 GB each)
+
+
+@lru_cache(maxsize=1)
+def _source_digest() -> str:
+    """Every file of the imported `whisper_eas` package (code and data) and the exporting libraries."""
+    import whisper_eas
+
+    root = Path(whisper_eas.__file__).parent
+    digest = hashlib.sha256()
+    for package in ("torch", "transformers", "onnx", "onnxruntime", "numpy"):
+        try:
+            digest.update(f"{package}={metadata.version(package)}|".encode())
+        except metadata.PackageNotFoundError:
+            digest.update(f"{package}=absent|".encode())
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in (".py", ".json")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:20]
+
+
+def _verified(folder: Path) -> bool:
+    from whisper_eas.exporter.manifest import ExportError, ExportManifest
+
+    try:
+        ExportManifest.load(folder, verify=True)  # every file's sha256 against the manifest
+    except (ExportError, OSError, ValueError):
+        return False
+    return True
+
+
+def _drop_stale(parent: Path, keep: Path) -> None:
+    for other in parent.glob(f"{keep.name.rsplit('-', 1)[0]}-*"):
+        try:
+            if other != keep and time.time() - other.stat().st_mtime > _STALE_S:
+                shutil.rmtree(other, ignore_errors=True)
+        except OSError:
+            pass
 
 
 def exported(tmp_path_factory, model, config: PruneConfig | None) -> Path:
-    """Export folder for `config` (None: dense); the decoder graphs come from the model's cache."""
+    """Export folder for `config` (None: dense); the decoder graphs come from the model's cache.
+    Tests never write into it: they edit a `linked_copy`."""
+    from whisper_eas.checkpoints.registry import cache_home
     from whisper_eas.exporter.export import export_model
 
     key = config.format().replace(" ", "-") if config else "dense"
     if key not in _EXPORTS:
-        out = tmp_path_factory.mktemp(f"onnx-{key}")
-        export_model("tiny.en", config, out, hf_model=model)
-        _EXPORTS[key] = out
+        folder = cache_home() / "test-exports" / f"tiny.en-{key}-{_source_digest()}"
+        if not _verified(folder):
+            private = folder.with_name(f".{folder.name}.{os.getpid()}")
+            shutil.rmtree(private, ignore_errors=True)
+            try:
+                export_model("tiny.en", config, private, hf_model=model)
+                shutil.rmtree(folder, ignore_errors=True)  # an unverifiable leftover
+                try:
+                    os.rename(private, folder)  # atomic; fails if another session published first
+                except OSError:
+                    if not _verified(folder):
+                        raise
+            finally:
+                shutil.rmtree(private, ignore_errors=True)
+            _drop_stale(folder.parent, folder)
+        os.utime(folder)  # in use: another session's clean-up leaves it
+        _EXPORTS[key] = folder
     return _EXPORTS[key]
 
 

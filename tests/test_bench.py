@@ -10,7 +10,18 @@ from conftest import DATA
 from whisper_eas.cli.main import cli
 
 
-def test_bench_runs_every_backend_side_by_side(tmp_path):
+def test_bench_runs_every_backend_side_by_side(tmp_path, tmp_path_factory, tiny_model):
+    from whisper_eas.benchmark.cpu import ENCODER_CONFIGS
+
+    from onnx_exports import exported, linked_copy
+    from prune_configs import COVERAGE
+
+    # the four folders bench exports (dense, the benchmarked config, two encoder configs), made by
+    # export_model once per source version and shared with the other ONNX tests: bench takes a
+    # folder whose manifest has the config it wants, as it does on a second run
+    wanted = {"dense": None, "sparse": COVERAGE, **ENCODER_CONFIGS}
+    for key, config in wanted.items():
+        linked_copy(exported(tmp_path_factory, tiny_model, config), tmp_path / "exports" / key)
     out_json, out_md = tmp_path / "bench.json", tmp_path / "bench.md"
     args = ["bench", "--manifest", str(DATA / "manifest.tsv"), "--limit", "2", "--repeats", "1", "--batch-size", "2",
             "--prune", "coverage@4+merge L1 k0.5", "--export-dir", str(tmp_path / "exports"), "--json", str(out_json), "--markdown", str(out_md)]

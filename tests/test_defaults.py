@@ -34,9 +34,10 @@ def test_defaults_prints_every_row_with_its_reason_and_figure():
     assert "no defaults" in CliRunner().invoke(cli, ["defaults", "--model", "large-v9"]).output
 
 
-def test_trt_transcribe_runs_the_sequential_and_batched_rows():
+def test_trt_transcribe_runs_the_sequential_and_batched_rows(jfk_cli_default):
     for args, mode in (([], "sequential"), (["--batched"], "batched")):
-        result = CliRunner().invoke(trt_transcribe, [str(CLIP), *args])
+        # with no flag: the run test_transcribe_cli.py reads too (conftest.py), on the same CLIP
+        result = jfk_cli_default if not args else CliRunner().invoke(trt_transcribe, [str(CLIP), *args])
         assert result.exit_code == 0, result.output
         assert f"{_graphs(default_for('tiny.en', 'cpu', mode))} ONNX graphs" in result.output, result.output
 

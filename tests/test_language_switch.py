@@ -45,24 +45,22 @@ def test_speech_after_an_early_end_is_decoded_from_the_last_timestamp(tiny_runne
 
 @needs_vad
 @pytest.mark.skipif(not EN_DE.exists(), reason="needs ../shared multilingual data")
-def test_the_german_half_is_transcribed_with_language_de():
-    from whisper_eas.runners.torch_runner import TorchRunner
+def test_the_german_half_is_transcribed_with_language_de(base_runner):
     from whisper_eas.transcribe import Transcriber
 
-    result = Transcriber(TorchRunner("base"), batch_size=1).transcribe(str(EN_DE), language="de")
+    result = Transcriber(base_runner, batch_size=1).transcribe(str(EN_DE), language="de")
     german = " ".join(s.text for s in result.segments if s.start >= 29.0)
     assert "Software" in german and "Genehmigung" in german, result.text
     assert any(s.end > 50 for s in result.segments)
 
 
 @pytest.mark.skipif(not EN_DE.exists(), reason="needs ../shared multilingual data")
-def test_multilingual_detects_each_window_and_says_each_segments_language():
+def test_multilingual_detects_each_window_and_says_each_segments_language(base_runner):
     """Detection on the first window alone decodes the German half in English (a translation);
     per window (faster-whisper's multilingual=True) it is German, and each segment says so."""
-    from whisper_eas.runners.torch_runner import TorchRunner
     from whisper_eas.transcribe import Transcriber
 
-    result = Transcriber(TorchRunner("base"), batch_size=1).transcribe(str(EN_DE), multilingual=True)
+    result = Transcriber(base_runner, batch_size=1).transcribe(str(EN_DE), multilingual=True)
     assert result.language == "en"  # the file's: its first window's
     assert result.segments[0].language == "en" and result.segments[-1].language == "de"
     german = " ".join(s.text for s in result.segments if s.language == "de")

@@ -70,12 +70,12 @@ def test_short_form_is_long_form_with_one_window_and_one_temperature(tiny_runner
 
 
 @pytest.fixture(scope="module")
-def base_pair():
+def base_pair(base_runner):
     """base dense, and base with a deliberately poor config (5% of frames, truncated) sharing its weights."""
     from whisper_eas.config import PruneConfig
     from whisper_eas.runners.torch_runner import TorchRunner
 
-    dense = TorchRunner("base")
+    dense = base_runner
     poor = TorchRunner("base", prune=PruneConfig(layer=1, keep_ratio=0.05, strategy="truncate"), hf_model=dense.model)
     return dense, poor
 

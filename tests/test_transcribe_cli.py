@@ -16,8 +16,8 @@ from conftest import AUDIO
 from subtitles import check_srt, check_vtt
 
 
-def test_transcribes_a_dev_file_to_stdout():
-    result = CliRunner().invoke(command, [str(AUDIO / "jfk-inaugural-1961.flac")])
+def test_transcribes_a_dev_file_to_stdout(jfk_cli_default):
+    result = jfk_cli_default  # trt-transcribe jfk-inaugural-1961.flac (conftest.py)
     assert result.exit_code == 0, result.output
     assert "ask not what your country can do for you" in result.output.lower()
     # the default CPU path: ONNX Runtime graphs exported once into the model cache (tests/test_int8.py)

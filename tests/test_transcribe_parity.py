@@ -26,6 +26,7 @@ from whisper_eas.results import Segment, TranscriptionResult
 from conftest import AUDIO
 
 JFK = AUDIO / "jfk-inaugural-1961.flac"
+LONG = AUDIO / "long-cathy-a0001-a0019.flac"
 JFK_TEXT = " And so my fellow Americans ask not what your country can do for you ask what you can do for your country"
 
 
@@ -39,6 +40,12 @@ def dense(tiny_runner):
 @pytest.fixture(scope="module")
 def jfk_words(dense):
     return dense.transcribe(JFK, word_timestamps=True)
+
+
+@pytest.fixture(scope="module")
+def long_cathy(dense):
+    """The 60 s recording transcribed with the defaults, once for the tests that read it (stream, subtitles)."""
+    return dense.transcribe(LONG)
 
 
 @pytest.fixture(scope="module")
@@ -178,11 +185,11 @@ def test_file_like_inputs_and_empty_arrays(dense, jfk_words):
         dense.transcribe(io.BytesIO(b"not audio at all"))
 
 
-def test_stream_yields_the_segments_of_transcribe(dense):
-    stream = dense.stream(AUDIO / "long-cathy-a0001-a0019.flac")
+def test_stream_yields_the_segments_of_transcribe(dense, long_cathy):
+    stream = dense.stream(LONG)
     first = next(iter(stream))
     rest = list(stream)
-    whole = dense.transcribe(AUDIO / "long-cathy-a0001-a0019.flac")
+    whole = long_cathy
     assert [first.text] + [s.text for s in rest] == [s.text for s in whole.segments]
     assert stream.result.text == whole.text and stream.result.options == whole.options
 
@@ -349,10 +356,10 @@ def test_subtitles_parse_with_srt_and_pysubs2():
     assert "<3" not in render_vtt(result) and "a --> b" not in render_vtt(result)
 
 
-def test_real_transcript_subtitles_parse(dense):
+def test_real_transcript_subtitles_parse(long_cathy):
     srt = pytest.importorskip("srt")
     pysubs2 = pytest.importorskip("pysubs2")
-    result = dense.transcribe(AUDIO / "long-cathy-a0001-a0019.flac")
+    result = long_cathy
     cues = list(srt.parse(render_srt(result)))
     assert [c.content for c in cues] == [" ".join(s.text.split()) for s in result.segments]
     vtt = pysubs2.SSAFile.from_string(render_vtt(result), format_="vtt")
@@ -385,14 +392,13 @@ def test_highlighted_words_parse_with_srt_and_pysubs2(jfk_words):
 
 # ---- language identification (multilingual base), as faster-whisper's test reads it ---------------
 
-def test_detect_language_with_a_multilingual_model(tiny_runner):
-    from whisper_eas.runners.torch_runner import TorchRunner
+def test_detect_language_with_a_multilingual_model(tiny_runner, base_runner):
     from whisper_eas.transcribe import Transcriber
 
     data = AUDIO.parents[2].parent / "shared" / "data" / "multilingual" / "audio"
     if not data.is_dir():
         pytest.skip(f"{data} is not here")
-    transcriber = Transcriber(TorchRunner("base"))
+    transcriber = Transcriber(base_runner)
     code, probability, probabilities = transcriber.detect_language(data / "wenet-aishell-BAC009S0724W0121.flac")
     assert code == "zh" and probability > 0.5 and probabilities["zh"] == probability
     assert abs(sum(probabilities.values()) - 1) < 1e-3
