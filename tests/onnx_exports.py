@@ -102,3 +102,13 @@ def linked_copy(src: Path, dst: Path, copy: tuple[str, ...] = ("manifest.json",)
             except OSError:  # another filesystem
                 shutil.copy2(path, dst / path.name)
     return dst
+
+
+def serve_graphs() -> Path:
+    """The export folder `whisper-eas serve` runs by default: the serve row's config and precision,
+    which can differ from the sequential row's (the CLI reference of the service's texts runs it)."""
+    from whisper_eas.defaults import default_precision, shipped_config
+    from whisper_eas.runners.cached_export import cached_export
+
+    config = shipped_config("tiny.en", serve=True)
+    return cached_export("tiny.en", config, default_precision("tiny.en", serve=True)).folder

@@ -27,6 +27,7 @@ openai = pytest.importorskip("openai")
 httpx = pytest.importorskip("httpx")
 
 from whisper_eas.defaults import shipped_config  # noqa: E402
+from onnx_exports import serve_graphs  # noqa: E402
 
 AUDIO = Path(__file__).parent / "data" / "audio"
 SHORT = sorted(p for p in AUDIO.glob("*.flac") if not p.name.startswith("long-"))
@@ -74,10 +75,11 @@ def client(server):
 
 @pytest.fixture(scope="module")
 def cli_text(tmp_path_factory):
-    """trt-transcribe's text per file with the serve config: json/text requests of clips <= 30 s
-    are decoded without timestamp tokens, longer files with them."""
+    """trt-transcribe's text per file on the service's graphs (the serve row's config and
+    precision, which can differ from the sequential row's): json/text requests of clips <= 30 s are
+    decoded without timestamp tokens, longer files with them."""
     out = tmp_path_factory.mktemp("cli")
-    base = [sys.executable, "-m", "whisper_eas.cli.transcribe_cmd", "--prune", SERVE_CONFIG.format(),
+    base = [sys.executable, "-m", "whisper_eas.cli.transcribe_cmd", "--engine-dir", str(serve_graphs()),
             "--format", "json"]
     subprocess.run(base + ["--without-timestamps", "--output-dir", str(out / "short"), *map(str, SHORT)],
                    check=True, capture_output=True)

@@ -26,7 +26,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("ray.serve")
 httpx = pytest.importorskip("httpx")
 
-from whisper_eas.defaults import shipped_config  # noqa: E402
+from onnx_exports import serve_graphs  # noqa: E402
 
 AUDIO = Path(__file__).parent / "data" / "audio"
 JFK = AUDIO / "jfk-inaugural-1961.flac"
@@ -76,11 +76,12 @@ def ray_server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def expected(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli")
-    subprocess.run([sys.executable, "-m", "whisper_eas.cli.transcribe_cmd", "--prune",
-                    shipped_config("tiny.en", serve=True).format(), "--without-timestamps", "--format", "json",
+    graphs = str(serve_graphs())  # the serve row's config and precision
+    subprocess.run([sys.executable, "-m", "whisper_eas.cli.transcribe_cmd", "--engine-dir", graphs,
+                    "--without-timestamps", "--format", "json",
                     "--output-dir", str(out), str(JFK), str(CLIP)], check=True, capture_output=True)
-    subprocess.run([sys.executable, "-m", "whisper_eas.cli.transcribe_cmd", "--prune",  # > 30 s: with timestamps
-                    shipped_config("tiny.en", serve=True).format(), "--format", "json", "--output-dir", str(out),
+    subprocess.run([sys.executable, "-m", "whisper_eas.cli.transcribe_cmd", "--engine-dir", graphs,  # > 30 s: with timestamps
+                    "--format", "json", "--output-dir", str(out),
                     str(LONG)], check=True, capture_output=True)
     return {p.stem: json.loads(p.read_text())["text"] for p in out.glob("*.json")}
 

@@ -266,7 +266,12 @@ def _quiet_clips():
 
 
 def test_noise_silence_and_a_tone_give_no_text(dense, faster_whisper_model):
+    import ctranslate2
+
     for name, clip in _quiet_clips().items():
+        # faster-whisper's fallback samples with CTranslate2's generator, seeded from the clock unless
+        # set: one run in a loaded suite sampled text on one of these clips (seed 0 and 1 give none)
+        ctranslate2.set_random_seed(0)
         segments, _ = faster_whisper_model.transcribe(clip, language="en")  # same weights and defaults
         assert list(segments) == [], name
         result = dense.transcribe(clip)
