@@ -66,23 +66,13 @@ def exported(tmp_path_factory, model, config: PruneConfig | None) -> Path:
     Tests never write into it: they edit a `linked_copy`."""
     from whisper_eas.checkpoints.registry import cache_home
     from whisper_eas.exporter.export import export_model
+    from whisper_eas.io_utils import build_folder
 
     key = config.format().replace(" ", "-") if config else "dense"
     if key not in _EXPORTS:
         folder = cache_home() / "test-exports" / f"tiny.en-{key}-{_source_digest()}"
         if not _verified(folder):
-            private = folder.with_name(f".{folder.name}.{os.getpid()}")
-            shutil.rmtree(private, ignore_errors=True)
-            try:
-                export_model("tiny.en", config, private, hf_model=model)
-                shutil.rmtree(folder, ignore_errors=True)  # an unverifiable leftover
-                try:
-                    os.rename(private, folder)  # atomic; fails if another session published first
-                except OSError:
-                    if not _verified(folder):
-                        raise
-            finally:
-                shutil.rmtree(private, ignore_errors=True)
+            build_folder(folder, lambda private: export_model("tiny.en", config, private, hf_model=model), _verified)
             _drop_stale(folder.parent, folder)
         os.utime(folder)  # in use: another session's clean-up leaves it
         _EXPORTS[key] = folder

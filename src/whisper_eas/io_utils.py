@@ -11,7 +11,7 @@ import socket
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 
 def sha256_file(path: str | Path, chunk: int = 8 << 20) -> str:
@@ -71,6 +71,28 @@ def publish_folder(folder: Path, files: dict[str, Path], texts: dict[str, str] |
         (tmp / name).write_text(text)
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)
+
+
+def build_folder(folder: Path, build: Callable[[Path], None], usable: Callable[[Path], bool]) -> None:
+    """Fill `folder` with `build(private)` in a private sibling folder, then rename it into place.
+
+    A process that loses the race to another one building the same folder drops its copy and keeps
+    the winner's (when `usable`); a leftover that is not `usable` is replaced. Nothing is ever seen
+    half built."""
+    private = folder.with_name(f".{folder.name}.{os.getpid()}")
+    shutil.rmtree(private, ignore_errors=True)
+    try:
+        build(private)
+        private.parent.mkdir(parents=True, exist_ok=True)
+        if folder.exists() and not usable(folder):  # left by an older version: replace it
+            shutil.rmtree(folder, ignore_errors=True)
+        try:
+            os.rename(private, folder)  # atomic; fails if another process published first
+        except OSError:
+            if not usable(folder):
+                raise
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
 
 
 def _host_tag() -> str:

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +30,7 @@ from typing import Callable
 
 from whisper_eas.config import PruneConfig
 from whisper_eas.defaults import default_precision
+from whisper_eas.io_utils import build_folder
 
 CACHE_FORMAT = "2"  # bump when what a cached folder must hold changes (2: int8-dec holds the exact step)
 
@@ -107,22 +106,9 @@ def cached_export(model: str | Path, prune: PruneConfig | None, precision: str =
         return CachedExport(folder, f"cached {label} ONNX graphs in {folder}")
     say = progress or (lambda line: print(line, file=sys.stderr, flush=True))
     say(f"exporting {label} ONNX graphs into {folder} (first run only; later runs reuse them)")
-    private = folder.with_name(f".{folder.name}.{os.getpid()}")
-    shutil.rmtree(private, ignore_errors=True)
     from whisper_eas.exporter.export import export_model
 
-    try:
-        export_model(model, prune, private, precision=precision)
-        private.parent.mkdir(parents=True, exist_ok=True)
-        if folder.exists() and not _usable(folder):  # left by an older version: replace it
-            shutil.rmtree(folder, ignore_errors=True)
-        try:
-            os.rename(private, folder)  # atomic; fails if another process published first
-        except OSError:
-            if not _usable(folder):
-                raise
-    finally:
-        shutil.rmtree(private, ignore_errors=True)
+    build_folder(folder, lambda private: export_model(model, prune, private, precision=precision), _usable)
     return CachedExport(folder, f"{label} ONNX graphs exported into {folder}", exported=True)
 
 
