@@ -5,13 +5,15 @@ Each call takes and returns NumPy arrays: the ONNX Runtime path imports no PyTor
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from whisper_eas.deps import require
 from whisper_eas.exporter.graph_specs import ENCODER_GRAPHS
-from whisper_eas.exporter.manifest import ExportError, ExportManifest
+from whisper_eas.exporter.manifest import ExportError, ExportManifest, file_inside
 from whisper_eas.runners.graphs import LoadedGraphs
 
 
@@ -19,26 +21,23 @@ def _ort():
     return require("onnxruntime", "the onnxruntime backend")
 
 
-_SHARED_ARENA: list[bool] = []  # registered in this process (ONNX Runtime refuses a second registration)
-
-
+@functools.cache
 def shared_cpu_arena() -> bool:
     """One CPU arena for every session of this process, growing by what is asked (not doubling).
 
     Each session otherwise keeps its own arena at its own peak, and the runner's graphs run one at a
     time: the encoder head's and tail's attention buffers and the decoder's then add up where one
-    arena holds only the largest of them (a 138 s recording: 560 -> 492 MB peak). False where this
-    ONNX Runtime has no such API."""
-    if not _SHARED_ARENA:
-        ort = _ort()
-        try:
-            config = ort.OrtArenaCfg(0, 1, -1, -1)  # no limit, kSameAsRequested, default chunk sizes
-            info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
-            ort.create_and_register_allocator(info, config)
-            _SHARED_ARENA.append(True)
-        except Exception as error:  # an older ONNX Runtime, or one already registered by the host program
-            _SHARED_ARENA.append("already" in str(error).lower())
-    return _SHARED_ARENA[0]
+    arena holds only the largest of them (a 138 s recording: 560 -> 492 MB peak). Registered once
+    per process (ONNX Runtime refuses a second registration); False where this ONNX Runtime has no
+    such API."""
+    ort = _ort()
+    try:
+        config = ort.OrtArenaCfg(0, 1, -1, -1)  # no limit, kSameAsRequested, default chunk sizes
+        info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+        ort.create_and_register_allocator(info, config)
+        return True
+    except Exception as error:  # an older ONNX Runtime, or one already registered by the host program
+        return "already" in str(error).lower()
 
 
 def session_options(threads: int | None = None, spin: bool = False, memory_pattern: bool = True) -> Any:
@@ -80,6 +79,19 @@ def load_session(manifest: ExportManifest, graph: str, options: Any, providers: 
         expected = (spec.input_names, spec.output_names)
         raise ExportError(f"{path}: inputs/outputs {names} do not match manifest.json {expected}")
     return session
+
+
+def file_session(directory: Path, name: str, threads: int | None = None, spin: bool = False,
+                 providers: list[str] | None = None) -> Any:
+    """A session for a graph file of an export folder that is not one of its decoding graphs (the
+    alignment graph, int8-dec's exact step): refused in one line when it is not inside the folder
+    or ONNX Runtime cannot load it."""
+    path = file_inside(directory, name, ExportError)
+    try:
+        return _ort().InferenceSession(str(path), sess_options=session_options(threads, spin),
+                                       providers=providers or ["CPUExecutionProvider"])
+    except Exception as error:  # ORT raises its own Fail/InvalidGraph types
+        raise ExportError(f"{path}: ONNX Runtime cannot load it ({str(error).splitlines()[0]})") from None
 
 
 class OrtGraph:

@@ -13,7 +13,6 @@ from typing import Any, Callable
 import numpy as np
 
 from whisper_eas.exporter.graph_specs import ALIGN_FILE
-from whisper_eas.exporter.manifest import ExportError, file_inside
 
 # hidden [1, K, D] (the runner's array) and the token sequence -> the alignment heads' raw scores
 # [H, T, K] and logits [T, V], float32 NumPy arrays
@@ -33,14 +32,9 @@ def ort_attention(runner: Any) -> Attention:
     """The alignment graph of an ONNX Runtime runner's folder, as an `Attention` (session built once)."""
     session = _SESSIONS.get(runner)
     if session is None:
-        from whisper_eas.runners.onnx_graphs import _ort, session_options
+        from whisper_eas.runners.onnx_graphs import file_session
 
-        path = file_inside(runner.export.directory, ALIGN_FILE, ExportError)
-        try:
-            session = _ort().InferenceSession(str(path), sess_options=session_options(getattr(runner, "threads", None)),
-                                              providers=["CPUExecutionProvider"])
-        except Exception as error:  # ORT raises its own Fail/InvalidGraph types
-            raise ExportError(f"{path}: ONNX Runtime cannot load it ({str(error).splitlines()[0]})") from None
+        session = file_session(runner.export.directory, ALIGN_FILE, getattr(runner, "threads", None))
         _SESSIONS[runner] = session
 
     def attend(hidden: np.ndarray, tokens: list[int]) -> tuple[np.ndarray, np.ndarray]:

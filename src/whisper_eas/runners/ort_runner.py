@@ -15,10 +15,10 @@ from typing import Sequence
 import numpy as np
 
 from whisper_eas.exporter.graph_specs import EXACT_STEP_FILE
-from whisper_eas.exporter.manifest import ExportError, ExportManifest, file_inside
+from whisper_eas.exporter.manifest import ExportManifest
 from whisper_eas.runners.graphs import GraphRunner
 from whisper_eas.runners.base import EncodedBatch
-from whisper_eas.runners.onnx_graphs import _ort, load_onnx_graphs, session_options
+from whisper_eas.runners.onnx_graphs import _ort, file_session, load_onnx_graphs
 
 
 class OrtDecoderSession:
@@ -106,12 +106,8 @@ class OrtRunner(GraphRunner):
         if not self.approximate_decoder:
             return self.decoder(encoded, group)
         if self._exact_step is None:
-            path = file_inside(self.export.directory, EXACT_STEP_FILE, ExportError)
-            try:
-                self._exact_step = _ort().InferenceSession(str(path), sess_options=session_options(self.threads, self._spin),
-                                                           providers=self._providers)
-            except Exception as error:  # ORT raises its own Fail/InvalidGraph types
-                raise ExportError(f"{path}: ONNX Runtime cannot load it ({str(error).splitlines()[0]})") from None
+            self._exact_step = file_session(self.export.directory, EXACT_STEP_FILE, self.threads, self._spin,
+                                            self._providers)
         return self._bind(self._exact_step, *self._cross(encoded, group))
 
     @property
