@@ -85,14 +85,6 @@ def create_app(transcriber: Transcriber, config: ServeConfig) -> FastAPI:
                 "queue_depth": engine.queue_depth, "decoding": engine.in_flight, "pid": os.getpid()}
         return JSONResponse(body, status_code=200 if ok else 503)
 
-    @app.post("/v1/audio/transcriptions")
-    async def transcriptions(request: Request) -> Response:
-        return await _transcribe(request, "transcribe")
-
-    @app.post("/v1/audio/translations")
-    async def translations(request: Request) -> Response:
-        return await _transcribe(request, "translate")
-
     async def _transcribe(request: Request, task: str) -> Response:
         authorize(request)
         admit(engine)
@@ -135,6 +127,7 @@ def create_app(transcriber: Transcriber, config: ServeConfig) -> FastAPI:
         finally:
             remove_folder(folder)
 
+    audio_routes(app, _transcribe)
     return app
 
 
@@ -192,6 +185,19 @@ def base_app(config: ServeConfig, metrics: ServeMetrics, lifespan: Any,
     app.add_middleware(BodyLimit, max_bytes=config.max_upload_bytes)
     app.add_middleware(RequestMetrics, metrics=metrics)  # outermost: counts the 413s and 500s too
     return app, authorize
+
+
+def audio_routes(app: FastAPI, handle: Callable[[Request, str], Awaitable[Response]]) -> None:
+    """OpenAI's two audio endpoints, each `handle(request, task)` with its task (the single-process
+    app and the Ray ingress handle them differently)."""
+
+    @app.post("/v1/audio/transcriptions")
+    async def transcriptions(request: Request) -> Response:
+        return await handle(request, "transcribe")
+
+    @app.post("/v1/audio/translations")
+    async def translations(request: Request) -> Response:
+        return await handle(request, "translate")
 
 
 def admit(engine: BatchEngine) -> None:

@@ -23,7 +23,7 @@ from anyio import to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from whisper_eas.serve.app import DISCONNECT_POLL_S, ServeConfig, base_app, read_form
+from whisper_eas.serve.app import DISCONNECT_POLL_S, ServeConfig, audio_routes, base_app, read_form
 from whisper_eas.serve.metrics import ServeMetrics
 from whisper_eas.serve.protocol import ApiError, TranscriptionRequest, error_event
 
@@ -80,14 +80,6 @@ def create_ingress(model: Any, config: ServeConfig, multilingual: bool, capacity
                 if not replica_gone(error):
                     raise
         return JSONResponse({"status": "unavailable", "model": config.model_name}, status_code=503)
-
-    @app.post("/v1/audio/transcriptions")
-    async def transcriptions(request: Request) -> Response:
-        return await _transcribe(request, "transcribe")
-
-    @app.post("/v1/audio/translations")
-    async def translations(request: Request) -> Response:
-        return await _transcribe(request, "translate")
 
     async def _transcribe(request: Request, task: str) -> Response:
         nonlocal admitted
@@ -198,6 +190,7 @@ def create_ingress(model: Any, config: ServeConfig, multilingual: bool, capacity
 
         return StreamingResponse(forward(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
+    audio_routes(app, _transcribe)
     return app
 
 
