@@ -2,12 +2,12 @@
 folder A, then B (PYTHONPATH), taking turns per recording; the fastest of ROUNDS (default 2) wall
 times and the peak RSS (`wait4`) of each, the per-recording ratio A/B and its median.
 
-    git worktree add --detach /tmp/before <commit>
-    OUT=ab.json python scripts/ab_versions.py /tmp/before/src src MANIFEST.tsv [MANIFEST.tsv ...]
+    git worktree add --detach ../before <commit>
+    OUT=ab.json python scripts/ab_versions.py ../before/src src MANIFEST.tsv [MANIFEST.tsv ...]
 
 EXTRA="--batched" adds options to every command.
 """
-import json, os, subprocess, sys, time, statistics
+import json, os, subprocess, sys, tempfile, time, statistics
 files = [l.split("\t")[1] for m in sys.argv[3:] for l in open(m).read().splitlines()[1:]]
 roots = [os.path.dirname(m) for m in sys.argv[3:] for l in open(m).read().splitlines()[1:]]
 A, B = sys.argv[1], sys.argv[2]
@@ -19,7 +19,7 @@ for f, root in zip(files, roots):
         for label, src in ((("A", A), ("B", B)) if r % 2 == 0 else (("B", B), ("A", A))):
             env = dict(os.environ, PYTHONPATH=src)
             t = time.perf_counter()
-            p = subprocess.Popen(["trt-transcribe", path, "--output-dir", f"/tmp/ab/out-{label}", "--overwrite"] + os.environ.get("EXTRA", "").split(),
+            p = subprocess.Popen(["trt-transcribe", path, "--output-dir", os.path.join(tempfile.gettempdir(), f"ab-versions-{label}"), "--overwrite"] + os.environ.get("EXTRA", "").split(),
                                  env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             _, status, usage = os.wait4(p.pid, 0)
             dt = time.perf_counter() - t
@@ -29,4 +29,4 @@ for f, root in zip(files, roots):
 ta = sum(min(x[0] for x in v["A"]) for v in out.values()); tb = sum(min(x[0] for x in v["B"]) for v in out.values())
 ratios = [min(x[0] for x in v["A"]) / min(x[0] for x in v["B"]) for v in out.values()]
 print(f"total A {ta:.2f} s B {tb:.2f} s  A/B {ta/tb:.2f}x  median per file {statistics.median(ratios):.2f}x")
-json.dump(out, open(os.environ.get("OUT", "/tmp/ab/ab.json"), "w"), indent=1)
+json.dump(out, open(os.environ.get("OUT", "ab_versions.json"), "w"), indent=1)

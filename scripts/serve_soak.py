@@ -128,7 +128,7 @@ def rss(pid: int) -> dict:
     for proc in [root] + root.children(recursive=True):
         try:
             mb = proc.memory_info().rss / 2**20
-            name = " ".join(proc.cmdline()[:1]) if proc.pid == pid else proc.name()
+            name = Path(proc.cmdline()[0]).name if proc.pid == pid else proc.name()  # no machine paths
         except psutil.Error:
             continue
         total += mb

@@ -128,6 +128,12 @@ def test_two_replicas_answer_like_one_server(ray_server, expected):
     field = httpx.post(base + "/v1/audio/transcriptions", files={"file": (JFK.name, JFK.read_bytes())},
                        data={"model": "whisper-1", "response_format": "mp3"})  # the ingress's own check
     assert field.status_code == 400 and field.json()["error"]["param"] == "response_format"
+    openai = pytest.importorskip("openai")  # the official client, through the ingress, as applications call it
+    client = openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0, timeout=120)
+    with JFK.open("rb") as audio:
+        assert client.audio.transcriptions.create(model="whisper-1", file=audio).text == expected[JFK.stem]
+    with pytest.raises(openai.BadRequestError, match="empty file"):
+        client.audio.transcriptions.create(model="whisper-1", file=("e.wav", b""))
 
 
 def test_a_replica_killed_under_load_its_requests_retried(ray_server, expected):
