@@ -43,6 +43,7 @@ from whisper_eas.evaluation.stats import compare
 from whisper_eas.evaluation.wer import corpus_wer
 
 HERE = Path(__file__).resolve().parent
+IDLE_CLIPS = 40  # open loop: clips sent one at a time first, for the idle latency
 LABELS = {"ours": "whisper-eas serve", "ours-unbatched": "whisper-eas serve --max-batch 1 (batching off)",
           "ray1": "whisper-eas serve --ray --replicas 1", "ray2": "whisper-eas serve --ray --replicas 2",
           "fws": "faster-whisper-server 0.0.3 int8 (PyPI)",
@@ -74,15 +75,17 @@ def commands(names: list[str], ct2: Path, fws_python: str, scratch: Path) -> dic
     return {name: known[name] for name in names}
 
 
-def start(command: list[str]) -> tuple[subprocess.Popen, str]:
+def start(command: list[str], log: Path) -> tuple[subprocess.Popen, str]:
+    """The server on a free port, its output into `log` (a file: an undrained pipe blocks a chatty
+    server, Ray's above all), once its /health answers."""
     port = free_port()
-    process = subprocess.Popen(command + ["--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               text=True)
+    with log.open("w") as sink:
+        process = subprocess.Popen(command + ["--port", str(port)], stdout=subprocess.DEVNULL, stderr=sink)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{command}: exited: {process.stderr.read()[-2000:]}")
+            raise RuntimeError(f"{command}: exited: {log.read_text()[-2000:]}")
         try:
             if httpx.get(base + "/health", timeout=1).status_code == 200:
                 return process, base
@@ -180,7 +183,7 @@ def summarize(records: list[dict], wall: float, refs: dict[str, str]) -> dict:
     audio = sum(r["audio_s"] for r in ok)
     wer, _ = corpus_wer([(refs[r["id"]], r["text"]) for r in ok]) if ok else (float("nan"), 0)
     return {"requests": len(records), "errors": len(records) - len(ok), "wall_s": round(wall, 2),
-            "audio_s": round(audio, 1), "throughput": round(audio / wall, 2),
+            "audio_s": round(audio, 1), "throughput": round(audio / wall, 2), "answered_rps": round(len(ok) / wall, 3),
             "p50_s": round(pct(0.5), 3), "p95_s": round(pct(0.95), 3), "p99_s": round(pct(0.99), 3),
             "median_latency_s": round(statistics.median(latencies), 3), "wer": round(wer, 2)}
 
@@ -191,6 +194,10 @@ def measure(base: str, pid: int | None, label: str, clips: list, longs: list, le
     `transcripts` gets the texts of the highest level. Memory columns only where `pid` is known."""
     asyncio.run(drive(base, clips[:2], 1))  # warm-up
     entry: dict = {"label": label, "levels": {}}
+    if rates:  # the yardstick of the latency target: the same clips sent one at a time to the idle server
+        records, wall = asyncio.run(drive(base, clips[:IDLE_CLIPS], 1))
+        entry["idle"] = summarize(records, wall, refs)
+        print(label, "idle", entry["idle"], flush=True)
     for clients in levels:
         if rates:
             records, wall = asyncio.run(drive_open(base, clips, clients, duration))
@@ -198,9 +205,17 @@ def measure(base: str, pid: int | None, label: str, clips: list, longs: list, le
             records, wall = asyncio.run(drive(base, clips, clients))
         entry["levels"][clients] = summarize(records, wall, refs)
         entry["levels"][clients]["rss_after_mb"] = round(rss_mb(pid)[0]) if pid else None
-        if clients == max(levels):
+        if rates or clients == max(levels):  # open loop: each rate sends a prefix of the clips, so keep all
             transcripts.update({r["id"]: r["text"] for r in records if r["ok"]})
         print(label, clients, entry["levels"][clients], flush=True)
+    if rates:  # saturation: the most answered per second at any offered rate; then 70% of it, offered
+        top = max(entry["levels"].values(), key=lambda level: level["answered_rps"])
+        rate = round(0.7 * top["answered_rps"], 3)
+        records, wall = asyncio.run(drive_open(base, clips, rate, duration, seed=1))
+        entry["saturation"] = {"answered_rps": top["answered_rps"], "audio_s_per_s": top["throughput"]}
+        entry["at_70_percent"] = {"offered_rps": rate, **summarize(records, wall, refs)}
+        entry["at_70_percent"]["p95_over_idle_p95"] = round(entry["at_70_percent"]["p95_s"] / entry["idle"]["p95_s"], 2)
+        print(label, "70%", entry["at_70_percent"], flush=True)
     if longs:
         records, wall = asyncio.run(drive(base, longs, 4))
         entry["long_4_clients"] = summarize(records, wall, refs)
@@ -248,7 +263,7 @@ def main() -> None:
         peers = {"fws", "fastapi-fw"} & set(names)  # only the peers load the CTranslate2 model
         ct2 = embedded_ct2_dir("tiny.en", Path(scratch)) if peers else Path(scratch)
         for name, command in commands(names, ct2, args.fws_python, Path(scratch)).items():
-            process, base = start(command)
+            process, base = start(command, Path(scratch) / f"{name}.log")
             try:
                 report["servers"][name] = measure(base, process.pid, LABELS[name], clips, longs, levels, rates,
                                                   args.duration, refs, transcripts.setdefault(name, {}))
@@ -287,6 +302,15 @@ def markdown(report: dict) -> str:
             rows.append(f"| {entry['label']}: long recordings | 4 | {long['throughput']:.1f} | {long['p50_s']:.2f} | "
                         f"{long['p95_s']:.2f} | {long['p99_s']:.2f} | {long['errors']} | {long['wer']:.2f} | "
                         f"peak {entry['peak_rss_mb'] if entry['peak_rss_mb'] is not None else '-'} |")
+    saturated = [entry for entry in report["servers"].values() if "saturation" in entry]
+    if saturated:
+        rows += ["", "| server | saturation req/s | audio s / s | offered at 70% req/s | p95 s there | idle p95 s | "
+                 "ratio | errors there |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for entry in saturated:
+            sat, at70 = entry["saturation"], entry["at_70_percent"]
+            rows.append(f"| {entry['label']} | {sat['answered_rps']:.2f} | {sat['audio_s_per_s']:.1f} | "
+                        f"{at70['offered_rps']:.2f} | {at70['p95_s']:.2f} | {entry['idle']['p95_s']:.2f} | "
+                        f"{at70['p95_over_idle_p95']:.1f}x | {at70['errors']} |")
     for name, delta in report.get("wer_vs_ours", {}).items():
         rows.append(f"\nWER, ours minus {report['servers'][name]['label']} (same clips, highest level): "
                     f"{delta['wer_b']:.2f} - {delta['wer_a']:.2f} = {delta['delta']:+.2f} "

@@ -44,16 +44,18 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server():
+def server(tmp_path_factory):
     port = _free_port()
     command = [sys.executable, "-m", "whisper_eas.cli.main", "serve", "--port", str(port), "--api-key", KEY,
                "--max-upload-mb", "1.5", "--max-batch", "8", "--max-audio-minutes", "10", "--log-level", "warning"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = tmp_path_factory.mktemp("serve-log") / "serve.log"  # a file: an undrained pipe can block the server
+    with log.open("w") as sink:
+        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 300  # the first run exports the serve config's graphs
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            pytest.fail(f"server exited: {process.stdout.read()}")
+            pytest.fail(f"server exited: {log.read_text()[-3000:]}")
         try:
             if httpx.get(f"{base}/health", timeout=1).status_code == 200:
                 break
@@ -62,7 +64,7 @@ def server():
     else:
         process.kill()
         pytest.fail("server did not start in 300 s")
-    yield process, base
+    yield process, base, log
     if process.poll() is None:
         process.kill()
         process.wait()
@@ -99,7 +101,7 @@ def test_serve_runs_the_table_of_defaults_serve_row(server):
     from whisper_eas.defaults import default_for
 
     row = default_for("tiny.en", "cpu", "serve")
-    banner = server[0].stdout.readline()
+    banner = server[2].read_text().splitlines()[0]
     assert f"tiny.en [{format_prune(row.config)}] {row.precision} ONNX graphs" in banner, banner
 
 
@@ -381,7 +383,7 @@ def test_disconnected_client_frees_its_work(server):
 
 
 def test_sigterm_finishes_in_flight_then_exits(server):
-    process, base = server
+    process, base, _ = server
     headers = {"Authorization": f"Bearer {KEY}"}
 
     async def run():

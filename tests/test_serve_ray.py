@@ -49,15 +49,16 @@ def _pids(base: str, tries: int = 30) -> set[int]:
 def ray_server(tmp_path_factory):
     port = _free_port()
     env = dict(os.environ, RAY_ADDRESS="", RAY_TMPDIR=str(tmp_path_factory.mktemp("ray")))
-    process = subprocess.Popen([sys.executable, "-m", "whisper_eas.cli.main", "serve", "--ray", "--replicas", "2",
-                                "--cpus-per-replica", "0.5", "--port", str(port), "--log-level", "warning"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
-                               start_new_session=True)
+    log = tmp_path_factory.mktemp("ray-log") / "serve.log"  # a file, not a pipe: an undrained pipe that fills
+    with log.open("w") as sink:                              # blocks the server (its shutdown too)
+        process = subprocess.Popen([sys.executable, "-m", "whisper_eas.cli.main", "serve", "--ray", "--replicas",
+                                    "2", "--cpus-per-replica", "0.5", "--port", str(port), "--log-level", "warning"],
+                                   stdout=subprocess.DEVNULL, stderr=sink, env=env, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            pytest.fail(f"serve --ray exited: {process.stderr.read()[-3000:]}")
+            pytest.fail(f"serve --ray exited: {log.read_text()[-3000:]}")
         try:
             if httpx.get(base + "/health", timeout=2).status_code == 200 and len(_pids(base, 10)) == 2:
                 break

@@ -75,7 +75,7 @@ def command(model, engine_dir, backend, device, dense, layer, keep_ratio, mass, 
     if use_ray:
         _serve_on_ray(resolve_model(model, engine_dir), prune, backend, device, engine_dir, host, port, api_key,
                       max_upload_mb, max_batch, max_queue, request_timeout, max_audio_minutes, replicas, autoscale,
-                      address, cpus_per_replica, gpus_per_replica)
+                      address, cpus_per_replica, gpus_per_replica, log_level)
         return
     transcriber = Transcriber.from_model(resolve_model(model, engine_dir), prune, backend, device, engine_dir,
                                          batch_size=max_batch, serve=True)
@@ -96,7 +96,8 @@ def command(model, engine_dir, backend, device, dense, layer, keep_ratio, mass, 
 
 
 def _serve_on_ray(model, prune, backend, device, engine_dir, host, port, api_key, max_upload_mb, max_batch,
-                  max_queue, request_timeout, max_audio_minutes, replicas, autoscale, address, cpus, gpus) -> None:
+                  max_queue, request_timeout, max_audio_minutes, replicas, autoscale, address, cpus, gpus,
+                  log_level: str) -> None:
     """Replicas on Ray Serve; the model is resolved (and exported, once) here, loaded in each replica."""
     from whisper_eas.config import DEFAULT_PRUNE
     from whisper_eas.deps import require
@@ -116,7 +117,8 @@ def _serve_on_ray(model, prune, backend, device, engine_dir, host, port, api_key
     click.echo(f"whisper-eas serve --ray: model {info['model']} (also as whisper-1), "
                f"{describe_prune(runner.prune)}, {info['backend']} on {info['device']}; {scale}, "
                f"{cpus:g} CPU / {gpus:g} GPU each; http://{host}:{port}/v1", err=True)
-    run(deployment(spec, config, replicas, bounds, cpus, gpus, runner.tokenizer.multilingual), host, port, address)
+    run(deployment(spec, config, replicas, bounds, cpus, gpus, runner.tokenizer.multilingual), host, port, address,
+        log_level)
 
 
 def _bounds(text: str) -> tuple[int, int]:

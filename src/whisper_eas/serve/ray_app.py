@@ -173,20 +173,23 @@ def deployment(spec: ModelSpec, config: ServeConfig, replicas: int | None = 1,
     return ingress.bind(model, config, multilingual, capacity)
 
 
-def run(app: Any, host: str, port: int, address: str | None = None) -> None:
-    """Start Ray (local, or `address`), serve `app` on host:port until interrupted, then shut down."""
+def run(app: Any, host: str, port: int, address: str | None = None, log_level: str = "info") -> None:
+    """Start Ray (local, or `address`), serve `app` on host:port until interrupted, then shut down.
+    `log_level` holds for Ray Serve's controller, proxy and replicas too (access lines at debug only),
+    so a quiet server is quiet in every process."""
     import ray
     from ray import serve
 
     def stop(_signum: int, _frame: Any) -> None:
         raise SystemExit(0)  # run the `finally`: replicas drain in-flight requests as they shut down
 
+    logs = {"log_level": log_level.upper(), "enable_access_log": log_level == "debug"}
     ray.init(address=address, include_dashboard=False, log_to_driver=True,
              ignore_reinit_error=True, configure_logging=False)
     signal.signal(signal.SIGTERM, stop)  # after ray.init, which installs its own fatal-signal handler
     try:
-        serve.start(http_options={"host": host, "port": port})
-        serve.run(app, name="whisper-eas", route_prefix="/", blocking=False)
+        serve.start(http_options={"host": host, "port": port}, logging_config=logs)
+        serve.run(app, name="whisper-eas", route_prefix="/", blocking=False, logging_config=logs)
         while True:
             time.sleep(1.0)
     finally:
