@@ -7,7 +7,9 @@ Reported per server and level: throughput (audio seconds per wall second), laten
 errors, corpus WER, the server's resident memory after the level and its peak; and the WER of
 ours against each peer on the same clips with a paired bootstrap interval. `--rates 1,2,4` runs
 an open loop instead (requests arriving at a fixed Poisson rate, answered or not), to find where
-the service saturates.
+the service saturates: the most requests answered per second at any rate, then a run offered 70%
+of that, whose p95 is set against the same clips sent one at a time to the idle server
+(`scripts/plot_serve_load.py` draws the report).
 
   python scripts/bench_serve.py --manifest ../shared/data/speech-val/manifest-short.tsv \
       --long-manifest ../shared/data/speech-val/manifest-long.tsv --out docs/data/serve_bench.json
@@ -43,7 +45,7 @@ from whisper_eas.evaluation.stats import compare
 from whisper_eas.evaluation.wer import corpus_wer
 
 HERE = Path(__file__).resolve().parent
-IDLE_CLIPS = 40  # open loop: clips sent one at a time first, for the idle latency
+OURS = ("ours", "ours-unbatched", "ray1", "ray2")
 LABELS = {"ours": "whisper-eas serve", "ours-unbatched": "whisper-eas serve --max-batch 1 (batching off)",
           "ray1": "whisper-eas serve --ray --replicas 1", "ray2": "whisper-eas serve --ray --replicas 2",
           "fws": "faster-whisper-server 0.0.3 int8 (PyPI)",
@@ -56,7 +58,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def commands(names: list[str], ct2: Path, fws_python: str, scratch: Path) -> dict[str, list[str]]:
+def commands(names: list[str], ct2: Path, fws_python: str, scratch: Path,
+             ours_args: list[str] | None = None) -> dict[str, list[str]]:
     py = sys.executable
     config = scratch / "fws.yaml"
     config.write_text(f"models:\n  - name: whisper-1\n    path: {ct2}\n    model_options: {{device: cpu, "
@@ -72,6 +75,8 @@ def commands(names: list[str], ct2: Path, fws_python: str, scratch: Path) -> dic
         "fws": [fws_python, "-m", "faster_whisper_server", "--config", str(config), "--host", "127.0.0.1"],
         "fastapi-fw": [py, str(HERE / "fw_server.py"), str(ct2), "--workers", "2"],
     }
+    for name in OURS:
+        known[name] += ours_args or []
     return {name: known[name] for name in names}
 
 
@@ -194,10 +199,6 @@ def measure(base: str, pid: int | None, label: str, clips: list, longs: list, le
     `transcripts` gets the texts of the highest level. Memory columns only where `pid` is known."""
     asyncio.run(drive(base, clips[:2], 1))  # warm-up
     entry: dict = {"label": label, "levels": {}}
-    if rates:  # the yardstick of the latency target: the same clips sent one at a time to the idle server
-        records, wall = asyncio.run(drive(base, clips[:IDLE_CLIPS], 1))
-        entry["idle"] = summarize(records, wall, refs)
-        print(label, "idle", entry["idle"], flush=True)
     for clients in levels:
         if rates:
             records, wall = asyncio.run(drive_open(base, clips, clients, duration))
@@ -214,6 +215,10 @@ def measure(base: str, pid: int | None, label: str, clips: list, longs: list, le
         records, wall = asyncio.run(drive_open(base, clips, rate, duration, seed=1))
         entry["saturation"] = {"answered_rps": top["answered_rps"], "audio_s_per_s": top["throughput"]}
         entry["at_70_percent"] = {"offered_rps": rate, **summarize(records, wall, refs)}
+        # the yardstick: the same clips, sent one at a time to the idle server
+        records, wall = asyncio.run(drive(base, clips[:len(records)], 1))
+        entry["idle"] = summarize(records, wall, refs)
+        print(label, "idle", entry["idle"], flush=True)
         entry["at_70_percent"]["p95_over_idle_p95"] = round(entry["at_70_percent"]["p95_s"] / entry["idle"]["p95_s"], 2)
         print(label, "70%", entry["at_70_percent"], flush=True)
     if longs:
@@ -235,6 +240,8 @@ def main() -> None:
     parser.add_argument("--servers", default="ours,ours-unbatched,fws,fastapi-fw", help=f"of {list(LABELS)}")
     parser.add_argument("--fws-python", default="/tmp/fwsenv/bin/python",
                         help="python of a venv with faster-whisper-server installed")
+    parser.add_argument("--ours-args", default="", help='extra `whisper-eas serve` flags for our servers, '
+                        'e.g. "--engine-dir FOLDER"')
     parser.add_argument("--url", help="drive the server running at this base URL instead of starting --servers")
     parser.add_argument("--label", default="whisper-eas serve", help="--url: the server's name in the report")
     parser.add_argument("--pid", type=int, help="--url: the server's process id (for its memory)")
@@ -262,10 +269,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         peers = {"fws", "fastapi-fw"} & set(names)  # only the peers load the CTranslate2 model
         ct2 = embedded_ct2_dir("tiny.en", Path(scratch)) if peers else Path(scratch)
-        for name, command in commands(names, ct2, args.fws_python, Path(scratch)).items():
+        for name, command in commands(names, ct2, args.fws_python, Path(scratch), args.ours_args.split()).items():
             process, base = start(command, Path(scratch) / f"{name}.log")
             try:
-                report["servers"][name] = measure(base, process.pid, LABELS[name], clips, longs, levels, rates,
+                label = LABELS[name] + (f" {args.ours_args}" if args.ours_args and name in OURS else "")
+                report["servers"][name] = measure(base, process.pid, label, clips, longs, levels, rates,
                                                   args.duration, refs, transcripts.setdefault(name, {}))
             finally:
                 process.terminate()

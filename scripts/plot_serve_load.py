@@ -33,11 +33,14 @@ def main() -> None:
         latency.plot(rates, [level["p50_s"] for _, level in levels], linestyle=":", color=line.get_color())
         throughput.plot(rates, [level["throughput"] for _, level in levels], marker="o", color=line.get_color(),
                         label=entry["label"])
+        if "at_70_percent" in entry:  # the target's point: 70% of the saturation rate
+            at70 = entry["at_70_percent"]
+            latency.plot([at70["offered_rps"]], [at70["p95_s"]], marker="*", markersize=14, color=line.get_color())
         if "idle" in entry:
             latency.axhline(entry["idle"]["p95_s"] * 3, color=line.get_color(), linewidth=0.6, linestyle="--")
     latency.set_yscale("log")
     latency.set_xlabel("offered load, requests per second (Poisson)")
-    latency.set_ylabel("latency, s (p95 solid, p50 dotted; dashed: 3x idle p95)")
+    latency.set_ylabel("latency, s (p95 solid, p50 dotted; star: p95 at 70% of\nsaturation; dashed: 3x idle p95)")
     throughput.set_xlabel("offered load, requests per second (Poisson)")
     throughput.set_ylabel("answered audio seconds per second")
     throughput.legend(fontsize=8, loc="upper left")
