@@ -112,3 +112,17 @@ def test_long_file_is_never_held_whole(batched, tmp_path, monkeypatch):
     assert growth < (long_size - short_size) / 20, (
         f"peak {short_peak / 1e6:.1f} MB for {short_size / 1e6:.1f} MB of audio, {long_peak / 1e6:.1f} MB for "
         f"{long_size / 1e6:.1f} MB")
+
+
+def test_arrays_at_other_rates_and_open_files_as_the_sequential_mode_takes_them(batched):
+    """An 8 kHz array with `sample_rate=8000` is resampled (it was decoded as if 16 kHz), and an open
+    binary file is read (it was refused): the transcripts of the same samples given at 16 kHz."""
+    from whisper_eas.audio import resample
+
+    clip = AUDIO / "ls-test-clean-1089-134691-0000.flac"
+    at_8k = resample(load_audio(clip), SAMPLE_RATE, 8000)
+    expected = batched.transcribe(resample(at_8k, 8000))
+    assert expected.text.strip()
+    assert _key(batched.transcribe(at_8k, sample_rate=8000)) == _key(expected)
+    with clip.open("rb") as f:
+        assert _key(batched.transcribe(f)) == _key(batched.transcribe(load_audio(clip)))

@@ -382,6 +382,45 @@ def test_disconnected_client_frees_its_work(server):
     assert health["decoding"] == 0 and health["queue_depth"] == 0
 
 
+def test_a_dropped_stream_and_a_client_that_never_reads(server, client, cli_text):
+    """A stream whose client hangs up after its first event, and a client that sends a whole request
+    and never reads a byte of the answer: the others are answered meanwhile with their own text,
+    and once both sockets are gone the server is healthy with nothing left queued or decoding."""
+    port = int(server[1].rsplit(":", 1)[1])
+
+    def raw_request(stream: bool) -> socket.socket:
+        fields = b'--x\r\nContent-Disposition: form-data; name="model"\r\n\r\nwhisper-1\r\n'
+        if stream:
+            fields += b'--x\r\nContent-Disposition: form-data; name="stream"\r\n\r\ntrue\r\n'
+        body = (fields + b'--x\r\nContent-Disposition: form-data; name="file"; filename="long.flac"\r\n\r\n'
+                + LONG.read_bytes() + b"\r\n--x--\r\n")
+        sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+        sock.sendall((f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {KEY}"
+                      f"\r\nContent-Type: multipart/form-data; boundary=x\r\nContent-Length: {len(body)}\r\n\r\n")
+                     .encode() + body)
+        return sock
+
+    silent = raw_request(stream=False)  # never read
+    dropped = raw_request(stream=True)
+    received = b""
+    while b"data: " not in received:  # the first event has come: hang up mid-stream
+        chunk = dropped.recv(4096)
+        assert chunk, received
+        received += chunk
+    assert b" 200 " in received.split(b"\r\n", 1)[0], received[:200]
+    dropped.close()
+    try:
+        with JFK.open("rb") as f:
+            assert client.audio.transcriptions.create(model="whisper-1", file=f).text == cli_text[JFK.stem]
+    finally:
+        silent.close()
+    deadline = time.monotonic() + 60
+    while (health := httpx.get(server[1] + "/health").json())["queue_depth"] or health["decoding"]:
+        assert time.monotonic() < deadline, health
+        time.sleep(0.2)
+    assert health["status"] == "ok"
+
+
 def test_sigterm_finishes_in_flight_then_exits(server):
     process, base, _ = server
     headers = {"Authorization": f"Bearer {KEY}"}

@@ -20,7 +20,7 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
 import numpy as np
 
-from whisper_eas.audio import SAMPLE_RATE, array_stream, check_samples, display_path, open_audio
+from whisper_eas.audio import SAMPLE_RATE, array_stream, as_float_samples, check_samples, display_path, open_audio, resample
 from whisper_eas.batched_longform import BatchedOptions, batched_result, transcribe_batched
 from whisper_eas.config import DEFAULT_PRUNE, PruneConfig
 from whisper_eas.decoding import DecodingOptions
@@ -211,7 +211,7 @@ class Transcriber:
         `progress(seconds)`, after every decoded round: audio seconds done in files still open.
         """
         if self.batched is not None:
-            yield from (self._batched(index, audio) for index, audio in enumerate(inputs))
+            yield from (self._batched(index, audio, sample_rate) for index, audio in enumerate(inputs))
             return
         sources: dict[int, str] = {}
 
@@ -247,15 +247,25 @@ class Transcriber:
         """The result of a file opened with `open` once `state.done`."""
         return self._result(state, wall_s)
 
-    def _batched(self, index: int, audio: AudioInput) -> FileOutcome:
+    def _batched(self, index: int, audio: AudioInput, sample_rate: int = SAMPLE_RATE) -> FileOutcome:
         """One file in batched mode: its VAD chunks decoded `batch_size` windows at a time. A path is
-        streamed (read twice, never held whole); an array is checked and decoded from memory."""
+        streamed (read twice, never held whole); an array (at `sample_rate`) or an open binary file
+        is decoded, resampled to 16 kHz where needed, checked and transcribed from memory, as the
+        sequential mode takes them."""
         source, started = _source(audio), time.perf_counter()
         stream = None
         try:
-            if isinstance(audio, (str, Path)):
+            samples = None
+            if isinstance(audio, (str, os.PathLike)):
                 stream = open_audio(audio, self.allow_partial)
-            part = transcribe_batched(self.runner, stream if stream is not None else check_samples(source, audio),
+            else:
+                if _is_file_like(audio):
+                    audio, sample_rate = _read_file_like(audio)
+                samples = as_float_samples(source, audio)
+                if sample_rate != SAMPLE_RATE:
+                    samples = resample(samples, sample_rate)
+                samples = check_samples(source, samples)
+            part = transcribe_batched(self.runner, stream if stream is not None else samples,
                                       replace(self.options, language=self._fixed_language()),
                                       self.longform, self.guard, self.batch_size, self.batched)
         except Exception as error:  # one bad input never stops the batch
