@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -148,3 +149,25 @@ def test_changed_graph_fails_its_checksum(sparse_dir, tmp_path):
         f.write(b"\0")
     with pytest.raises(ExportError, match=r"prune\.onnx: sha256 differs"):
         OrtRunner(broken).load()
+
+
+def test_an_unchanged_folder_is_not_hashed_again_a_changed_file_is(sparse_dir, tmp_path, monkeypatch):
+    """The second load of a folder reads no file for its checksums (stamps in the model cache);
+    a graph written after the stamped load is hashed again and refused."""
+    from whisper_eas import hash_stamps
+
+    monkeypatch.setenv("WHISPER_EAS_HOME", str(tmp_path / "home"))
+    folder = linked_copy(sparse_dir, tmp_path / "e", copy=("manifest.json", "prune.onnx"))
+    hashed: list[str] = []
+    real = hash_stamps.sha256_file
+    monkeypatch.setattr(hash_stamps, "sha256_file", lambda path: hashed.append(Path(path).name) or real(path))
+    OrtRunner(folder).load()
+    assert "prune.onnx" in hashed and "decoder_step.onnx" in hashed
+    hashed.clear()
+    OrtRunner(folder).load()
+    assert hashed == []
+    with open(folder / "prune.onnx", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(ExportError, match=r"prune\.onnx: sha256 differs"):
+        OrtRunner(folder).load()
+    assert hashed == ["prune.onnx"]

@@ -16,7 +16,8 @@ from whisper_eas.config import PruneConfig, format_prune
 from whisper_eas.errors import WhisperEasError
 from whisper_eas.exporter.graph_specs import BATCH, GraphSpec, ModelDims, export_specs, split_layer
 from whisper_eas.exporter.quantize import QuantizeConfig
-from whisper_eas.io_utils import atomic_write_json, sha256_file
+from whisper_eas.hash_stamps import HashStamps
+from whisper_eas.io_utils import atomic_write_json
 
 MANIFEST = "manifest.json"
 FORMAT = "whisper-eas-onnx"
@@ -96,15 +97,20 @@ class ExportManifest:
         return manifest
 
     def check_files(self, hashes: bool = True) -> None:
+        """Every recorded file is there and, with `hashes`, has its sha256 (files unchanged since
+        they last matched are not read again: `hash_stamps`)."""
         for spec in self.graphs.values():
             if spec.file not in self.files:
                 raise ExportError(f"{self.directory / MANIFEST}: no sha256 recorded for {spec.file}")
+        stamps = HashStamps(self.directory) if hashes else None
         for name, digest in self.files.items():
             path = file_inside(self.directory, name, ExportError)
             if not path.is_file():
                 raise ExportError(f"{path}: missing from the export folder (re-run whisper-eas export)")
-            if hashes and sha256_file(path) != digest:
+            if stamps is not None and not stamps.matches(path, digest):
                 raise ExportError(f"{path}: sha256 differs from {MANIFEST} (file changed after export; re-export)")
+        if stamps is not None:
+            stamps.save()
 
 
 def file_inside(directory: Path, name: object, error: type[Exception]) -> Path:
