@@ -4,8 +4,8 @@ Checks what scale-out must keep: requests reach both replicas and are batched wi
 transcripts equal the single-process service's (trt-transcribe's for the serve config), model
 replicas killed with SIGKILL under load leave every request answered with its own text (retried on
 another replica) or OpenAI's 503 envelope (its retry died too), none hanging and none with Ray's
-plain-text 500; later requests succeed and the replicas are replaced; SIGTERM stops the whole
-deployment.
+plain-text 500; later requests succeed and the replicas are replaced; SIGTERM under load answers the requests in
+flight, then stops the whole deployment.
 """
 
 from __future__ import annotations
@@ -206,7 +206,18 @@ def _after_the_kill(base: str, expected: dict[str, str], victims: set[int]) -> N
     assert len(pids) == 2 and not pids & victims
 
 
-def test_sigterm_stops_the_deployment(ray_server):
-    process, _ = ray_server
-    process.send_signal(signal.SIGTERM)
+def test_sigterm_under_load_finishes_in_flight_then_stops(ray_server, expected):
+    """SIGTERM with requests in flight: they are answered with their own text (Serve drains its
+    replicas before it shuts down), then the whole deployment stops and the command exits 0."""
+    process, base = ray_server
+
+    async def run():
+        requests = asyncio.create_task(_post_all(base, [LONG, JFK, CLIP]))
+        await asyncio.sleep(1.0)
+        process.send_signal(signal.SIGTERM)
+        return await requests
+
+    answers = asyncio.run(run())
+    assert [(status, json.loads(body)["text"]) for status, body in answers] == [
+        (200, expected[LONG.stem]), (200, expected[JFK.stem]), (200, expected[CLIP.stem])], answers
     assert process.wait(timeout=120) == 0

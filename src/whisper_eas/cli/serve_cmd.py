@@ -118,7 +118,7 @@ def _serve_on_ray(model, prune, backend, device, engine_dir, host, port, api_key
                f"{describe_prune(runner.prune)}, {info['backend']} on {info['device']}; {scale}, "
                f"{cpus:g} CPU / {gpus:g} GPU each; http://{host}:{port}/v1", err=True)
     run(deployment(spec, config, replicas, bounds, cpus, gpus, runner.tokenizer.multilingual), host, port, address,
-        log_level)
+        log_level, request_timeout)
 
 
 def _bounds(text: str) -> tuple[int, int]:

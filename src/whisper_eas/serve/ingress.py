@@ -69,6 +69,8 @@ def create_ingress(model: Any, config: ServeConfig, multilingual: bool, capacity
 
     app, authorize = base_app(config, metrics, lifespan, more_metrics=replica_metrics)
     app.state.metrics, app.state.config = metrics, config
+    app.state.draining = False  # set by `drain` when the command is stopping: new requests get 503
+    app.state.in_flight = lambda: admitted
 
     @app.get("/health")
     async def health() -> JSONResponse:
@@ -84,6 +86,9 @@ def create_ingress(model: Any, config: ServeConfig, multilingual: bool, capacity
     async def _transcribe(request: Request, task: str) -> Response:
         nonlocal admitted
         authorize(request)
+        if app.state.draining:
+            raise ApiError(503, f"the server is shutting down; retry after {RETRY_AFTER_S} s", type="server_error",
+                           code="shutting_down", headers={"Retry-After": str(RETRY_AFTER_S)})
         if admitted >= capacity:
             raise ApiError(429, f"the server's queue is full; retry after {RETRY_AFTER_S} s", type="rate_limit_error",
                            code="queue_full", headers={"Retry-After": str(RETRY_AFTER_S)})

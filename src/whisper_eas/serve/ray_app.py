@@ -12,6 +12,7 @@ whose replica died (the ingress's answer to a replica's death: retry once, then 
 from __future__ import annotations
 
 import io
+import logging
 import os
 import signal
 import time
@@ -27,6 +28,8 @@ from whisper_eas.serve.engine import BatchEngine
 from whisper_eas.serve.metrics import ServeMetrics
 from whisper_eas.serve.protocol import ApiError, TranscriptionRequest, render
 from whisper_eas.serve.uploads import remove_folder, request_folder, save_upload
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -140,7 +143,15 @@ class Ingress:
     def __serve_build_asgi_app__(self) -> Any:
         from whisper_eas.serve.ingress import create_ingress
 
-        return create_ingress(self.model, self.config, self.multilingual, self.capacity)
+        self.asgi = create_ingress(self.model, self.config, self.multilingual, self.capacity)  # (`app` is Serve's)
+        return self.asgi
+
+    def drain(self) -> int:
+        """Refuse new requests from now on (503 `shutting_down`); how many are still in flight.
+        Called by the command on SIGTERM until it says 0: Serve's own shutdown closes the HTTP
+        proxy at once, which would drop the connections of requests still being answered."""
+        self.asgi.state.draining = True
+        return self.asgi.state.in_flight()
 
 
 def deployment(spec: ModelSpec, config: ServeConfig, replicas: int | None = 1,
@@ -173,15 +184,18 @@ def deployment(spec: ModelSpec, config: ServeConfig, replicas: int | None = 1,
     return ingress.bind(model, config, multilingual, capacity)
 
 
-def run(app: Any, host: str, port: int, address: str | None = None, log_level: str = "info") -> None:
+def run(app: Any, host: str, port: int, address: str | None = None, log_level: str = "info",
+        grace_s: float = 600.0) -> None:
     """Start Ray (local, or `address`), serve `app` on host:port until interrupted, then shut down.
     `log_level` holds for Ray Serve's controller, proxy and replicas too (access lines at debug only),
-    so a quiet server is quiet in every process."""
+    so a quiet server is quiet in every process. On SIGTERM the requests in flight are answered
+    first (up to `grace_s`), then Serve and Ray shut down."""
     import ray
     from ray import serve
 
     def stop(_signum: int, _frame: Any) -> None:
-        raise SystemExit(0)  # run the `finally`: replicas drain in-flight requests as they shut down
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: a second SIGTERM must not cut the drain short
+        raise SystemExit(0)  # run the `finally`: in-flight requests are answered, then everything stops
 
     logs = {"log_level": log_level.upper(), "enable_access_log": log_level == "debug"}
     ray.init(address=address, include_dashboard=False, log_to_driver=True,
@@ -193,5 +207,23 @@ def run(app: Any, host: str, port: int, address: str | None = None, log_level: s
         while True:
             time.sleep(1.0)
     finally:
+        try:
+            _drain(grace_s)
+        except KeyboardInterrupt:  # Ctrl-C while draining: stop now
+            pass
         serve.shutdown()
         ray.shutdown()
+
+
+def _drain(grace_s: float) -> None:
+    """Until the ingress has nothing in flight (or `grace_s` has passed): it refuses new requests
+    meanwhile. Nothing to wait for when the app never started."""
+    from ray import serve
+
+    deadline = time.monotonic() + grace_s
+    try:
+        ingress = serve.get_app_handle("whisper-eas")
+        while ingress.drain.remote().result(timeout_s=10) and time.monotonic() < deadline:
+            time.sleep(0.5)
+    except Exception as error:  # no app (it failed to start), or the ingress is gone: shut down as is
+        log.warning("could not drain the ingress before shutting down (%s)", type(error).__name__)
