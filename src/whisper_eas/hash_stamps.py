@@ -1,7 +1,7 @@
 """sha256 checks remembered by file identity, so an unchanged export folder is not read twice.
 
-Loading an export folder checks every graph file against the sha256 in its manifest: ~490 MB of
-hashing for tiny.en int8-dec, 0.4 s of CPU in every short `trt-transcribe FILE` process. A file whose size,
+Loading an export folder named with `--engine-dir` checks every graph file against the sha256 in
+its manifest: ~490 MB of hashing for tiny.en int8-dec, 0.4 s of CPU at every load. A file whose size,
 modification time (ns) and inode are those it had when its hash last matched has not been written
 since, so its hash is not computed again (the rule `make` and git's index use). Any write to a file
 changes its mtime, so an edited or re-exported graph is hashed and caught as before. The stamps
