@@ -4,8 +4,8 @@ Checks what scale-out must keep: requests reach both replicas and are batched wi
 transcripts equal the single-process service's (trt-transcribe's for the serve config), model
 replicas killed with SIGKILL under load leave every request answered with its own text (retried on
 another replica) or OpenAI's 503 envelope (its retry died too), none hanging and none with Ray's
-plain-text 500; later requests succeed and the replicas are replaced; SIGTERM under load answers the requests in
-flight, then stops the whole deployment.
+plain-text 500; later requests succeed and the replicas are replaced; SIGTERM under load answers
+the requests in flight, then stops the whole deployment.
 """
 
 from __future__ import annotations
@@ -207,8 +207,9 @@ def _after_the_kill(base: str, expected: dict[str, str], victims: set[int]) -> N
 
 
 def test_sigterm_under_load_finishes_in_flight_then_stops(ray_server, expected):
-    """SIGTERM with requests in flight: they are answered with their own text (Serve drains its
-    replicas before it shuts down), then the whole deployment stops and the command exits 0."""
+    """SIGTERM with requests in flight: they are answered with their own text (the command drains
+    the ingress before Serve's shutdown, which closes the proxy at once), then the whole deployment
+    stops and the command exits 0."""
     process, base = ray_server
 
     async def run():

@@ -274,11 +274,14 @@ def _wrap_errors(path: Path, blocks: Blocks) -> Blocks:
 
 
 def array_stream(source: str, audio: object, sample_rate: int = SAMPLE_RATE) -> AudioStream:
-    """An in-memory array as a stream: integer PCM scaled, other rates resampled, nonsense refused."""
-    samples = as_float_samples(source, audio)
-    if sample_rate != SAMPLE_RATE:
-        samples = resample(samples, sample_rate)
+    """An in-memory array as a stream (`array_samples`)."""
+    samples = array_samples(source, audio, sample_rate)
     return AudioStream(source, lambda: iter((samples,)))
+
+
+def array_samples(source: str, audio: object, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """An in-memory array as 16 kHz float32: integer PCM scaled, other rates resampled, nonsense refused."""
+    return resample(as_float_samples(source, audio), sample_rate)
 
 
 def as_float_samples(source: str, audio: object) -> np.ndarray:
@@ -396,7 +399,7 @@ def _first_line(error: Exception) -> str:
 
 
 __all__ = [
-    "AUDIO_EXTENSIONS", "AudioError", "AudioStream", "SAMPLE_RATE", "array_stream", "as_float_samples",
-    "check_samples", "display_path", "duration_s", "load_audio", "open_audio", "probe_duration", "resample",
-    "wav_truncation",
+    "AUDIO_EXTENSIONS", "AudioError", "AudioStream", "SAMPLE_RATE", "array_samples", "array_stream",
+    "as_float_samples", "check_samples", "display_path", "duration_s", "load_audio", "open_audio", "probe_duration",
+    "resample", "wav_truncation",
 ]

@@ -33,7 +33,8 @@ class HashStamps:
         last matched, else by hashing it (and stamping it when it matches)."""
         stat = file.stat()
         identity = [stat.st_size, stat.st_mtime_ns, stat.st_ino, digest]
-        key = str(file.resolve().relative_to(self.folder)) if file.resolve().is_relative_to(self.folder) else str(file)
+        resolved = file.resolve()
+        key = str(resolved.relative_to(self.folder)) if resolved.is_relative_to(self.folder) else str(resolved)
         if self.stamps.get(key) == identity:
             return True
         if sha256_file(file) != digest:

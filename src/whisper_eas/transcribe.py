@@ -20,7 +20,7 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
 import numpy as np
 
-from whisper_eas.audio import SAMPLE_RATE, array_stream, as_float_samples, check_samples, display_path, open_audio, resample
+from whisper_eas.audio import SAMPLE_RATE, array_samples, array_stream, check_samples, display_path, open_audio
 from whisper_eas.batched_longform import BatchedOptions, batched_result, transcribe_batched
 from whisper_eas.config import DEFAULT_PRUNE, PruneConfig
 from whisper_eas.decoding import DecodingOptions
@@ -261,10 +261,7 @@ class Transcriber:
             else:
                 if _is_file_like(audio):
                     audio, sample_rate = _read_file_like(audio)
-                samples = as_float_samples(source, audio)
-                if sample_rate != SAMPLE_RATE:
-                    samples = resample(samples, sample_rate)
-                samples = check_samples(source, samples)
+                samples = check_samples(source, array_samples(source, audio, sample_rate))
             part = transcribe_batched(self.runner, stream if stream is not None else samples,
                                       replace(self.options, language=self._fixed_language()),
                                       self.longform, self.guard, self.batch_size, self.batched)
