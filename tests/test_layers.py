@@ -22,7 +22,7 @@ LAYERS: dict[str, int] = {
     "errors": 0, "deps": 0, "io_utils": 0,
     # configuration, data and model-agnostic pieces
     "config": 1, "defaults": 1, "tokenizer": 1, "audio": 1, "features": 1, "results": 1, "decoding": 1,
-    "checkpoints": 1, "vad": 1, "vad_gate": 1, "repetition": 1, "languages": 1,
+    "checkpoints": 1, "vad": 1, "vad_gate": 1, "repetition": 1, "languages": 1, "hash_stamps": 1,
     "selection": 2,
     "sparsify": 3, "decoder_step": 3, "static_graphs": 3,
     "exporter": 4,
