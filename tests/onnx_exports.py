@@ -61,18 +61,19 @@ def _drop_stale(parent: Path, keep: Path) -> None:
             pass
 
 
-def exported(tmp_path_factory, model, config: PruneConfig | None) -> Path:
-    """Export folder for `config` (None: dense); the decoder graphs come from the model's cache.
-    Tests never write into it: they edit a `linked_copy`."""
+def exported(tmp_path_factory, model, config: PruneConfig | None, attention: str = "standard") -> Path:
+    """Export folder for `config` (None: dense) with the encoder's `attention` ops; the decoder
+    graphs come from the model's cache. Tests never write into it: they edit a `linked_copy`."""
     from whisper_eas.checkpoints.registry import cache_home
     from whisper_eas.exporter.export import export_model
     from whisper_eas.io_utils import build_folder
 
-    key = config.format().replace(" ", "-") if config else "dense"
+    key = (config.format().replace(" ", "-") if config else "dense") + ("" if attention == "standard" else f"-{attention}")
     if key not in _EXPORTS:
         folder = cache_home() / "test-exports" / f"tiny.en-{key}-{_source_digest()}"
         if not _verified(folder):
-            build_folder(folder, lambda private: export_model("tiny.en", config, private, hf_model=model), _verified)
+            build_folder(folder, lambda private: export_model("tiny.en", config, private, hf_model=model,
+                                                              attention=attention), _verified)
             _drop_stale(folder.parent, folder)
         os.utime(folder)  # in use: another session's clean-up leaves it
         _EXPORTS[key] = folder

@@ -9,9 +9,12 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from click.testing import CliRunner
 
+from conftest import AUDIO
 from onnx_exports import SPARSE
 from whisper_eas.config import PruneConfig
+from whisper_eas.exporter.external_data import read_graph
 from whisper_eas.exporter.graph_specs import ModelDims, export_specs
 from whisper_eas.exporter.manifest import ExportError, ExportManifest
 from whisper_eas.exporter.reference import encoder_cases
@@ -41,7 +44,7 @@ def test_graphs_pass_the_checker_and_follow_their_specs(sparse_dir, tiny_model):
     assert list(specs) == ["encoder_head", "prune", "encoder_tail", "decoder_cross", "decoder_step"]
     for spec in specs.values():
         path = sparse_dir / spec.file
-        onnx.checker.check_model(str(path))
+        onnx.checker.check_model(read_graph(path))  # the weights file is hard-linked (test copies)
         proto = onnx.load(str(path), load_external_data=False)
         assert [i.name for i in proto.graph.input] == spec.input_names
         assert [o.name for o in proto.graph.output] == spec.output_names
@@ -49,6 +52,67 @@ def test_graphs_pass_the_checker_and_follow_their_specs(sparse_dir, tiny_model):
             assert _dims(proto, tensor.name) == list(tensor.shape), (spec.file, tensor.name)
     assert specs["prune"].outputs[0].shape == ("batch", 750, 384)
     assert specs["encoder_tail"].inputs[0].shape == ("batch", "frames", 384)
+
+
+def test_large_graphs_keep_their_weights_beside_them(sparse_dir, tmp_path):
+    """ONNX Runtime maps a weights file instead of copying a protobuf (docs/benchmarks.md, "Graph
+    weights outside the graph"); the weights file is hashed like the graph, and a graph whose
+    weights location leads out of its folder is refused before anything is read."""
+    files = json.loads((sparse_dir / "manifest.json").read_text())["files"]
+    for graph in ("encoder_tail.onnx", "decoder_step.onnx", "align.onnx"):
+        assert f"{graph}.data" in files and (sparse_dir / graph).stat().st_size < 1 << 20
+    assert "prune.onnx.data" not in files and not (sparse_dir / "prune.onnx.data").exists()  # small: whole
+    proto = onnx.load(str(sparse_dir / "decoder_cross.onnx"), load_external_data=False)
+    for tensor in proto.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = "../elsewhere.data"
+    onnx.save(proto, str(tmp_path / "decoder_cross.onnx"))
+    with pytest.raises(ExportError, match="leads outside the folder|not a file inside"):
+        read_graph(tmp_path / "decoder_cross.onnx")
+
+
+@pytest.fixture(scope="module")
+def fused_dense_dir(tmp_path_factory, tiny_model):
+    from onnx_exports import exported
+
+    return exported(tmp_path_factory, tiny_model, None, attention="fused")
+
+
+def test_fused_attention_equals_the_standard_graphs(dense_dir, fused_dense_dir, dev_mels):
+    """`--attention fused`: the encoder attention is one MultiHeadAttention node per block; its
+    hidden states are the standard graphs' within float32 noise, and the transcripts are the same."""
+    from whisper_eas.runners.ort_runner import OrtRunner
+    from whisper_eas.transcribe import Transcriber
+
+    def ops(folder):
+        graph = onnx.load(str(folder / "encoder_tail.onnx"), load_external_data=False).graph
+        return [n.op_type for n in graph.node]
+
+    assert ops(fused_dense_dir).count("MultiHeadAttention") == 4 and "Softmax" not in ops(fused_dense_dir)
+    assert "MultiHeadAttention" not in ops(dense_dir)
+    assert ExportManifest.load(fused_dense_dir).attention == "fused" and ExportManifest.load(dense_dir).attention == "standard"
+    mel = dev_mels[0].numpy()
+
+    def encode(folder):
+        head, tail = (ort.InferenceSession(str(folder / f"{g}.onnx"), providers=["CPUExecutionProvider"])
+                      for g in ("encoder_head", "encoder_tail"))
+        return tail.run(None, {"tail_input": head.run(None, {"mel": mel})[0]})[0]
+
+    standard, fused = encode(dense_dir), encode(fused_dense_dir)
+    assert np.abs(standard - fused).max() < 1e-3 * np.abs(standard).max()
+    clips = [AUDIO / "jfk-inaugural-1961.flac", AUDIO / "cathy-arctic_a0001.flac"]
+    texts = [[o.result.text for o in Transcriber(OrtRunner(folder)).transcribe_many(clips)]
+             for folder in (dense_dir, fused_dense_dir)]
+    assert texts[0] == texts[1] and "ask not" in texts[0][0]
+
+
+def test_engines_need_the_standard_attention(tmp_path):
+    from whisper_eas.cli.export_cmd import command
+
+    result = CliRunner().invoke(command, ["--out", str(tmp_path / "e"), "--engines", "--attention", "fused"])
+    assert result.exit_code == 2 and "--engines needs --attention standard" in result.output
+    assert not (tmp_path / "e").exists()  # refused before anything is exported
 
 
 def test_manifest_records_model_config_hashes_and_versions(sparse_dir):

@@ -109,20 +109,22 @@ def test_default_cpu_backend_is_a_cached_export_and_says_so():
 
 
 def test_batched_mode_takes_its_own_cpu_defaults():
-    """Batched long-form on a CPU: tiny.en's batched config (the padding trim) on int8-dec graphs,
-    which held float32's WER there (windows do not condition on each other), not the sequential
-    mode's dense graphs; the sequential mode runs int8-dec too, its guard re-decoding flagged
-    windows with the exact step, and the service int8-proj."""
+    """Batched long-form on a CPU: tiny.en's batched config (the padding trim on every chunk) on
+    int8-dec graphs, which held float32's WER there (windows do not condition on each other), not
+    the sequential mode's (the trim on whole clips only); the sequential mode runs int8-dec too,
+    its guard re-decoding flagged windows with the exact step, and the service int8-proj."""
     from whisper_eas.runners.cached_export import default_precision
     from whisper_eas.runners.factory import make_runner
 
     assert default_precision("tiny.en", batched=True) == "int8-dec" and default_precision("tiny.en") == "int8-dec"
     assert default_precision("tiny.en", serve=True) == "int8-proj"
     sequential = make_runner("auto", device="cpu", load=False)
-    assert sequential.prune is None and sequential.approximate_decoder
+    assert sequential.prune == shipped_config("tiny.en") and sequential.prune.scope == "whole"
+    assert sequential.approximate_decoder
     assert default_precision("base", batched=True) == default_precision("base")
     runner = make_runner("auto", device="cpu", load=False, batched=True)
     assert runner.export.precision == "int8-dec" and runner.prune == shipped_config("tiny.en", batched=True)
+    assert runner.prune.scope == "all"
     assert "int8-dec" in runner.reason
 
 
@@ -251,6 +253,7 @@ def test_int8_dec_holds_the_exact_step_the_guard_re_decodes_with(int8_dec_dir):
     """int8-dec folders carry int8-proj's step (float32 layers) beside their own; the guard checks
     every window of such a runner and re-decodes a flagged one with that step, so a flagged window's
     text is exactly int8-proj's."""
+    from whisper_eas.exporter.external_data import data_file
     from whisper_eas.exporter.graph_specs import EXACT_STEP_FILE
     from whisper_eas.guard import GuardOptions
     from whisper_eas.runners.ort_runner import OrtRunner
@@ -258,7 +261,8 @@ def test_int8_dec_holds_the_exact_step_the_guard_re_decodes_with(int8_dec_dir):
 
     proj_dir = cached_export("tiny.en", None, "int8-proj").folder
     manifest = ExportManifest.load(int8_dec_dir, verify=True)
-    assert manifest.files[EXACT_STEP_FILE] == ExportManifest.load(proj_dir).files["decoder_step.onnx"]
+    # the same weights (the graphs differ only in the name of the weights file they point to)
+    assert manifest.files[data_file(EXACT_STEP_FILE)] == ExportManifest.load(proj_dir).files[data_file("decoder_step.onnx")]
     dec, proj = OrtRunner(int8_dec_dir), OrtRunner(proj_dir)
     assert dec.approximate_decoder and not proj.approximate_decoder
     paths = [u.path for u in read_manifest(DATA / "manifest.tsv") if u.duration_s <= 30]

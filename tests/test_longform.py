@@ -195,3 +195,30 @@ def test_subtitles_of_the_long_recording(batched):
     srt, vtt = check_srt(render_srt(result)), check_vtt(render_vtt(result))
     assert len(srt) == len(vtt) == len(result.segments)
     assert srt[-1][1] == pytest.approx(result.segments[-1].end, abs=1e-3)
+
+
+def test_scope_whole_trims_whole_clips_and_leaves_long_recordings_dense(tiny_runner):
+    """scope="whole" (tiny.en's sequential default): a clip that fits one window is trimmed; the
+    windows of a longer recording, in the same rounds, decode on the dense encoder, so its text is
+    the dense model's and the guard re-runs none of them for the trim's sake."""
+    from whisper_eas.config import PruneConfig
+    from whisper_eas.runners.torch_runner import TorchRunner
+    from whisper_eas.transcribe import Transcriber
+
+    trim = PruneConfig.parse("uniform L1 k1.0 padding=drop speech_floor=10.0 scope=whole")
+    inputs = [LONG, *SHORT[:2]]
+
+    def run(prune):
+        runner = TorchRunner("tiny.en", prune=prune, hf_model=tiny_runner.model)
+        return {o.index: o.result for o in Transcriber(runner, batch_size=4).transcribe_many(inputs)}
+
+    whole, everywhere, dense = run(trim), run(trim.with_(scope="all")), run(None)
+    assert len(whole[0].windows) >= 2
+    assert all(w.kept_frames == w.n_frames and w.fallback is None for w in whole[0].windows)
+    assert whole[0].text == dense[0].text
+    for i in range(1, len(inputs)):
+        first = whole[i].windows[0]
+        assert first.kept_frames < first.n_frames  # the padding after a clip of under 30 s is dropped
+        assert whole[i].text == everywhere[i].text
+    with pytest.raises(Exception, match="scope must be one of"):
+        trim.with_(scope="some")

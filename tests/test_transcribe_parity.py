@@ -225,16 +225,17 @@ def test_the_table_of_defaults_differs_by_device_and_mode_only_where_it_must(mon
     """One row per model x device x mode. A padding trim (a per-window frame count, which the
     CUDA-graph runner and TensorRT engines do not take) can be a CPU default with dense on the GPU;
     every GPU default runs on the CUDA-graph runner. tiny.en: the trim in the batched and serve
-    modes, dense in the sequential one. A folder the table does not name runs dense at fp32, and a
-    folder named like an embedded model takes its rows."""
+    modes, in the sequential one on whole clips only (scope=whole). A folder the table does not
+    name runs dense at fp32, and a folder named like an embedded model takes its rows."""
     from whisper_eas import defaults
     from whisper_eas.config import PruneConfig
     from whisper_eas.runners.factory import pytorch_runner_class
 
-    assert defaults.shipped_config("tiny.en") is None and defaults.shipped_config("tiny.en", "cuda") is None
+    assert defaults.shipped_config("tiny.en", "cuda") is None
     trimmed = defaults.shipped_config("tiny.en", batched=True)
     assert trimmed is not None and trimmed.padding == "drop" and trimmed.keep_ratio == 1.0
     assert defaults.shipped_config("tiny.en", serve=True) == trimmed
+    assert defaults.shipped_config("tiny.en") == trimmed.with_(scope="whole")
     assert defaults.shipped_config("tiny.en", "cuda", batched=True) is None
     assert defaults.shipped_config("base", batched=True) == defaults.shipped_config("base") is not None
     rows = defaults.table()

@@ -29,6 +29,14 @@ SCORINGS = ("mean", "mean_noself", "max_head")
 #   drop: frames past the speech region (max(content, `speech_floor` s) + `speech_margin` s)
 #         are dropped wholesale; `keep_ratio` / `mass` then apply to the region only.
 PADDINGS = ("keep", "drop")
+# Which windows are sparsified.
+#   all:   every window.
+#   whole: only a window that holds a whole input (a file or clip of up to 30 s, a batched chunk);
+#          the windows of a longer recording run dense. The sequential mode decodes a recording's
+#          last window with timestamps after a seek, where a trimmed window that leaves its last
+#          segment open is re-run dense by the guard (guard.py): "whole" keeps the trim where
+#          Whisper wastes most (short clips are mostly padding) and long recordings as dense.
+SCOPES = ("all", "whole")
 ENCODER_FRAMES_PER_SECOND = 50
 MAX_QUERY_STRIDE = 64
 
@@ -56,6 +64,7 @@ class PruneConfig:
     speech_floor: float = 0.0  # padding="drop": the region covers at least this many seconds (+ margin)
     speech_margin: float = 1.28  # padding="drop": seconds kept past the end of the content
     onset_keep: float = 0.0  # seconds from the speech onset kept in full (attention strategies)
+    scope: str = "all"  # which windows are sparsified: "all", or "whole" inputs only (SCOPES)
 
     def __post_init__(self) -> None:
         if not isinstance(self.layer, int) or isinstance(self.layer, bool) or self.layer < 1:
@@ -78,6 +87,8 @@ class PruneConfig:
             raise ConfigError(f"uniform_floor must be in [0, 1], got {self.uniform_floor!r}")
         if self.padding not in PADDINGS:
             raise ConfigError(f"padding must be one of {', '.join(PADDINGS)}, got {self.padding!r}")
+        if self.scope not in SCOPES:
+            raise ConfigError(f"scope must be one of {', '.join(SCOPES)}, got {self.scope!r}")
         if not (0.0 <= self.speech_floor <= 30.0) or not (0.0 <= self.speech_margin <= 30.0):
             raise ConfigError(f"speech_floor and speech_margin must be seconds in [0, 30], got "
                              f"{self.speech_floor!r}, {self.speech_margin!r}")

@@ -175,6 +175,9 @@ class WindowRequest:
     # a file's first window, language to detect: the features of its next windows, read only when
     # the first is unsure (`LongformOptions.language_detection_segments`)
     later_windows: Callable[[], Iterator[np.ndarray]] | None = None
+    # the window holds its whole input (a file of up to 30 s at its start, a batched chunk): what a
+    # prune config with scope="whole" sparsifies
+    whole_file: bool = True
 
 
 @dataclass
@@ -276,12 +279,14 @@ class LongformFile:
         if self.align is not None:
             self._window = window
         prompt = self.initial_prompt + self._hotwords + tuple(self.tokens[self.prompt_reset_since :])
+        whole = self.seek == 0 and self.content_frames <= N_FRAMES
         if not self._detect_each:
             return WindowRequest(window, prompt, self.language, seed=self.options.seed * 1_000_003 + self.seek,
-                                 prefix=self._prefix if self.seek == 0 else (), later_windows=self._later_windows())
+                                 prefix=self._prefix if self.seek == 0 else (), later_windows=self._later_windows(),
+                                 whole_file=whole)
         return WindowRequest(window, prompt, None, seed=self.options.seed * 1_000_003 + self.seek,
                              prefix=self._prefix if self.seek == 0 else (), prompt_language=self._last_language,
-                             previous=len(self.tokens) - self.prompt_reset_since)
+                             previous=len(self.tokens) - self.prompt_reset_since, whole_file=whole)
 
     def _later_windows(self) -> Callable[[], Iterator[np.ndarray]] | None:
         """The windows after the first, for language detection (None: nothing to detect or no more audio)."""

@@ -39,7 +39,7 @@ from whisper_eas.features import N_FRAMES, content_frames
 from whisper_eas.guard import GuardOptions, degenerate_reason
 from whisper_eas.longform import LongformOptions, WindowOutcome, WindowRequest, needs_fallback
 from whisper_eas.repetition import RepetitionCut
-from whisper_eas.runners.base import EncodedBatch, Runner
+from whisper_eas.runners.base import DenseView, EncodedBatch, Runner
 
 MAX_PROMPT = N_TEXT_CTX // 2 - 1  # previous-text tokens kept by `initial_tokens`: longer prompts are cut
 SHORT_FORM = LongformOptions(temperatures=(0.0,))  # one window, one temperature: eval-free timing, search
@@ -74,6 +74,9 @@ def decode_windows(
     guard = guard or GuardOptions()
     if not requests:
         return []
+    if encoded is None and runner.prune is not None and runner.prune.scope == "whole" and \
+            not all(r.whole_file for r in requests):
+        return _decode_scoped(runner, requests, options, longform, guard)
     if encoded is None and runner.prune is not None and runner.prune.per_input and len(requests) > 1:
         return _decode_by_count(runner, requests, options, longform, guard)
     if encoded is None:
@@ -97,6 +100,22 @@ def decode_windows(
                                                   outcomes[i].result.language or languages[i], outcomes[i].result,
                                                   cut, exact=i in rerun)
     return outcomes
+
+
+def _decode_scoped(runner: Runner, requests: Sequence[WindowRequest], options: DecodingOptions,
+                   longform: LongformOptions, guard: GuardOptions) -> list[WindowOutcome]:
+    """scope="whole": windows that hold a whole input decode with the runner's config, the windows
+    of longer recordings as a dense runner decodes them (its dense encoder; the guard re-runs
+    nothing for the encoder's sake, as it would not for a dense model)."""
+    outcomes: list[WindowOutcome | None] = [None] * len(requests)
+    whole = [i for i, r in enumerate(requests) if r.whole_file]
+    rest = [i for i, r in enumerate(requests) if not r.whole_file]
+    for rows, view in ((whole, runner), (rest, DenseView(runner))):
+        if rows:
+            decoded = decode_windows(view, [requests[i] for i in rows], options, longform, guard)
+            for i, outcome in zip(rows, decoded):
+                outcomes[i] = outcome
+    return outcomes  # type: ignore[return-value]
 
 
 def _own_language_prompt(request: WindowRequest, language: str) -> WindowRequest:

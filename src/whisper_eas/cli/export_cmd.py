@@ -35,6 +35,11 @@ def _batch(value: str) -> int | None:
                    "tokens recomputed in float32 (float32's greedy decisions, faster steps); int8-enc: int8-proj "
                    "plus the encoder tail's weight matmuls except the feed-forward output (fc2); int8-dec: int8-proj "
                    "plus the decoder's layer weights as weight-only int8 in blocks of 32 (MatMulNBits).")
+@click.option("--attention", type=click.Choice(["standard", "fused"]), default="standard", show_default=True,
+              help="The encoder's self-attention: standard ONNX ops (what TensorRT parses; the default exports), "
+                   "or fused: one ONNX Runtime MultiHeadAttention node per block, a third less memory per "
+                   "process and a faster encoder on a CPU, but it moved speech-val long +0.82 WER "
+                   "(float32 near-ties; docs/benchmarks.md, \"Fused encoder attention\").")
 @click.option("--no-decoder-cache", is_flag=True, help="Re-export the decoder, not the model's cached one.")
 @click.option("--engines", is_flag=True, help="Also build FP16 TensorRT engines (needs tensorrt and an NVIDIA GPU).")
 @click.option("--max-batch", default=16, show_default=True, help="Engines: most windows per call.")
@@ -43,7 +48,7 @@ def _batch(value: str) -> int | None:
 @click.option("--aot-plugin", is_flag=True, help="Engines: embed the plugin's Triton kernel (fixed keep ratios).")
 @friendly_errors
 def command(model, dense, layer, keep_ratio, mass, strategy, scoring, query_stride, merge, out, opset, batch,
-            precision, no_decoder_cache, engines, max_batch, prune_plugin, aot_plugin) -> None:
+            precision, attention, no_decoder_cache, engines, max_batch, prune_plugin, aot_plugin) -> None:
     """Export encoder head / prune / tail and the KV-cached decoder to ONNX (default: the config and
     precision `trt-transcribe` runs, from `whisper-eas defaults`)."""
     from whisper_eas.config import format_prune
@@ -52,7 +57,11 @@ def command(model, dense, layer, keep_ratio, mass, strategy, scoring, query_stri
 
     if precision is None:
         precision = "fp32" if engines else default_precision(model)
-    settings = ExportConfig(opset=opset, batch=_batch(batch), reuse_decoder=not no_decoder_cache, precision=precision)
+    if attention == "fused" and engines:
+        raise click.UsageError("--engines needs --attention standard: TensorRT does not parse ONNX Runtime's "
+                               "fused MultiHeadAttention")
+    settings = ExportConfig(opset=opset, batch=_batch(batch), reuse_decoder=not no_decoder_cache, precision=precision,
+                            attention=attention)
     if precision != "fp32" and engines:
         raise click.UsageError("--engines builds FP16 TensorRT engines from float32 graphs: use --precision fp32")
     engine_config = _engine_config(max_batch, prune_plugin, aot_plugin) if engines else None

@@ -116,6 +116,9 @@ def build_engines(
         raise ConfigError(f"{directory}: [{export.config.format()}] reads the window's speech bounds "
                           "(padding=drop, onset_keep); TensorRT engines of it are not built (run the folder on "
                           "onnxruntime, or the config on the PyTorch backend)")
+    if export.attention != "standard":
+        raise ConfigError(f"{directory}: its encoder attention is ONNX Runtime's fused MultiHeadAttention, which "
+                          "TensorRT does not parse; export again with --attention standard (what --engines does)")
     platform = Platform.current()
     profiles = engine_profiles(export, engine)
     (export.directory / ENGINE_MANIFEST).unlink(missing_ok=True)

@@ -39,6 +39,8 @@ from whisper_eas.exporter.graph_specs import (
     split_layer,
 )
 from whisper_eas.exporter.align_graph import ALIGN_FILE, export_align_graph
+from whisper_eas.exporter.external_data import externalize
+from whisper_eas.exporter.fused_attention import ATTENTIONS
 from whisper_eas.exporter.manifest import MANIFEST, TOKENIZER, ExportManifest
 from whisper_eas.exporter.modules import EncoderHead, EncoderTail, LayerwiseDecoderStep
 from whisper_eas.exporter.prune_graph import export_prune
@@ -57,16 +59,18 @@ def _batch_size(batch: int | str) -> int:
     return batch if isinstance(batch, int) else EXAMPLE_BATCH
 
 
-def _export_encoder(model, dims: ModelDims, config: PruneConfig | None, specs, out: Path, opset: int) -> None:
+def _export_encoder(model, dims: ModelDims, config: PruneConfig | None, specs, out: Path, opset: int,
+                    attention: str = "standard") -> None:
     b = _batch_size(specs["encoder_head"].inputs[0].shape[0])
     layer = split_layer(config)
     mel = torch.randn(b, dims.n_mels, 3000) * 0.5
     head = specs["encoder_head"]
-    trace_to_onnx(EncoderHead(model, layer, config), (mel,), head, out / head.file, opset)
+    trace_to_onnx(EncoderHead(model, layer, config, attention), (mel,), head, out / head.file, opset)
     if config is not None:
         export_prune(config, dims, out / specs["prune"].file, opset, batch=specs["prune"].inputs[0].shape[0])
     tail_in = torch.randn(b, EXAMPLE_FRAMES, dims.d_model)
-    trace_to_onnx(EncoderTail(model, layer), (tail_in,), specs["encoder_tail"], out / specs["encoder_tail"].file, opset)
+    trace_to_onnx(EncoderTail(model, layer, attention), (tail_in,), specs["encoder_tail"],
+                  out / specs["encoder_tail"].file, opset)
 
 
 def _export_decoder(model, dims: ModelDims, specs, out: Path, opset: int) -> None:
@@ -150,8 +154,13 @@ class ExportConfig:
     reuse_decoder: bool = True  # link the decoder graphs exported before for the same weights
     precision: str = "fp32"  # "int8": quantize the graphs of `quantize` after the float32 export
     quantize: QuantizeConfig | None = None  # int8: which graphs and how (default `QuantizeConfig()`)
+    # the encoder's self-attention: "standard" ONNX ops (TensorRT engines), or "fused", one ONNX
+    # Runtime MultiHeadAttention node per block (exporter.fused_attention; CPU exports)
+    attention: str = "standard"
 
     def __post_init__(self) -> None:
+        if self.attention not in ATTENTIONS:
+            raise ConfigError(f"attention must be one of {', '.join(ATTENTIONS)}, got {self.attention!r}")
         if self.opset < MIN_OPSET:
             raise ConfigError(f"opset {self.opset} is too old: the graphs need opset >= {MIN_OPSET}")
         if self.batch is not None and self.batch < 1:
@@ -188,7 +197,7 @@ def export_model(
     written (`out_dir/manifest.json`).
     """
     from whisper_eas.checkpoints.loading import load_whisper
-    from whisper_eas.checkpoints.registry import EMBEDDED_MODELS, resolve_model
+    from whisper_eas.checkpoints.registry import EMBEDDED_MODELS, cache_home, resolve_model
 
     settings = replace(settings or ExportConfig(), **changes)
     opset, batch_axis, quantize = settings.opset, settings.batch_axis, settings.quantization
@@ -208,7 +217,7 @@ def export_model(
         if name not in specs:
             (out / f"{name}.onnx").unlink(missing_ok=True)
     key = decoder_key(model, dims, opset, batch_axis)
-    _export_encoder(model, dims, config, specs, out, opset)
+    _export_encoder(model, dims, config, specs, out, opset, settings.attention)
     _decoder_graphs(model, dims, specs, out, opset, settings.reuse_decoder, key)
     export_align_graph(model, out, opset)  # word timestamps on ONNX Runtime (a file, not a decoding graph)
     extra = []
@@ -225,6 +234,8 @@ def export_model(
     (out / TOKENIZER).unlink(missing_ok=True)
     shutil.copyfile(resolve_model(model_name) / TOKENIZER, out / TOKENIZER)
     files = [spec.file for spec in specs.values()] + [TOKENIZER, ALIGN_FILE] + extra
+    shared = cache_home() / "onnx-weights" if settings.reuse_decoder else None  # one copy per distinct graph
+    files += [name for f in files if f.endswith(".onnx") and (name := externalize(out, f, shared=shared)) is not None]
     name = str(model_name) if str(model_name) in EMBEDDED_MODELS else str(Path(model_name).resolve())
     manifest = ExportManifest(
         directory=out,
@@ -237,6 +248,7 @@ def export_model(
         versions=library_versions(),
         decoder_key=key,
         quantization=quantize,
+        attention=settings.attention,
     )
     manifest.write()
     return manifest

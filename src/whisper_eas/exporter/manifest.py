@@ -43,6 +43,7 @@ class ExportManifest:
     versions: dict[str, str] = field(default_factory=dict)
     decoder_key: str = ""  # identifies decoder graphs shared between exports of one model
     quantization: QuantizeConfig | None = None  # int8 graphs (`exporter.quantize`); None: all float32
+    attention: str = "standard"  # the encoder's self-attention ops (exporter.fused_attention)
 
     @property
     def precision(self) -> str:
@@ -79,6 +80,7 @@ class ExportManifest:
             "decoder_key": self.decoder_key,
             "precision": self.precision,
             "quantization": self.quantization.to_dict() if self.quantization else None,
+            "attention": self.attention,
             "versions": self.versions,
         }
 
@@ -159,11 +161,14 @@ def _from_dict(directory: Path, data: dict[str, Any]) -> ExportManifest:
             versions=dict(data.get("versions", {})),
             decoder_key=str(data.get("decoder_key", "")),
             quantization=QuantizeConfig.from_dict(data["quantization"]) if data.get("quantization") else None,
+            attention=str(data.get("attention", "standard")),
         )
     except KeyError as error:
         raise ExportError(f"{path}: missing key {error}") from None
     except (TypeError, ValueError) as error:
         raise ExportError(f"{path}: invalid entry ({error})") from None
+    if manifest.attention not in ("standard", "fused"):
+        raise ExportError(f"{path}: attention {manifest.attention!r} is not standard or fused")
     if data.get("split_layer") != manifest.split_layer:
         raise ExportError(f"{path}: split_layer {data.get('split_layer')!r} does not match its config")
     quantized = set(manifest.quantization.graphs) if manifest.quantization else set()

@@ -40,6 +40,7 @@ PLUGIN_STRATEGIES = ("attentive", "coverage")  # the ones that rank frames by at
 # Fields that select from the window's audio (its speech bounds): the plugin sees hidden states only,
 # so it runs configs that leave them at their defaults, where they change nothing.
 AUDIO_FIELDS = ("padding", "speech_floor", "speech_margin", "onset_keep")
+HOST_FIELDS = ("scope",)  # which windows are pruned: decided by the host, not inside the graph
 
 
 def plugin_applies(config: PruneConfig | None) -> bool:
@@ -57,7 +58,7 @@ def plugin_attributes(config: PruneConfig, dims: ModelDims) -> dict[str, Any]:
         raise ConfigError(f"{config.format()}: selects from the window's audio (padding=drop, onset_keep), "
                           "which the prune plugin does not see; run it on the PyTorch backend")
     attributes: dict[str, Any] = {k: v for k, v in config.to_dict().items()
-                                  if v is not None and k not in AUDIO_FIELDS}
+                                  if v is not None and k not in AUDIO_FIELDS + HOST_FIELDS}
     attributes["n_frames"] = dims.n_frames
     if config.keep_ratio is not None:
         attributes["keep_count"] = config.keep_count(dims.n_frames)

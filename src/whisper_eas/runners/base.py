@@ -142,3 +142,32 @@ class Runner(ABC):
             "model": self.model_name,
             "prune": self.prune.to_dict() if self.prune else None,
         }
+
+
+class DenseView(Runner):
+    """A pruning runner seen as a dense one: its dense encoder and no prune config, so what decodes
+    through it (the windows of long recordings under scope="whole") is treated as a dense model's
+    windows (no guard re-run for the encoder's sake)."""
+
+    prune = None
+
+    def __init__(self, runner: Runner):
+        self.runner = runner
+        self.backend, self.device, self.tokenizer = runner.backend, runner.device, runner.tokenizer
+        self.n_mels, self.model_name, self.reason = runner.n_mels, runner.model_name, runner.reason
+
+    def encode(self, mel: np.ndarray, dense: bool = False) -> EncodedBatch:
+        return self.runner.encode(mel, dense=True)
+
+    def decoder(self, encoded: EncodedBatch, group: int = 1) -> DecoderSession:
+        return self.runner.decoder(encoded, group)
+
+    @property
+    def approximate_decoder(self) -> bool:
+        return self.runner.approximate_decoder
+
+    def exact_decoder(self, encoded: EncodedBatch, group: int = 1) -> DecoderSession:
+        return self.runner.exact_decoder(encoded, group)
+
+    def __getattr__(self, name: str):  # the rest (alignment, detection helpers) is the runner's
+        return getattr(self.runner, name)

@@ -32,7 +32,9 @@ from whisper_eas.config import PruneConfig
 from whisper_eas.defaults import default_precision
 from whisper_eas.io_utils import build_folder
 
-CACHE_FORMAT = "2"  # bump when what a cached folder must hold changes (2: int8-dec holds the exact step)
+# bump when what a cached folder must hold changes (2: int8-dec holds the exact step; 3: weights
+# beside the graphs)
+CACHE_FORMAT = "3"
 
 
 @dataclass(frozen=True)
