@@ -118,7 +118,7 @@ def build_engines(
                           "onnxruntime, or the config on the PyTorch backend)")
     if export.attention != "standard":
         raise ConfigError(f"{directory}: its encoder attention is ONNX Runtime's fused MultiHeadAttention, which "
-                          "TensorRT does not parse; export again with --attention standard (what --engines does)")
+                          "TensorRT does not parse; export again with --attention standard (the default)")
     platform = Platform.current()
     profiles = engine_profiles(export, engine)
     (export.directory / ENGINE_MANIFEST).unlink(missing_ok=True)

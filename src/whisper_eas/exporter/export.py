@@ -29,6 +29,7 @@ from whisper_eas.config import PruneConfig
 from whisper_eas.decoder_step import DecoderCrossKV
 from whisper_eas.errors import ConfigError
 from whisper_eas.exporter.graph_specs import (
+    ATTENTIONS,
     BATCH,
     DECODER_EXPORT_VERSION,
     DECODER_GRAPHS,
@@ -40,7 +41,6 @@ from whisper_eas.exporter.graph_specs import (
 )
 from whisper_eas.exporter.align_graph import ALIGN_FILE, export_align_graph
 from whisper_eas.exporter.external_data import externalize
-from whisper_eas.exporter.fused_attention import ATTENTIONS
 from whisper_eas.exporter.manifest import MANIFEST, TOKENIZER, ExportManifest
 from whisper_eas.exporter.modules import EncoderHead, EncoderTail, LayerwiseDecoderStep
 from whisper_eas.exporter.prune_graph import export_prune

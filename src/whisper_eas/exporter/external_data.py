@@ -51,9 +51,13 @@ def read_graph(path: Path):
 
 
 def _tensors(model):
-    from onnx.external_data_helper import _get_all_tensors
-
-    return _get_all_tensors(model)
+    """Every initializer of the graph and of its subgraphs (where external data can be)."""
+    graphs = [model.graph]
+    while graphs:
+        graph = graphs.pop()
+        yield from graph.initializer
+        graphs += [attr.g for node in graph.node for attr in node.attribute if attr.HasField("g")]
+        graphs += [g for node in graph.node for attr in node.attribute for g in attr.graphs]
 
 
 def externalize(folder: Path, graph_file: str, min_bytes: int = MIN_BYTES, shared: Path | None = None) -> str | None:

@@ -1,8 +1,8 @@
 """Encoder blocks whose self-attention exports as one ONNX Runtime `MultiHeadAttention` node.
 
 Standard ONNX ops spell attention as MatMul, Softmax, MatMul, and ONNX Runtime then materialises the
-[heads, T, T] scores and probabilities: two 54 MB tensors per tiny.en layer at 1500 frames, most of
-a process's peak memory, and a pass over them each. `com.microsoft.MultiHeadAttention` on the CPU
+[heads, T, T] scores and probabilities: two 54 MB tensors per tiny.en layer at 1500 frames, a large
+part of a process's peak memory, and a pass over them each. `com.microsoft.MultiHeadAttention` on the CPU
 runs a tiled (flash) attention that never holds them. Opt-in (`whisper-eas export --attention
 fused`): its float32 rounding differs, and on speech-val's long recordings the flipped near-ties
 cost +0.82 WER (docs/benchmarks.md, "Fused encoder attention"). TensorRT has no such op: engines
@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-ATTENTIONS = ("standard", "fused")
+from whisper_eas.exporter.graph_specs import ATTENTIONS
+
 MHA_DOMAIN = "com.microsoft"
 
 

@@ -32,6 +32,9 @@ EXACT_STEP_FILE = "decoder_step_exact.onnx"
 
 N_MEL_FRAMES = 3000  # log-mel frames in a 30 s window
 SPEECH_BOUNDS = "speech_bounds"  # prune input of configs that read the audio, computed on the host
+# The encoder self-attention of an export: standard ONNX ops, or one ONNX Runtime MultiHeadAttention
+# node per block (exporter.fused_attention; CPU only, opt-in).
+ATTENTIONS = ("standard", "fused")
 BATCH = "batch"
 
 # The frame-pruning op as a single custom node, for runtimes that take a plugin (TensorRT): the

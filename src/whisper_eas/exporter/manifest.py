@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from whisper_eas.config import PruneConfig, format_prune
 from whisper_eas.errors import WhisperEasError
-from whisper_eas.exporter.graph_specs import BATCH, GraphSpec, ModelDims, export_specs, split_layer
+from whisper_eas.exporter.graph_specs import ATTENTIONS, BATCH, GraphSpec, ModelDims, export_specs, split_layer
 from whisper_eas.exporter.quantize import QuantizeConfig
 from whisper_eas.hash_stamps import HashStamps
 from whisper_eas.io_utils import atomic_write_json
@@ -167,8 +167,8 @@ def _from_dict(directory: Path, data: dict[str, Any]) -> ExportManifest:
         raise ExportError(f"{path}: missing key {error}") from None
     except (TypeError, ValueError) as error:
         raise ExportError(f"{path}: invalid entry ({error})") from None
-    if manifest.attention not in ("standard", "fused"):
-        raise ExportError(f"{path}: attention {manifest.attention!r} is not standard or fused")
+    if manifest.attention not in ATTENTIONS:
+        raise ExportError(f"{path}: attention {manifest.attention!r} is not one of {', '.join(ATTENTIONS)}")
     if data.get("split_layer") != manifest.split_layer:
         raise ExportError(f"{path}: split_layer {data.get('split_layer')!r} does not match its config")
     quantized = set(manifest.quantization.graphs) if manifest.quantization else set()
