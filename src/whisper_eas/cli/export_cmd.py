@@ -37,8 +37,8 @@ def _batch(value: str) -> int | None:
                    "plus the decoder's layer weights as weight-only int8 in blocks of 32 (MatMulNBits).")
 @click.option("--attention", type=click.Choice(["standard", "fused"]), default="standard", show_default=True,
               help="The encoder's self-attention: standard ONNX ops (what TensorRT parses; the default exports), "
-                   "or fused: one ONNX Runtime MultiHeadAttention node per block, 13-20% less memory per "
-                   "process and ~3% faster on a CPU, but it moved speech-val long +0.82 WER "
+                   "or fused: one ONNX Runtime MultiHeadAttention node per block, ~3% faster on a CPU (the "
+                   "standard graphs' query chunks save the same memory), but it moved speech-val long +0.82 WER "
                    "(float32 near-ties; docs/benchmarks.md, \"Fused encoder attention\").")
 @click.option("--no-decoder-cache", is_flag=True, help="Re-export the decoder, not the model's cached one.")
 @click.option("--engines", is_flag=True, help="Also build FP16 TensorRT engines (needs tensorrt and an NVIDIA GPU).")

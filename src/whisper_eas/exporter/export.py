@@ -40,6 +40,7 @@ from whisper_eas.exporter.graph_specs import (
     split_layer,
 )
 from whisper_eas.exporter.align_graph import ALIGN_FILE, export_align_graph
+from whisper_eas.exporter.chunked_attention import chunk_attention
 from whisper_eas.exporter.external_data import externalize
 from whisper_eas.exporter.manifest import MANIFEST, TOKENIZER, ExportManifest
 from whisper_eas.exporter.modules import EncoderHead, EncoderTail, LayerwiseDecoderStep
@@ -71,6 +72,18 @@ def _export_encoder(model, dims: ModelDims, config: PruneConfig | None, specs, o
     tail_in = torch.randn(b, EXAMPLE_FRAMES, dims.d_model)
     trace_to_onnx(EncoderTail(model, layer, attention), (tail_in,), specs["encoder_tail"],
                   out / specs["encoder_tail"].file, opset)
+    for graph in ("encoder_head", "encoder_tail"):
+        _in_query_chunks(out / specs[graph].file)
+
+
+def _in_query_chunks(path: Path) -> None:
+    """The graph's attention computed a chunk of query rows at a time (`chunked_attention`)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    if chunk_attention(model):
+        path.unlink()  # never write through a hard link
+        onnx.save(model, str(path))
 
 
 def _export_decoder(model, dims: ModelDims, specs, out: Path, opset: int) -> None:

@@ -1,9 +1,9 @@
 """Encoder blocks whose self-attention exports as one ONNX Runtime `MultiHeadAttention` node.
 
-Standard ONNX ops spell attention as MatMul, Softmax, MatMul, and ONNX Runtime then materialises the
-[heads, T, T] scores and probabilities: two 54 MB tensors per tiny.en layer at 1500 frames, a large
-part of a process's peak memory, and a pass over them each. `com.microsoft.MultiHeadAttention` on the CPU
-runs a tiled (flash) attention that never holds them. Opt-in (`whisper-eas export --attention
+Standard ONNX ops spell attention as MatMul, Softmax, MatMul over the whole [heads, T, T] scores
+(`chunked_attention` slices the query rows so that only a quarter is held, bit-exactly).
+`com.microsoft.MultiHeadAttention` on the CPU runs a tiled (flash) attention that never holds them,
+~3% faster end to end. Opt-in (`whisper-eas export --attention
 fused`): its float32 rounding differs, and on speech-val's long recordings the flipped near-ties
 cost +0.82 WER (docs/benchmarks.md, "Fused encoder attention"). TensorRT has no such op: engines
 need the standard ops (`ExportConfig.attention`).

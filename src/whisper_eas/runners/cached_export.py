@@ -33,8 +33,8 @@ from whisper_eas.defaults import default_precision
 from whisper_eas.io_utils import build_folder
 
 # bump when what a cached folder must hold changes (2: int8-dec holds the exact step; 3: weights
-# beside the graphs)
-CACHE_FORMAT = "3"
+# beside the graphs; 4: the encoder's attention in query chunks)
+CACHE_FORMAT = "4"
 
 
 @dataclass(frozen=True)
