@@ -21,7 +21,7 @@ def chunk_attention(model, chunks: int = CHUNKS) -> int:
     """Rewrite every MatMul -> Softmax(last axis) -> MatMul attention of `model` (a ModelProto, in
     place) whose probabilities feed nothing else; returns how many were rewritten. A softmax whose
     probabilities are also read (the scoring block's frame scores) is left whole."""
-    from onnx import helper
+    from onnx import TensorProto, helper
 
     graph = model.graph
     producers = {out: node for node in graph.node for out in node.output}
@@ -46,24 +46,23 @@ def chunk_attention(model, chunks: int = CHUNKS) -> int:
     for scores, softmax, mix in rewrites:
         prefix = f"{scores.name or scores.output[0]}/chunk"
         query, keys, values = scores.input[0], scores.input[1], mix.input[1]
-        consts = {name: helper.make_tensor(f"{prefix}/{name}", 7, [1], [value])  # INT64
-                  for name, value in (("chunks", chunks), ("round", chunks - 1), ("axis", -2))}
+        consts = {name: helper.make_tensor(f"{prefix}/{name}", TensorProto.INT64, [1], [value])
+                  for name, value in (("chunks", chunks), ("round", chunks - 1), ("axis", -2),
+                                      *((f"at{i}", i) for i in range(chunks + 1)))}
         graph.initializer.extend(consts.values())
-        c = {name: f"{prefix}/{name}" for name in consts}
+        size = f"{prefix}/size"
         nodes = [
             helper.make_node("Shape", [query], [f"{prefix}/rows"], start=-2, end=-1),
-            helper.make_node("Add", [f"{prefix}/rows", c["round"]], [f"{prefix}/rows_up"]),
-            helper.make_node("Div", [f"{prefix}/rows_up", c["chunks"]], [f"{prefix}/size"]),
+            helper.make_node("Add", [f"{prefix}/rows", consts["round"].name], [f"{prefix}/rows_up"]),
+            helper.make_node("Div", [f"{prefix}/rows_up", consts["chunks"].name], [size]),
         ]
+        bounds = [f"{prefix}/bound{i}" for i in range(chunks + 1)]  # size * i: chunk i is [bound i, bound i+1)
+        nodes += [helper.make_node("Mul", [size, consts[f"at{i}"].name], [bound]) for i, bound in enumerate(bounds)]
         parts = []
         for i in range(chunks):
             index = f"{prefix}/i{i}"
-            graph.initializer.extend([helper.make_tensor(f"{index}/at", 7, [1], [i]),
-                                      helper.make_tensor(f"{index}/next", 7, [1], [i + 1])])
             nodes += [
-                helper.make_node("Mul", [f"{prefix}/size", f"{index}/at"], [f"{index}/start"]),
-                helper.make_node("Mul", [f"{prefix}/size", f"{index}/next"], [f"{index}/end"]),
-                helper.make_node("Slice", [query, f"{index}/start", f"{index}/end", c["axis"]], [f"{index}/q"]),
+                helper.make_node("Slice", [query, bounds[i], bounds[i + 1], consts["axis"].name], [f"{index}/q"]),
                 helper.make_node("MatMul", [f"{index}/q", keys], [f"{index}/scores"]),
                 helper.make_node("Softmax", [f"{index}/scores"], [f"{index}/probs"], axis=-1),
                 helper.make_node("MatMul", [f"{index}/probs", values], [f"{index}/out"]),

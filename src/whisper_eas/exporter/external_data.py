@@ -14,6 +14,7 @@ import json
 import os
 from pathlib import Path
 
+from whisper_eas.exporter.manifest import ExportError, file_inside
 from whisper_eas.io_utils import link_or_copy, publish_folder, sha256_file
 
 MIN_BYTES = 4 << 20  # smaller graphs open fast either way; one file is simpler to handle
@@ -34,8 +35,6 @@ def read_graph(path: Path):
     names inside the graph's own folder."""
     import onnx
     from onnx.external_data_helper import ExternalDataInfo, uses_external_data
-
-    from whisper_eas.exporter.manifest import ExportError, file_inside
 
     model = onnx.load(str(path), load_external_data=False)
     for tensor in _tensors(model):

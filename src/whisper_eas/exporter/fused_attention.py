@@ -19,8 +19,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from whisper_eas.exporter.graph_specs import ATTENTIONS
-
 MHA_DOMAIN = "com.microsoft"
 
 
@@ -46,13 +44,14 @@ class _MultiHeadAttention(torch.autograd.Function):
 
 
 class FusedEncoderBlock(nn.Module):
-    """One `WhisperEncoderLayer` (its own weights) with the attention as `_MultiHeadAttention`."""
+    """One `WhisperEncoderLayer` (its own weights) with the attention as `_MultiHeadAttention`;
+    called as the layer is (`sparsify.run_blocks`: hidden states and an unused mask)."""
 
     def __init__(self, block: nn.Module):
         super().__init__()
         self.block = block
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attention_mask: None = None) -> torch.Tensor:
         block, attn = self.block, self.block.self_attn
         h = block.self_attn_layer_norm(x)
         q = attn.q_proj(h) * attn.scaling
@@ -62,13 +61,6 @@ class FusedEncoderBlock(nn.Module):
 
 
 def encoder_blocks(blocks, attention: str) -> nn.ModuleList:
-    """`blocks` as they are ("standard"), or each wrapped in a `FusedEncoderBlock` ("fused")."""
-    if attention not in ATTENTIONS:
-        raise ValueError(f"attention must be one of {', '.join(ATTENTIONS)}, got {attention!r}")
-    return nn.ModuleList(blocks if attention == "standard" else [FusedEncoderBlock(b) for b in blocks])
-
-
-def run_fused(blocks: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
-    for block in blocks:
-        x = block(x)
-    return x
+    """`blocks` as they are ("standard"), or each wrapped in a `FusedEncoderBlock` ("fused"; the
+    value is checked by `ExportConfig`)."""
+    return nn.ModuleList([FusedEncoderBlock(b) for b in blocks] if attention == "fused" else blocks)

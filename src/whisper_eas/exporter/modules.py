@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from whisper_eas.config import PruneConfig
-from whisper_eas.exporter.fused_attention import encoder_blocks, run_fused
+from whisper_eas.exporter.fused_attention import encoder_blocks
 from whisper_eas.selection import attention_probs, prune_hidden, scores_from_probs
 from whisper_eas.sparsify import encoder_stem, find_encoder, run_blocks
 
@@ -56,11 +56,11 @@ class EncoderHead(nn.Module):
         self.config = config
         self.with_scores = layer > 0 and config is not None and config.uses_attention
         plain = encoder.layers[: layer - 1] if self.with_scores else encoder.layers[:layer]
-        self.blocks, self.fused = encoder_blocks(plain, attention), attention == "fused"
+        self.blocks = encoder_blocks(plain, attention)
         self.scoring = ScoringBlock(encoder.layers[layer - 1], config) if self.with_scores else None
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        x = (run_fused if self.fused else run_blocks)(self.blocks, encoder_stem(self, mel))
+        x = run_blocks(self.blocks, encoder_stem(self, mel))
         if not self.with_scores:
             return x
         return self.scoring(x)
@@ -87,11 +87,11 @@ class EncoderTail(nn.Module):
     def __init__(self, hf_model: nn.Module, layer: int, attention: str = "standard"):
         super().__init__()
         encoder = find_encoder(hf_model)
-        self.blocks, self.fused = encoder_blocks(encoder.layers[layer:], attention), attention == "fused"
+        self.blocks = encoder_blocks(encoder.layers[layer:], attention)
         self.layer_norm = encoder.layer_norm
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.layer_norm((run_fused if self.fused else run_blocks)(self.blocks, hidden))
+        return self.layer_norm(run_blocks(self.blocks, hidden))
 
 
 class OutputProjection(nn.Module):
