@@ -12,7 +12,7 @@ import soundfile as sf
 from whisper_eas import audio as audio_module
 from whisper_eas.audio import SAMPLE_RATE, load_audio
 from whisper_eas.batched_longform import BatchedOptions, Piece, chunk_audio, make_chunks, plan_chunks
-from whisper_eas.vad import SileroVad, SpeechSpan, vad_available
+from whisper_eas.vad import SpeechSpan, vad_available
 
 from conftest import AUDIO
 
@@ -95,11 +95,10 @@ def _peak(transcriber, path) -> tuple:
         tracemalloc.stop()
 
 
-def test_long_file_is_never_held_whole(batched, tmp_path, monkeypatch):
+def test_long_file_is_never_held_whole(batched, tmp_path):
     """The same four sentences spread over 5 min and over 20 min of quiet room noise (19 and 77 MB
     as float32): the most memory alive at once is the same for both (reading a file whole cost
-    2.5 times its size more), bounded by the VAD's runs (here 1 min) and one batch's decoding."""
-    monkeypatch.setattr(SileroVad, "STREAM_ROWS", 1875)  # 1 min per VAD run (5 min by default)
+    2.5 times its size more), bounded by the VAD's runs (20 s each) and one batch's decoding."""
     plain = batched.with_settings(word_timestamps=False)
     short_size, long_size = _recording(tmp_path / "short.flac", 5), _recording(tmp_path / "long.flac", 20)
     short, short_peak = _peak(plain, tmp_path / "short.flac")

@@ -70,13 +70,13 @@ def test_sampling_is_seeded_and_follows_the_distribution():
     logits = np.log(np.array([[0.5, 0.3, 0.2, 0.0, 0.0]] * 4000, np.float32) + 1e-30)
     logits[:, 3:] = -np.inf
     history = np.zeros((4000, 1), np.int64)
-    draws = [GreedyDecoder(1.0, eot=4, generator=np.random.default_rng(5)).update(history, logits.copy(),
+    draws = [GreedyDecoder(1.0, eot=4, generators=[np.random.default_rng(5)], group=4000).update(history, logits.copy(),
                                                                                   np.zeros(4000, np.float32))[0][:, -1]
              for _ in range(2)]
     assert np.array_equal(draws[0], draws[1])
     counts = np.bincount(draws[0], minlength=5) / 4000
     assert counts[3:].sum() == 0
     np.testing.assert_allclose(counts[:3], [0.5, 0.3, 0.2], atol=0.03)
-    other = GreedyDecoder(1.0, eot=4, generator=np.random.default_rng(6)).update(history, logits.copy(),
+    other = GreedyDecoder(1.0, eot=4, generators=[np.random.default_rng(6)], group=4000).update(history, logits.copy(),
                                                                                np.zeros(4000, np.float32))[0][:, -1]
     assert not np.array_equal(draws[0], other)

@@ -156,3 +156,31 @@ def test_the_gate_streams_what_the_whole_file_gives(monkeypatch):
     speech, expected_map = gate(audio)
     assert speech_map == expected_map and len(speech_map.spans) == 2
     assert np.array_equal(np.concatenate(list(gated.blocks())), speech)
+
+
+@needs_vad
+def test_the_vad_over_five_minutes_holds_little_memory():
+    """Silero over 5 min of audio in a fresh process: the most resident memory the runs add is a
+    few tens of MB (runs of 20 s; ONNX Runtime's arena keeps the largest run's buffers, and runs of
+    5 min held ~200 MB more), and the probabilities equal one run's over the whole array."""
+    import subprocess
+    import sys
+
+    script = """
+import resource, sys
+import numpy as np
+from whisper_eas.vad import SileroVad
+audio = (np.random.default_rng(0).standard_normal(300 * 16000) * 0.01).astype(np.float32)
+vad = SileroVad()
+vad.probabilities(audio[: 16000 * 20])  # sessions warm on one run's size
+opened = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+probs = vad.probabilities(audio)
+grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - opened
+SileroVad.STREAM_ROWS = 10 ** 6
+whole = vad.probabilities(audio)
+print(grown // 1024, int(np.array_equal(probs, whole)))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    grown_mb, same = map(int, done.stdout.split())
+    assert same == 1
+    assert grown_mb < 60, f"the VAD's runs over 5 min added {grown_mb} MB"

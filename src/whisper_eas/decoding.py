@@ -185,11 +185,17 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 class GreedyDecoder:
-    """Argmax at temperature 0, else sampling from softmax(logits / T) with a seeded NumPy `generator`."""
+    """Argmax at temperature 0, else sampling from softmax(logits / T) with seeded NumPy generators.
 
-    def __init__(self, temperature: float, eot: int, generator: np.random.Generator | None = None):
-        self.temperature, self.eot = temperature, eot
-        self.generator = generator if generator is not None else np.random.default_rng(0)
+    `generators`: one per window, each drawing its window's `group` rows at every step, so a
+    window samples the same tokens whether it is decoded alone or beside others; None: one
+    generator seeded 0 for every row."""
+
+    def __init__(self, temperature: float, eot: int, generators: Sequence[np.random.Generator] | None = None,
+                 group: int = 1):
+        self.temperature, self.eot, self.group = temperature, eot, group
+        self.generators = list(generators) if generators is not None else None
+        self._shared = np.random.default_rng(0)
 
     def update(self, tokens: np.ndarray, logits: np.ndarray, sum_logprobs: np.ndarray):
         if self.temperature == 0:
@@ -210,8 +216,15 @@ class GreedyDecoder:
         scaled = logits.astype(np.float64) / self.temperature
         weights = np.exp(scaled - scaled.max(axis=-1, keepdims=True))
         cdf = np.cumsum(weights, axis=-1)
-        draws = self.generator.random(len(cdf)) * cdf[:, -1]
+        draws = self._uniform(len(cdf)) * cdf[:, -1]
         return np.array([np.searchsorted(row, u, side="right") for row, u in zip(cdf, draws)], np.int64)
+
+    def _uniform(self, n_rows: int) -> np.ndarray:
+        if self.generators is None:
+            return self._shared.random(n_rows)
+        if n_rows != len(self.generators) * self.group:
+            raise ValueError(f"{n_rows} rows to sample for {len(self.generators)} windows of {self.group}")
+        return np.concatenate([g.random(self.group) for g in self.generators])
 
     def finalize(self, tokens: np.ndarray, sum_logprobs: np.ndarray):
         tokens = np.pad(tokens, ((0, 0), (0, 1)), constant_values=self.eot)
@@ -319,7 +332,7 @@ def decode_batch(
     tokenizer: WhisperTokenizer,
     options: DecodingOptions,
     languages: Sequence[str | None] | None = None,
-    generator: np.random.Generator | None = None,
+    generators: Sequence[np.random.Generator] | None = None,
     previous: Sequence[Sequence[int]] | None = None,
     prefixes: Sequence[Sequence[int]] | None = None,
     cut: RepetitionCut | None = None,
@@ -329,7 +342,8 @@ def decode_batch(
     `previous` gives each window its own previous-text tokens (long-form batching across files),
     overriding `options.prompt`; `prefixes` likewise each window's forced prefix (a file's first
     window only), overriding `options.prefix`; the resulting prompts must still have equal lengths.
-    `cut`: end rows stuck in a loop early (greedy and sampling; `repetition.py`).
+    `cut`: end rows stuck in a loop early (greedy and sampling; `repetition.py`). `generators`:
+    when sampling, one per window (see `GreedyDecoder`).
     """
     options.check()
     languages = list(languages) if languages is not None else [options.language] * batch
@@ -352,7 +366,7 @@ def decode_batch(
     if beam:
         decoder = BeamSearchDecoder(group, tokenizer.eot, options.patience)
     else:  # greedy, or `best_of` independent samples per window
-        decoder = GreedyDecoder(options.temperature, tokenizer.eot, generator)
+        decoder = GreedyDecoder(options.temperature, tokenizer.eot, generators, group)
     sample_len = options.sample_len or N_TEXT_CTX // 2
     sum_logprobs = np.zeros(tokens.shape[0], np.float32)
 

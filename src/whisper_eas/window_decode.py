@@ -93,12 +93,8 @@ def decode_windows(
     outcomes = [WindowOutcome(r, _n_kept(encoded, i), encoded.n_frames, kept=_real(k, encoded, i),
                               language_prob=probs[i]) for i, (r, k) in enumerate(zip(results, kept))]
     rerun = _guard_rerun(runner, encoded, requests, greedy, languages, outcomes, guard, dense, cut, longform)
-    for i, request in enumerate(requests):
-        if len(longform.temperatures) > 1 and needs_fallback(outcomes[i].result, longform):
-            source = dense.get([i]) if i in rerun and dense.available else encoded.select([i])
-            outcomes[i].result = _sample_fallback(runner, source, request, options, longform,
-                                                  outcomes[i].result.language or languages[i], outcomes[i].result,
-                                                  cut, exact=i in rerun)
+    if len(longform.temperatures) > 1:
+        _sample_fallbacks(runner, encoded, dense, requests, options, longform, languages, outcomes, rerun, cut)
     return outcomes
 
 
@@ -321,17 +317,35 @@ def _guard_rerun(runner, encoded: EncodedBatch, requests, options, languages, ou
     return set(redo)
 
 
-def _sample_fallback(runner, encoded, request, options, longform, language, result,
-                     cut: RepetitionCut | None = None, exact: bool = False) -> DecodingResult:
-    """Sample at rising temperatures until openai's rule is satisfied; the last try is kept
-    (`exact`: with the runner's exact decoder step, for a window the guard re-ran)."""
+def _sample_fallbacks(runner: Runner, encoded: EncodedBatch, dense: _DenseCache, requests: Sequence[WindowRequest],
+                      options: DecodingOptions, longform: LongformOptions, languages: list[str],
+                      outcomes: list[WindowOutcome], rerun: set[int], cut: RepetitionCut | None) -> None:
+    """openai/whisper's fallback, in place: while a window's result still asks for it, sample it
+    at the next temperature; the last try is kept.
+
+    The windows that fall back are sampled together, one decode per temperature for all of them
+    (per kind of step and prompt shape), so one failing window no longer costs its batch a
+    sequential decode per try. Each window keeps its own seeded generator, so its samples are the
+    same alone or beside others. A window the guard re-ran samples on its clean encoding with
+    the exact step."""
+    pending = [i for i in range(len(requests)) if needs_fallback(outcomes[i].result, longform)]
     for step, temperature in enumerate(longform.temperatures):
+        if not pending:
+            return
         if temperature == 0.0:
             continue
         hot = replace(options, temperature=temperature, beam_size=None, patience=None)
-        generator = np.random.default_rng(request.seed * 31 + step)
-        session = (runner.exact_decoder if exact else runner.decoder)(encoded, hot.group)  # `best_of` samples
-        result = decode_batch(session, 1, runner.tokenizer, hot, [language], generator=generator, previous=[request.prompt], prefixes=[request.prefix], cut=cut)[0]
-        if not needs_fallback(result, longform):
-            break
-    return result
+        groups: dict[tuple[bool, int, int], list[int]] = defaultdict(list)
+        for i in pending:
+            groups[i in rerun, min(len(requests[i].prompt), MAX_PROMPT), len(requests[i].prefix)].append(i)
+        for (exact, _, _), rows in groups.items():
+            source = dense.get(rows) if exact and dense.available else encoded.select(rows)
+            session = (runner.exact_decoder if exact else runner.decoder)(source, hot.group)  # `best_of` rows each
+            results = decode_batch(
+                session, len(rows), runner.tokenizer, hot,
+                [outcomes[i].result.language or languages[i] for i in rows],
+                generators=[np.random.default_rng(requests[i].seed * 31 + step) for i in rows],
+                previous=[requests[i].prompt for i in rows], prefixes=[requests[i].prefix for i in rows], cut=cut)
+            for i, result in zip(rows, results):
+                outcomes[i].result = result
+        pending = [i for i in pending if needs_fallback(outcomes[i].result, longform)]
