@@ -3,7 +3,8 @@ int8, stage by stage, each side in its own fresh process (issue 26's profile).
 
 Per side: importing the library, opening the model (sessions / CTranslate2 model), the encoder on a
 full 30 s window (median of the recording's first windows, warm), greedy decoding with timestamps
-per generated token (cross keys/values included, no previous text), and the process's resident
+split into the first token (cross keys/values and the prompt's step) and each
+further token (no previous text), and the process's resident
 memory after opening and at its peak. Whole-process times are `process_compare.py`'s job.
 
     PYTHONPATH=src python scripts/stage_profile.py --out docs/data/bench/stage-profile-2026-12-08.json \
@@ -18,6 +19,7 @@ import resource
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 WINDOW = 480_000  # samples in 30 s
@@ -55,20 +57,22 @@ def ours(path: str) -> dict:
     audio = load_audio(path)
     mels = [window_features(audio[i * WINDOW:(i + 1) * WINDOW])[None] for i in range(WINDOWS)]
     dense = DenseView(runner)
-    encode_s, tokens, decode_s = [], 0, 0.0
+    encode_s, tokens, decode_s, first_s = [], 0, 0.0, []
     options = DecodingOptions(language="en")
     dense.encode(mels[0])  # warm: the first call sizes the arena
     for mel in mels:
         begin = time.perf_counter()
         encoded = dense.encode(mel)
         encode_s.append(time.perf_counter() - begin)
+        request = [WindowRequest(mel[0], (), "en", seed=0)]
         begin = time.perf_counter()
-        outcome = decode_windows(dense, [WindowRequest(mel[0], (), "en", seed=0)], options, encoded=encoded)[0]
+        decode_windows(dense, request, replace(options, sample_len=1), encoded=encoded)
+        first_s.append(time.perf_counter() - begin)
+        begin = time.perf_counter()
+        outcome = decode_windows(dense, request, options, encoded=encoded)[0]
         decode_s += time.perf_counter() - begin
         tokens += len(outcome.result.tokens)
-    return dict(import_s=imported - started, open_s=opened - imported, rss_open_mb=rss_open,
-                encode_s=_median(encode_s), decode_ms_per_token=1000 * decode_s / tokens, tokens=tokens,
-                peak_mb=_peak_mb())
+    return _report(imported - started, opened - imported, rss_open, encode_s, first_s, decode_s, tokens)
 
 
 def faster_whisper(path: str) -> dict:
@@ -89,7 +93,7 @@ def faster_whisper(path: str) -> dict:
     rss_open = _rss_mb()
     audio = decode_audio(path)
     prompt = list(Tokenizer(model.hf_tokenizer, False).sot_sequence)
-    encode_s, tokens, decode_s = [], 0, 0.0
+    encode_s, tokens, decode_s, first_s = [], 0, 0.0, []
     model.model.encode(_features(model, audio, 0), to_cpu=False)  # warm, as ours
     for i in range(WINDOWS):
         features = _features(model, audio, i)
@@ -97,12 +101,23 @@ def faster_whisper(path: str) -> dict:
         encoded = model.model.encode(features, to_cpu=False)
         encode_s.append(time.perf_counter() - begin)
         begin = time.perf_counter()
+        model.model.generate(encoded, [prompt], beam_size=1, max_length=len(prompt) + 1)
+        first_s.append(time.perf_counter() - begin)
+        begin = time.perf_counter()
         result = model.model.generate(encoded, [prompt], beam_size=1, max_length=224, suppress_blank=True)
         decode_s += time.perf_counter() - begin
         tokens += len(result[0].sequences_ids[0])
-    return dict(import_s=imported - started, open_s=opened - opening, rss_open_mb=rss_open,
-                encode_s=_median(encode_s), decode_ms_per_token=1000 * decode_s / tokens, tokens=tokens,
-                peak_mb=_peak_mb())
+    return _report(imported - started, opened - opening, rss_open, encode_s, first_s, decode_s, tokens)
+
+
+def _report(import_s: float, open_s: float, rss_open: float, encode_s: list[float], first_s: list[float],
+            decode_s: float, tokens: int) -> dict:
+    """Per window: the encoder, the decoder's first token (cross keys/values and the prompt's step),
+    then each further token (the decoding time less the first token's, over the tokens after it)."""
+    first = _median(first_s)
+    return dict(import_s=import_s, open_s=open_s, rss_open_mb=rss_open, encode_s=_median(encode_s),
+                first_token_s=first, ms_per_next_token=1000 * (decode_s - first * len(first_s)) / max(1, tokens - len(first_s)),
+                tokens=tokens, peak_mb=_peak_mb())
 
 
 def _features(model, audio, window: int):
