@@ -48,9 +48,11 @@ def test_fallback_best_of_is_checked():
 
 
 def test_windows_that_fall_back_are_sampled_together_with_the_texts_they_get_alone(dense_dir):
-    """Every window forced to fall back (no avg_logprob is above 0): four windows decoded together
-    open one decoder session per temperature, not one per window and temperature, and each window's
-    samples (2 per try, its own seed) are exactly those it gets when decoded alone."""
+    """Every window forced to fall back (no avg_logprob is above 0). With one sample per try, four
+    windows decoded together open one decoder session per temperature, not one per window and
+    temperature; with two samples per try, two windows per session (a sampling decode holds no
+    more rows than the greedy pass: each row holds its own cross keys/values). Either way each
+    window's samples (its own seed) are exactly those it gets when decoded alone."""
     import numpy as np
 
     from whisper_eas.audio import load_audio
@@ -66,20 +68,23 @@ def test_windows_that_fall_back_are_sampled_together_with_the_texts_they_get_alo
     runner = OrtRunner(dense_dir)
     utts = read_manifest(DATA / "manifest.tsv")[:4]
     requests = [WindowRequest(window_features(load_audio(u.path)), (), "en", seed=i) for i, u in enumerate(utts)]
-    options = DecodingOptions(language="en", best_of=2)
     longform = LongformOptions(temperatures=(0.0, 0.4, 0.8), logprob_threshold=0.0)
-    sessions: list[int] = []
+    sessions: list[tuple[int, int]] = []
     real = runner.decoder
 
     def recording(encoded, group=1):
-        sessions.append(encoded.batch)
+        sessions.append((encoded.batch, group))
         return real(encoded, group)
 
     runner.decoder = recording
-    together = decode_windows(runner, requests, options, longform)
-    assert sessions == [4, 4, 4], sessions  # greedy, then the four windows sampled at 0.4 and at 0.8
-    alone = [decode_windows(runner, [request], options, longform)[0] for request in requests]
-    assert [o.result.temperature for o in together] == [0.8] * 4
-    assert [o.result.text for o in together] == [o.result.text for o in alone]
-    assert [o.result.tokens for o in together] == [o.result.tokens for o in alone]
-    assert np.allclose([o.result.avg_logprob for o in together], [o.result.avg_logprob for o in alone], atol=1e-4)
+    for best_of, expected in ((1, [(4, 1)] * 3), (2, [(4, 1)] + [(2, 2)] * 4)):
+        options = DecodingOptions(language="en", best_of=best_of)
+        sessions.clear()
+        together = decode_windows(runner, requests, options, longform)
+        assert sessions == expected, (best_of, sessions)  # greedy, then the samples at 0.4 and at 0.8
+        alone = [decode_windows(runner, [request], options, longform)[0] for request in requests]
+        assert [o.result.temperature for o in together] == [0.8] * 4
+        assert [o.result.text for o in together] == [o.result.text for o in alone]
+        assert [o.result.tokens for o in together] == [o.result.tokens for o in alone]
+        assert np.allclose([o.result.avg_logprob for o in together], [o.result.avg_logprob for o in alone],
+                           atol=1e-4)

@@ -323,11 +323,13 @@ def _sample_fallbacks(runner: Runner, encoded: EncodedBatch, dense: _DenseCache,
     """openai/whisper's fallback, in place: while a window's result still asks for it, sample it
     at the next temperature; the last try is kept.
 
-    The windows that fall back are sampled together, one decode per temperature for all of them
-    (per kind of step and prompt shape), so one failing window no longer costs its batch a
-    sequential decode per try. Each window keeps its own seeded generator, so its samples are the
-    same alone or beside others. A window the guard re-ran samples on its clean encoding with
-    the exact step."""
+    The windows that fall back are sampled together (per kind of step and prompt shape), so one
+    failing window no longer costs its batch a sequential decode per try. A decode holds at most
+    as many rows as the greedy pass did, or one window's `best_of` rows (each row holds its own
+    copy of the window's cross keys/values): with best_of=5 in a batch of 8, one window at a
+    time, as before; with one sample per try (the batched mode), all of them at once. Each window
+    keeps its own seeded generator, so its samples are the same alone or beside others. A window
+    the guard re-ran samples on its clean encoding with the exact step."""
     pending = [i for i in range(len(requests)) if needs_fallback(outcomes[i].result, longform)]
     for step, temperature in enumerate(longform.temperatures):
         if not pending:
@@ -335,10 +337,13 @@ def _sample_fallbacks(runner: Runner, encoded: EncodedBatch, dense: _DenseCache,
         if temperature == 0.0:
             continue
         hot = replace(options, temperature=temperature, beam_size=None, patience=None)
+        per_decode = max(1, max(len(requests), hot.group) // hot.group)  # windows per sampling decode
         groups: dict[tuple[bool, int, int], list[int]] = defaultdict(list)
         for i in pending:
             groups[i in rerun, min(len(requests[i].prompt), MAX_PROMPT), len(requests[i].prefix)].append(i)
-        for (exact, _, _), rows in groups.items():
+        chunks = [(exact, rows[start:start + per_decode]) for (exact, _, _), rows in groups.items()
+                  for start in range(0, len(rows), per_decode)]
+        for exact, rows in chunks:
             source = dense.get(rows) if exact and dense.available else encoded.select(rows)
             session = (runner.exact_decoder if exact else runner.decoder)(source, hot.group)  # `best_of` rows each
             results = decode_batch(
