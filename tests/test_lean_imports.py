@@ -104,3 +104,30 @@ def test_serve_transcription_imports_no_torch(cached_exports):
     report = _run(SERVE)
     assert report["backend"] == "onnxruntime" and "country" in report["text"].lower()
     assert not report["torch"] and not report["transformers"], report
+
+
+def test_our_commands_give_numpy_blas_one_thread_unless_the_user_chose():
+    """numpy's OpenBLAS threads spin after the log-mel's product and take a core from ONNX Runtime:
+    the entry points set one thread before numpy loads, and keep a user's own setting."""
+    import glob
+    import os
+    import subprocess
+    import sys
+
+    import numpy
+
+    if not glob.glob(os.path.join(os.path.dirname(numpy.__file__), "..", "numpy.libs", "libscipy_openblas*")):
+        pytest.skip("numpy without its bundled OpenBLAS")
+    script = """
+import glob, os, ctypes
+import whisper_eas.cli.transcribe_cmd
+import numpy
+lib = glob.glob(os.path.join(os.path.dirname(numpy.__file__), "..", "numpy.libs", "libscipy_openblas*"))[0]
+print(ctypes.CDLL(lib).scipy_openblas_get_num_threads64_())
+"""
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    ours = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    chosen = subprocess.run([sys.executable, "-c", script], env={**env, "OPENBLAS_NUM_THREADS": "2"},
+                            capture_output=True, text=True, check=True)
+    assert ours.stdout.split()[-1] == "1"
+    assert chosen.stdout.split()[-1] == "2"
