@@ -36,6 +36,7 @@ def _peak_mb() -> float:
 
 
 def _median(values: list[float]) -> float:
+    """The upper median: the middle of three windows; of two processes, the larger figure."""
     values = sorted(values)
     return values[len(values) // 2]
 
@@ -135,7 +136,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("audio", nargs="*")
     parser.add_argument("--out", type=Path)
-    parser.add_argument("--rounds", type=int, default=2, help="fresh processes per side and recording (median)")
+    parser.add_argument("--rounds", type=int, default=2, help="fresh processes per side and recording (upper median: of 2, the larger)")
     parser.add_argument("--child", nargs=2, metavar=("SIDE", "FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

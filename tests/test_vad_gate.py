@@ -167,7 +167,7 @@ def test_the_vad_over_five_minutes_holds_little_memory():
     import sys
 
     script = """
-import resource, sys
+import resource
 import numpy as np
 from whisper_eas.vad import SileroVad
 audio = (np.random.default_rng(0).standard_normal(300 * 16000) * 0.01).astype(np.float32)

@@ -269,13 +269,10 @@ def vote_language(runner: Runner, first: tuple[str, float], later: Iterable[np.n
 def _decode_grouped(runner: Runner, encoded: EncodedBatch, requests: Sequence[WindowRequest],
                     options: DecodingOptions, languages: list[str],
                     cut: RepetitionCut | None = None, exact: bool = False) -> list[DecodingResult]:
-    """Decode rows in groups of equal prompt length (the decoder has no padding mask); `exact`: with
-    the runner's exact decoder step."""
-    groups: dict[tuple[int, int], list[int]] = defaultdict(list)
-    for i, request in enumerate(requests):
-        groups[min(len(request.prompt), MAX_PROMPT), len(request.prefix)].append(i)
+    """Decode rows in groups of equal prompt shape (`_prompt_groups`); `exact`: with the runner's
+    exact decoder step."""
     results: list[DecodingResult | None] = [None] * len(requests)
-    for rows in groups.values():
+    for rows in _prompt_groups(requests, range(len(requests))):
         sub = encoded if len(rows) == encoded.batch else encoded.select(rows)
         session = (runner.exact_decoder if exact else runner.decoder)(sub, options.beam_size or 1)
         decoded = decode_batch(session, len(rows), runner.tokenizer, options, [languages[i] for i in rows],
@@ -284,6 +281,15 @@ def _decode_grouped(runner: Runner, encoded: EncodedBatch, requests: Sequence[Wi
         for i, result in zip(rows, decoded):
             results[i] = result
     return results  # type: ignore[return-value]
+
+
+def _prompt_groups(requests: Sequence[WindowRequest], rows: Iterable[int]) -> list[list[int]]:
+    """`rows` grouped by prompt shape (kept previous-text length, prefix length): the decoder has
+    no padding mask, so the rows of one decode need prompts of equal length."""
+    groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for i in rows:
+        groups[min(len(requests[i].prompt), MAX_PROMPT), len(requests[i].prefix)].append(i)
+    return list(groups.values())
 
 
 def _guard_rerun(runner, encoded: EncodedBatch, requests, options, languages, outcomes, guard, dense: _DenseCache,
@@ -338,10 +344,8 @@ def _sample_fallbacks(runner: Runner, encoded: EncodedBatch, dense: _DenseCache,
             continue
         hot = replace(options, temperature=temperature, beam_size=None, patience=None)
         per_decode = max(1, max(len(requests), hot.group) // hot.group)  # windows per sampling decode
-        groups: dict[tuple[bool, int, int], list[int]] = defaultdict(list)
-        for i in pending:
-            groups[i in rerun, min(len(requests[i].prompt), MAX_PROMPT), len(requests[i].prefix)].append(i)
-        chunks = [(exact, rows[start:start + per_decode]) for (exact, _, _), rows in groups.items()
+        chunks = [(exact, rows[start:start + per_decode]) for exact in (False, True)
+                  for rows in _prompt_groups(requests, [i for i in pending if (i in rerun) == exact])
                   for start in range(0, len(rows), per_decode)]
         for exact, rows in chunks:
             source = dense.get(rows) if exact and dense.available else encoded.select(rows)

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from whisper_eas.cli.common import friendly_errors, model_option, prune_options, resolve_prune
+from whisper_eas.exporter.graph_specs import ATTENTIONS
 from whisper_eas.exporter.quantize import PRECISIONS
 
 
@@ -35,7 +36,7 @@ def _batch(value: str) -> int | None:
                    "tokens recomputed in float32 (float32's greedy decisions, faster steps); int8-enc: int8-proj "
                    "plus the encoder tail's weight matmuls except the feed-forward output (fc2); int8-dec: int8-proj "
                    "plus the decoder's layer weights as weight-only int8 in blocks of 32 (MatMulNBits).")
-@click.option("--attention", type=click.Choice(["standard", "fused"]), default="standard", show_default=True,
+@click.option("--attention", type=click.Choice(list(ATTENTIONS)), default="standard", show_default=True,
               help="The encoder's self-attention: standard ONNX ops (what TensorRT parses; the default exports), "
                    "or fused: one ONNX Runtime MultiHeadAttention node per block, ~3% faster on a CPU (the "
                    "standard graphs' query chunks save the same memory), but it moved speech-val long +0.82 WER "
